@@ -1,0 +1,98 @@
+"""The contract between the kernel and its plugins.
+
+A plugin adds a subsystem to every app: reserved routes inside the app
+(``/_ws``), static assets under ``/_fazt/``, a JS namespace (``fazt.<name>``),
+a part of the ``app.json`` schema, its own kernel-config section, per-app limit
+overrides, and start/stop hooks. Plugins are found through the
+``fazt.plugins`` entry-point group and enabled by the kernel config
+(``"plugins": ["realtime"]``), or attached in Python with ``Kernel.use()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import tornado.web
+
+    from fazt.kernel.app import App
+    from fazt.kernel.kernel import Kernel
+
+
+class HostCallError(Exception):
+    """Raised by a host function to reject the JS Promise with this message.
+
+    The message should name the function and the argument, e.g.
+    ``"fazt.realtime.broadcast: channel must be a string"``.
+    """
+
+
+@dataclass(frozen=True)
+class HostCallContext:
+    """What a host function knows about its caller: always exactly one app."""
+
+    app: App
+    kernel: Kernel
+
+
+# A host function receives the caller's context and the JS arguments (already
+# JSON-decoded: dict, list, str, int, float, bool or None) and returns a
+# JSON-serialisable value that resolves the JS Promise.
+HostFunction = Callable[[HostCallContext, list[Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class PluginRoute:
+    """A path reserved inside every app, e.g. ``/_ws``.
+
+    The kernel instantiates ``handler`` with ``kernel=``, ``app=`` (``None`` when
+    the host names no known app, so the plugin can answer in its own protocol,
+    e.g. WebSocket close 4001) and ``**kwargs``.
+    """
+
+    path: str
+    handler: type[tornado.web.RequestHandler]
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Plugin:
+    """Base class for kernel plugins; every hook has a do-nothing default."""
+
+    #: Unique plugin name: the config key, the ``limits`` key and the JS namespace.
+    name: str = ""
+
+    def config_schema(self) -> dict[str, Any] | None:
+        """JSON Schema of this plugin's section in the kernel config file."""
+        return None
+
+    def configure(self, settings: Mapping[str, Any]) -> None:  # noqa: B027
+        """Receive this plugin's (validated) kernel-config section before start."""
+
+    def manifest_properties(self) -> dict[str, Any]:
+        """Top-level ``app.json`` properties this plugin adds (name -> JSON Schema)."""
+        return {}
+
+    def manifest_limits_schema(self) -> dict[str, Any] | None:
+        """JSON Schema for ``app.json`` ``limits.<name>`` (per-app overrides)."""
+        return None
+
+    def routes(self) -> list[PluginRoute]:
+        """Paths reserved inside every app."""
+        return []
+
+    def assets(self) -> dict[str, Path]:
+        """Files served at ``/_fazt/<name>`` on every app host."""
+        return {}
+
+    def js_namespace(self) -> dict[str, HostFunction]:
+        """Functions exposed to JS handlers as ``fazt.<plugin name>.<fn>``."""
+        return {}
+
+    async def start(self, kernel: Kernel) -> None:  # noqa: B027
+        """Called once, after the kernel loaded its apps and before it serves."""
+
+    async def stop(self, kernel: Kernel) -> None:  # noqa: B027
+        """Called on kernel stop (SIGINT/SIGTERM): finish gracefully."""

@@ -1,0 +1,46 @@
+"""Packaging for fazt: the kernel, the QuickJS bridge and the realtime plugin.
+
+Tool settings (ruff, mypy, pytest) live in pyproject.toml; packaging lives here,
+as the design card asks for a setup.py.
+"""
+
+from setuptools import find_packages, setup
+
+TEST_REQUIREMENTS = [
+    "pytest>=8.0",
+    "hypothesis>=6.100",
+    "websockets>=13.0",
+    "redis>=5.0",
+    "playwright>=1.45",
+    "ruff>=0.6",
+    "mypy>=1.10",
+    "types-setuptools",
+]
+
+setup(
+    name="fazt",
+    version="0.1.0",
+    description="A personal-cloud kernel on Tornado with sandboxed JS apps and realtime pub/sub",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["fazt", "fazt.*"]),
+    include_package_data=True,
+    package_data={"fazt": ["py.typed", "**/*.json", "**/*.js", "**/*.map", "**/*.d.ts"]},
+    install_requires=[
+        "tornado>=6.3",
+        # quickjs-ng: maintained engine, one abi3 wheel for CPython 3.10+ (see README).
+        "quickjs-ng>=0.10",
+        "pyjwt[crypto]>=2.8",
+        "jsonschema>=4.18",
+        "prometheus-client>=0.20",
+    ],
+    extras_require={
+        "redis": ["redis>=5.0"],
+        "test": TEST_REQUIREMENTS,
+    },
+    entry_points={
+        "console_scripts": ["fazt=fazt.cli:main"],
+        "fazt.plugins": ["realtime=fazt.realtime.plugin:RealtimePlugin"],
+    },
+)
