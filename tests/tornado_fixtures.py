@@ -102,6 +102,6 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # gen_test implies io_loop, as in pytest-tornado.
     for item in items:
-        if item.get_closest_marker("gen_test") and isinstance(item, pytest.Function):
-            if "io_loop" not in item.fixturenames:
-                item.fixturenames.insert(0, "io_loop")
+        needs_loop = item.get_closest_marker("gen_test") and isinstance(item, pytest.Function)
+        if needs_loop and "io_loop" not in item.fixturenames:
+            item.fixturenames.insert(0, "io_loop")

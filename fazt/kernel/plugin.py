@@ -68,7 +68,7 @@ class Plugin:
         """JSON Schema of this plugin's section in the kernel config file."""
         return None
 
-    def configure(self, settings: Mapping[str, Any]) -> None:  # noqa: B027
+    def configure(self, settings: Mapping[str, Any]) -> None:
         """Receive this plugin's (validated) kernel-config section before start."""
 
     def manifest_properties(self) -> dict[str, Any]:
@@ -91,8 +91,8 @@ class Plugin:
         """Functions exposed to JS handlers as ``fazt.<plugin name>.<fn>``."""
         return {}
 
-    async def start(self, kernel: Kernel) -> None:  # noqa: B027
+    async def start(self, kernel: Kernel) -> None:
         """Called once, after the kernel loaded its apps and before it serves."""
 
-    async def stop(self, kernel: Kernel) -> None:  # noqa: B027
+    async def stop(self, kernel: Kernel) -> None:
         """Called on kernel stop (SIGINT/SIGTERM): finish gracefully."""

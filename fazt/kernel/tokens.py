@@ -60,7 +60,9 @@ def load_secret(explicit: str | None, data_dir: Path) -> bytes:
     return secret.encode()
 
 
-def load_public_keys(pem_files: Iterable[Path] = (), jwks_files: Iterable[Path] = ()) -> list[PublicKey]:
+def load_public_keys(
+    pem_files: Iterable[Path] = (), jwks_files: Iterable[Path] = ()
+) -> list[PublicKey]:
     """Read PEM public keys and JWKS files into verification keys."""
     keys: list[PublicKey] = []
     for pem_path in pem_files:
@@ -70,8 +72,10 @@ def load_public_keys(pem_files: Iterable[Path] = (), jwks_files: Iterable[Path] 
     for jwks_path in jwks_files:
         document = json.loads(jwks_path.read_text(encoding="utf-8"))
         for jwk in jwt.PyJWKSet.from_dict(document).keys:
-            algorithm = jwk.algorithm_name if jwk.algorithm_name in ASYMMETRIC_ALGORITHMS else (
-                "ES256" if jwk.key_type == "EC" else "RS256"
+            algorithm = (
+                jwk.algorithm_name
+                if jwk.algorithm_name in ASYMMETRIC_ALGORITHMS
+                else ("ES256" if jwk.key_type == "EC" else "RS256")
             )
             keys.append(PublicKey(algorithm=algorithm, key=jwk.key, kid=jwk.key_id))
     return keys

@@ -1,0 +1,1 @@
+"""fazt.realtime: WebSocket pub/sub for fazt apps (the ``/_ws`` endpoint and ``fazt.realtime``)."""
