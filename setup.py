@@ -38,6 +38,16 @@ setup(
     extras_require={
         "redis": ["redis>=5.0"],
         "test": TEST_REQUIREMENTS,
+        # bench/: the peers measured against fazt, the fast load client, the chart, the profiler.
+        "bench": [
+            "websockets>=13.0",
+            "python-socketio>=5.11",
+            "aiohttp>=3.9",
+            "uvloop>=0.19",
+            "orjson>=3.9",
+            "matplotlib>=3.8",
+            "py-spy>=0.3.14",
+        ],
     },
     entry_points={
         "console_scripts": ["fazt=fazt.cli:main"],
