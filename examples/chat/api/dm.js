@@ -1,0 +1,25 @@
+// POST /api/dm {"to": "bob", "message": "psst"}  (signed in)
+//
+// A direct message goes to the recipient's private channel private-user-<to>,
+// which only a token with sub=<to> may subscribe to (app.json rule
+// "private-user-{sub}"). The sender gets a copy on their own channel so that
+// all of their open tabs show the conversation.
+const { USER_ID, author, cleanText, badRequest, needSignIn } = require('./lib/users.js');
+
+module.exports = async (req) => {
+  if (req.method !== 'POST') return { status: 405, json: { error: 'use POST' } };
+  if (!req.user) return needSignIn();
+  const { to, message } = req.json || {};
+  if (typeof to !== 'string' || !USER_ID.test(to)) {
+    return badRequest('to must be a user id of 1-32 [a-z0-9_-]');
+  }
+  const text = cleanText(message);
+  if (text === null) return badRequest('message must be a non-empty string of at most 1000 characters');
+
+  const dm = { from: author(req.user), to, text, timestamp: Date.now() };
+  await fazt.realtime.broadcast(`private-user-${to}`, dm);
+  if (to !== req.user.sub) {
+    await fazt.realtime.broadcast(`private-user-${req.user.sub}`, dm);
+  }
+  return { json: { sent: true } };
+};

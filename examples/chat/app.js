@@ -1,0 +1,172 @@
+// fazt chat: rooms (room-<name>), who is online (presence-room-<name>) and
+// direct messages (private-user-<id>), on the FaztRealtime browser SDK.
+// Every write goes through an api/*.js handler; the page only subscribes.
+(function () {
+  'use strict';
+
+  const $ = (id) => document.getElementById(id);
+  const state = { token: null, user: null, rt: null, room: null, members: new Map() };
+
+  // Relative URLs, so the app works at http://chat.localhost:8080/ and at /_app/chat/.
+  function socketUrl() {
+    const url = new URL('_ws', location.href);
+    url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    return url.toString();
+  }
+
+  async function post(path, body) {
+    const headers = { 'Content-Type': 'application/json' };
+    if (state.token) headers.Authorization = 'Bearer ' + state.token;
+    const response = await fetch('api/' + path, { method: 'POST', headers, body: JSON.stringify(body) });
+    const reply = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(reply.error || 'HTTP ' + response.status);
+    return reply;
+  }
+
+  function showError(error) {
+    $('error').textContent = error ? String(error.message || error) : '';
+  }
+
+  function time(ms) {
+    return new Date(ms || Date.now()).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  }
+
+  // One chat line, built with textContent only: user text is never HTML.
+  function line(list, who, text, timestamp, extra) {
+    const item = document.createElement('li');
+    const author = document.createElement('span');
+    author.className = 'author';
+    author.textContent = who;
+    const body = document.createElement('span');
+    body.className = 'text';
+    body.textContent = text;
+    const when = document.createElement('span');
+    when.className = 'time';
+    when.textContent = time(timestamp);
+    item.append(author, body, when);
+    if (extra) Object.assign(item.dataset, extra);
+    list.append(item);
+    list.scrollTop = list.scrollHeight;
+  }
+
+  function renderMembers() {
+    const list = $('members');
+    list.replaceChildren();
+    const sorted = [...state.members.values()].sort((a, b) => String(a.name).localeCompare(b.name));
+    for (const member of sorted) {
+      const item = document.createElement('li');
+      item.dataset.id = member.id;
+      item.textContent = member.name || member.id;
+      list.append(item);
+    }
+  }
+
+  function setMembers(members) {
+    state.members = new Map((members || []).map((m) => [m.id, m]));
+    renderMembers();
+  }
+
+  // The presence list is re-read after every (re)subscribe: while we were
+  // disconnected people may have come and gone without us seeing the events.
+  async function refreshMembers() {
+    const channel = 'presence-room-' + state.room;
+    try {
+      setMembers(await state.rt.members(channel));
+    } catch (error) {
+      showError(error);
+    }
+  }
+
+  function joinRoom(room) {
+    const rt = state.rt;
+    if (state.room) {
+      rt.unsubscribe('room-' + state.room);
+      rt.unsubscribe('presence-room-' + state.room);
+    }
+    state.room = room;
+    $('messages').replaceChildren();
+    setMembers([]);
+    rt.subscribe('room-' + room, {
+      onMessage: (data) => line($('messages'), data.user.name, data.text, data.timestamp, { from: data.user.id }),
+    });
+    const presence = rt.subscribe('presence-room-' + room, {
+      onJoin: (member) => {
+        state.members.set(member.id, member);
+        renderMembers();
+      },
+      onLeave: (member) => {
+        state.members.delete(member.id);
+        renderMembers();
+      },
+    });
+    Promise.resolve(presence).then(refreshMembers, showError);
+  }
+
+  function connect() {
+    const rt = new FaztRealtime(socketUrl(), { token: state.token });
+    state.rt = rt;
+    const status = $('status');
+    const setStatus = (name) => {
+      status.dataset.state = name;
+      status.textContent = name;
+    };
+    rt.on('connected', () => {
+      setStatus('connected');
+      showError(null);
+      if (state.room) refreshMembers();
+    });
+    rt.on('disconnected', () => setStatus('offline'));
+    rt.on('reconnecting', () => setStatus('reconnecting'));
+    rt.on('kicked', () => setStatus('kicked'));
+    rt.on('error', (error) => showError(error && (error.error || error.message || error.code)));
+
+    rt.subscribe('private-user-' + state.user.id, {
+      onMessage: (dm) => line($('dms'), dm.from.name + ' → ' + dm.to, dm.text, dm.timestamp, { from: dm.from.id }),
+    });
+    joinRoom($('room').value);
+  }
+
+  $('login-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    $('login-error').textContent = '';
+    try {
+      const reply = await post('login', { name: $('name').value });
+      state.token = reply.token;
+      state.user = reply.user;
+      $('me').textContent = reply.user.name + ' (' + reply.user.id + ')';
+      $('login-form').hidden = true;
+      $('chat').hidden = false;
+      connect();
+      $('message').focus();
+    } catch (error) {
+      $('login-error').textContent = error.message;
+    }
+  });
+
+  $('room').addEventListener('change', () => joinRoom($('room').value));
+
+  $('message-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const input = $('message');
+    if (!input.value.trim()) return;
+    try {
+      await post('chat', { channel: 'room-' + state.room, message: input.value });
+      input.value = '';
+      showError(null);
+    } catch (error) {
+      showError(error);
+    }
+  });
+
+  $('dm-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const input = $('dm-message');
+    try {
+      await post('dm', { to: $('dm-to').value.trim(), message: input.value });
+      input.value = '';
+      showError(null);
+    } catch (error) {
+      showError(error);
+    }
+  });
+})();

@@ -1,0 +1,24 @@
+// POST /api/login {"name": "Ann", "adminCode"?: "..."} -> {"token", "user"}
+//
+// DEMO-ONLY sign-in, no password. With the demo admin code (see lib/auth.js)
+// the token carries role "admin", which opens the "admin" channel and
+// /api/announce. The kernel binds the token to this app.
+const { DEMO_ADMIN_CODE, cleanName } = require('./lib/auth.js');
+
+module.exports = async (req) => {
+  if (req.method !== 'POST') return { status: 405, json: { error: 'use POST' } };
+  const body = req.json || {};
+  const name = cleanName(body.name);
+  if (!name) {
+    return { status: 400, json: { error: 'name must be 1-32 letters, digits, spaces, "-" or "_"' } };
+  }
+  if (body.adminCode !== undefined && body.adminCode !== '' && body.adminCode !== DEMO_ADMIN_CODE) {
+    return { status: 403, json: { error: 'wrong admin code' } };
+  }
+  const admin = body.adminCode === DEMO_ADMIN_CODE;
+  const sub = name.toLowerCase().replace(/ +/g, '-');
+  const claims = { sub, name, ttlSeconds: 8 * 3600 };
+  if (admin) claims.role = 'admin';
+  const token = await fazt.auth.issueToken(claims);
+  return { json: { token, user: { id: sub, name, admin } } };
+};

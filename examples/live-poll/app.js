@@ -1,0 +1,148 @@
+// fazt live poll: results on the public "poll" channel, a role-gated "admin"
+// channel with the live vote feed, and app-wide announcements (broadcastAll).
+(function () {
+  'use strict';
+
+  const $ = (id) => document.getElementById(id);
+  const state = { token: null, user: null, rt: null, options: [], mine: null };
+
+  function socketUrl() {
+    const url = new URL('_ws', location.href);
+    url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    return url.toString();
+  }
+
+  async function call(path, body) {
+    const headers = {};
+    if (state.token) headers.Authorization = 'Bearer ' + state.token;
+    const init = { method: body === undefined ? 'GET' : 'POST', headers };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    const response = await fetch('api/' + path, init);
+    const reply = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(reply.error || 'HTTP ' + response.status);
+    return reply;
+  }
+
+  function showError(error) {
+    $('error').textContent = error ? String(error.message || error) : '';
+  }
+
+  function renderOptions() {
+    const list = $('options');
+    list.replaceChildren();
+    for (const option of state.options) {
+      const item = document.createElement('li');
+      item.dataset.option = option.id;
+      const button = document.createElement('button');
+      button.textContent = option.label;
+      button.disabled = !state.token;
+      button.addEventListener('click', () => castVote(option.id));
+      const bar = document.createElement('div');
+      bar.className = 'bar';
+      bar.append(document.createElement('div'));
+      const count = document.createElement('span');
+      count.className = 'count';
+      count.textContent = '0';
+      item.append(button, bar, count);
+      list.append(item);
+    }
+  }
+
+  function renderResults(results) {
+    const total = results.total || 0;
+    $('total').textContent = String(total);
+    for (const item of $('options').children) {
+      const count = results.counts[item.dataset.option] || 0;
+      item.querySelector('.count').textContent = String(count);
+      item.querySelector('.bar > div').style.width = total ? (100 * count) / total + '%' : '0';
+      item.classList.toggle('mine', item.dataset.option === state.mine);
+    }
+  }
+
+  async function castVote(option) {
+    try {
+      state.mine = option;
+      renderResults(await call('vote', { option }));
+      showError(null);
+    } catch (error) {
+      showError(error);
+    }
+  }
+
+  function announce(data) {
+    const banner = $('announcement');
+    banner.textContent = '📣 ' + data.from + ': ' + data.text;
+    banner.hidden = false;
+  }
+
+  function connect() {
+    if (state.rt) state.rt.close();
+    const rt = new FaztRealtime(socketUrl(), state.token ? { token: state.token } : {});
+    state.rt = rt;
+    const setStatus = (name) => {
+      $('status').dataset.state = name;
+      $('status').textContent = name;
+    };
+    rt.on('connected', () => {
+      setStatus('connected');
+      // Votes cast while we were away: re-read the tally.
+      call('poll').then(renderResults, showError);
+    });
+    rt.on('disconnected', () => setStatus('offline'));
+    rt.on('reconnecting', () => setStatus('reconnecting'));
+    // broadcastAll messages carry no channel.
+    rt.on('message', (channel, data) => {
+      if (!channel && data && data.type === 'announcement') announce(data);
+    });
+    rt.subscribe('poll', { onMessage: renderResults });
+    if (state.user && state.user.admin) {
+      rt.subscribe('admin', {
+        onMessage: (event) => {
+          const item = document.createElement('li');
+          item.textContent = event.voter.name + ' voted ' + event.option;
+          $('admin-feed').prepend(item);
+        },
+      });
+    }
+  }
+
+  $('login-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    $('login-error').textContent = '';
+    try {
+      const reply = await call('login', { name: $('name').value, adminCode: $('admin-code').value });
+      state.token = reply.token;
+      state.user = reply.user;
+      $('me').textContent = reply.user.name + (reply.user.admin ? ' (admin)' : '');
+      $('login-form').hidden = true;
+      $('admin').hidden = !reply.user.admin;
+      renderOptions();
+      connect();
+    } catch (error) {
+      $('login-error').textContent = error.message;
+    }
+  });
+
+  $('announce-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    try {
+      await call('announce', { message: $('announce-message').value });
+      $('announce-message').value = '';
+    } catch (error) {
+      showError(error);
+    }
+  });
+
+  call('poll')
+    .then((poll) => {
+      $('question').textContent = poll.question;
+      state.options = poll.options;
+      renderOptions();
+      renderResults(poll);
+      connect();
+    })
+    .catch(showError);
+})();
