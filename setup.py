@@ -11,7 +11,8 @@ TEST_REQUIREMENTS = [
     "hypothesis>=6.100",
     "websockets>=13.0",
     "redis>=5.0",
-    "playwright>=1.45",
+    # Tested against Debian's chromium 156 (executable_path, no `playwright install`).
+    "playwright>=1.65,<1.66",
     "ruff>=0.6",
     "mypy>=1.10",
     "types-setuptools",
