@@ -16,6 +16,7 @@ TEST_REQUIREMENTS = [
     "ruff>=0.6",
     "mypy>=1.10",
     "types-setuptools",
+    "types-jsonschema",
 ]
 
 setup(
