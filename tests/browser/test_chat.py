@@ -1,0 +1,135 @@
+"""The chat example in real Chromium against ``fazt serve examples/``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import ExamplesServer, NewPage, PageErrors
+from tests.browser.pages import ChatPage
+
+
+def test_message_from_a_shows_up_in_b(examples_server: ExamplesServer, new_page: NewPage) -> None:
+    url = examples_server.url("chat")
+    alice = ChatPage(new_page("alice")).open(url).sign_in("Alice")
+    bob = ChatPage(new_page("bob")).open(url).sign_in("Bob")
+    bob.expect_members("alice", "bob")  # both subscribed to the room before anyone talks
+
+    alice.say("hello from alice")
+
+    expect(bob.message("hello from alice")).to_be_visible()
+    expect(bob.message("hello from alice").locator(".author")).to_have_text("Alice")
+    expect(alice.message("hello from alice")).to_be_visible()
+
+
+def test_presence_lists_both_users_and_shows_b_leaving(
+    examples_server: ExamplesServer, new_page: NewPage
+) -> None:
+    url = examples_server.url("chat")
+    alice = ChatPage(new_page("alice")).open(url).sign_in("Alice")
+    bob_page = new_page("bob")
+    bob = ChatPage(bob_page).open(url).sign_in("Bob")
+
+    alice.expect_members("alice", "bob")
+    bob.expect_members("alice", "bob")
+
+    bob_page.close()
+
+    alice.expect_members("alice")
+
+
+def test_pages_reconnect_by_themselves_after_a_server_restart(
+    examples_server: ExamplesServer, new_page: NewPage, page_errors: PageErrors
+) -> None:
+    # While the server is down the pages' reconnect attempts fail; Chromium
+    # reports each refused WebSocket as a console error.
+    page_errors.allow("WebSocket connection to")
+    url = examples_server.url("chat")
+    alice = ChatPage(new_page("alice")).open(url).sign_in("Alice")
+    bob = ChatPage(new_page("bob")).open(url).sign_in("Bob")
+    bob.expect_members("alice", "bob")
+
+    examples_server.restart()  # same port, same data folder (so the same JWT secret)
+
+    alice.expect_status("connected")
+    bob.expect_status("connected")
+    # The SDK subscribed again by itself: presence and messages flow again.
+    alice.expect_members("alice", "bob")
+    bob.expect_members("alice", "bob")
+    alice.say("back after the restart")
+    expect(bob.message("back after the restart")).to_be_visible()
+
+
+def test_direct_message_reaches_only_the_recipient(
+    examples_server: ExamplesServer, new_page: NewPage
+) -> None:
+    url = examples_server.url("chat")
+    alice = ChatPage(new_page("alice")).open(url).sign_in("Alice")
+    bob = ChatPage(new_page("bob")).open(url).sign_in("Bob")
+    carol = ChatPage(new_page("carol")).open(url).sign_in("Carol")
+
+    alice.direct_message("bob", "psst bob")
+    alice.say("public marker")  # once Carol sees this, the DM had time to reach her
+
+    expect(bob.dm("psst bob")).to_be_visible()
+    expect(alice.dm("psst bob")).to_be_visible()  # the sender's own copy
+    expect(carol.message("public marker")).to_be_visible()
+    expect(carol.page.locator("#dms li")).to_have_count(0)
+
+
+# A bare page of the chat app that drives the SDK directly, as an attacker would.
+SUBSCRIBE_SCRIPT = """
+async ([channel, token]) => {
+  const url = new URL('_ws', location.href);
+  url.protocol = 'ws:';
+  const rt = new FaztRealtime(url.toString(), token ? { token } : {});
+  const received = [];
+  rt.on('message', (channel, data) => received.push({ channel, data }));
+  window.__probe = { rt, received };
+  try {
+    await rt.subscribe(channel);
+    return { subscribed: true };
+  } catch (error) {
+    return { subscribed: false, code: error.code || null, message: String(error.message || error) };
+  }
+}
+"""
+
+
+def probe_subscribe(page: Any, channel: str, token: str | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = page.evaluate(SUBSCRIBE_SCRIPT, [channel, token])
+    return result
+
+
+def test_page_without_token_cannot_read_a_private_channel(
+    examples_server: ExamplesServer, new_page: NewPage
+) -> None:
+    url = examples_server.url("chat")
+    bob = ChatPage(new_page("bob")).open(url).sign_in("Bob")
+    intruder = new_page("anonymous")
+    intruder.goto(url)
+
+    result = probe_subscribe(intruder, "private-user-bob")
+    assert result["subscribed"] is False
+    assert result["code"] == "unauthorized"
+
+    # A DM to Bob arrives in Bob's page and never in the anonymous page.
+    alice = ChatPage(new_page("alice")).open(url).sign_in("Alice")
+    alice.direct_message("bob", "for bob only")
+    expect(bob.dm("for bob only")).to_be_visible()
+    assert intruder.evaluate("window.__probe.received") == []
+
+
+def test_signed_in_user_cannot_read_another_users_dm_channel(
+    examples_server: ExamplesServer, new_page: NewPage
+) -> None:
+    url = examples_server.url("chat")
+    mallory_page = new_page("mallory")
+    mallory_page.goto(url)
+    token = examples_server.login("chat", "Mallory")
+
+    result = probe_subscribe(mallory_page, "private-user-bob", token)
+
+    assert result["subscribed"] is False
+    assert result["code"] == "forbidden"

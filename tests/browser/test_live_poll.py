@@ -1,0 +1,40 @@
+"""The live-poll example in real Chromium against ``fazt serve examples/``."""
+
+from __future__ import annotations
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import ExamplesServer, NewPage
+from tests.browser.pages import PollPage
+
+DEMO_ADMIN_CODE = "demo-admin"  # examples/live-poll/api/lib/auth.js, demo only
+
+
+def test_a_vote_updates_every_viewer(examples_server: ExamplesServer, new_page: NewPage) -> None:
+    url = examples_server.url("live-poll")
+    viewer = PollPage(new_page("viewer")).open(url)  # not signed in: watches only
+    voter = PollPage(new_page("voter")).open(url).sign_in("Vera")
+
+    voter.vote("presence")
+
+    expect(viewer.count("presence")).to_have_text("1")
+    expect(voter.count("presence")).to_have_text("1")
+    expect(viewer.page.locator("#total")).to_have_text("1")
+
+
+def test_admin_announcement_reaches_every_page_and_admin_sees_votes(
+    examples_server: ExamplesServer, new_page: NewPage
+) -> None:
+    url = examples_server.url("live-poll")
+    viewer = PollPage(new_page("viewer")).open(url)
+    admin = PollPage(new_page("admin")).open(url).sign_in("Ada", DEMO_ADMIN_CODE)
+    voter = PollPage(new_page("voter")).open(url).sign_in("Vera")
+    expect(admin.page.locator("#admin")).to_be_visible()
+    expect(voter.page.locator("#admin")).to_be_hidden()
+
+    voter.vote("redis")
+    expect(admin.page.locator("#admin-feed li", has_text="Vera voted redis")).to_be_visible()
+
+    admin.announce("Poll closes soon")
+    for page in (viewer, admin, voter):
+        expect(page.announcement).to_contain_text("Poll closes soon")
