@@ -1,0 +1,137 @@
+"""Channel names, kinds and the per-channel rules of ``app.json``.
+
+A channel name is 1-200 characters from ``[A-Za-z0-9_\\-=@,.;:]``. Inside the
+kernel a channel is keyed ``<app_uuid>:<name>``; since the uuid is always the
+prefix, a client name containing ``:`` or another app's uuid only ever names a
+channel of its own app.
+
+Rules come from ``app.json`` ``realtime.channels``: ``{PATTERN: {"auth": bool,
+"role": str | [str], "publish": bool}}``. An exact name beats any glob; among
+globs (``*`` matches any run of characters) the longer pattern wins. Without a
+matching rule, ``private-*`` and ``presence-*`` need authentication and every
+other channel is public; clients may publish only where a rule says
+``"publish": true``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from fazt.kernel.tokens import roles_of
+
+MAX_CHANNEL_LENGTH: Final = 200
+_NAME: Final = re.compile(r"[A-Za-z0-9_\-=@,.;:]{1,200}")
+
+PRIVATE_PREFIX: Final = "private-"
+PRESENCE_PREFIX: Final = "presence-"
+
+
+def is_valid_channel_name(name: object) -> bool:
+    """True for a string of 1-200 allowed characters."""
+    return isinstance(name, str) and _NAME.fullmatch(name) is not None
+
+
+def channel_key(app_uuid: str, name: str) -> str:
+    """The kernel-wide key of an app's channel."""
+    return f"{app_uuid}:{name}"
+
+
+def is_presence(name: str) -> bool:
+    return name.startswith(PRESENCE_PREFIX)
+
+
+def is_private(name: str) -> bool:
+    return name.startswith(PRIVATE_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRule:
+    """What it takes to subscribe to (and publish on) a channel."""
+
+    auth: bool = False
+    roles: frozenset[str] = frozenset()
+    publish: bool = False
+
+    @property
+    def needs_auth(self) -> bool:
+        return self.auth or bool(self.roles)
+
+
+# Rule decisions, returned as protocol error codes (None: allowed). Kept as plain
+# strings so this module does not depend on the protocol module.
+ALLOWED: Final = None
+
+
+def check_access(rule: ChannelRule, claims: Mapping[str, Any] | None) -> str | None:
+    """``None`` when a client with ``claims`` may subscribe, else ``"unauthorized"``
+    (no token where one is needed) or ``"forbidden"`` (token lacks the role)."""
+    if rule.needs_auth and not claims:
+        return "unauthorized"
+    if rule.roles and not (roles_of(claims) & rule.roles):
+        return "forbidden"
+    return ALLOWED
+
+
+def _default_rule(name: str) -> ChannelRule:
+    return ChannelRule(auth=is_private(name) or is_presence(name))
+
+
+@dataclass(frozen=True, slots=True)
+class _Glob:
+    pattern: str
+    regex: re.Pattern[str]
+    rule: ChannelRule
+
+
+class ChannelRules:
+    """The compiled rules of one app. ``rule_for`` is pure and cheap."""
+
+    def __init__(self, rules: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        self._exact: dict[str, ChannelRule] = {}
+        globs: list[_Glob] = []
+        for pattern, spec in (rules or {}).items():
+            if not isinstance(pattern, str) or not isinstance(spec, Mapping):
+                continue  # the manifest schema refuses these; stay safe anyway
+            rule = _rule_from(pattern, spec)
+            if "*" in pattern:
+                regex = re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
+                globs.append(_Glob(pattern, regex, rule))
+            else:
+                self._exact[pattern] = rule
+        # Longer globs first: "private-admin-*" beats "private-*" beats "*".
+        globs.sort(key=lambda glob: len(glob.pattern), reverse=True)
+        self._globs = tuple(globs)
+
+    @classmethod
+    def from_manifest(cls, realtime_section: Mapping[str, Any]) -> ChannelRules:
+        """Rules from an app's ``realtime`` manifest section (``{"channels": {...}}``)."""
+        channels = realtime_section.get("channels")
+        return cls(channels if isinstance(channels, Mapping) else None)
+
+    def rule_for(self, name: str) -> ChannelRule:
+        rule = self._exact.get(name)
+        if rule is not None:
+            return rule
+        for glob in self._globs:
+            if glob.regex.fullmatch(name):
+                return glob.rule
+        return _default_rule(name)
+
+
+def _rule_from(pattern: str, spec: Mapping[str, Any]) -> ChannelRule:
+    role = spec.get("role")
+    roles: frozenset[str]
+    if isinstance(role, str):
+        roles = frozenset([role])
+    elif isinstance(role, list):
+        roles = frozenset(item for item in role if isinstance(item, str))
+    else:
+        roles = frozenset()
+    auth = spec.get("auth")
+    # A rule that does not say "auth" keeps the name's default (private-/presence-
+    # need a token), so {"publish": true} on "private-*" does not open it up.
+    needs = bool(auth) if isinstance(auth, bool) else (is_private(pattern) or is_presence(pattern))
+    return ChannelRule(auth=needs, roles=roles, publish=spec.get("publish") is True)

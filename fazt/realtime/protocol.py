@@ -1,0 +1,265 @@
+"""The fazt realtime wire protocol, sans-I/O: client frames in, server bytes out.
+
+Everything a client can send is parsed here into a typed message or a
+``ProtocolError``; everything the server sends is encoded here; the error codes
+and close codes live here and nowhere else. No Tornado, no asyncio: this module
+is tested with plain strings and bytes. ``docs/protocol.md`` is its user-facing
+description and must be kept in step with it.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any, Final
+
+from fazt.realtime.channels import is_valid_channel_name
+
+# -- error codes (sent in {"type": "error", "code": ...}; never close the connection)
+INVALID_JSON: Final = "invalid_json"
+INVALID_MESSAGE: Final = "invalid_message"
+UNKNOWN_TYPE: Final = "unknown_type"
+INVALID_CHANNEL: Final = "invalid_channel"
+UNAUTHORIZED: Final = "unauthorized"
+FORBIDDEN: Final = "forbidden"
+NOT_SUBSCRIBED: Final = "not_subscribed"
+SUBSCRIPTION_LIMIT: Final = "subscription_limit"
+CHANNEL_LIMIT: Final = "channel_limit"
+RATE_LIMITED: Final = "rate_limited"
+
+ERROR_CODES: Final = frozenset(
+    {
+        INVALID_JSON,
+        INVALID_MESSAGE,
+        UNKNOWN_TYPE,
+        INVALID_CHANNEL,
+        UNAUTHORIZED,
+        FORBIDDEN,
+        NOT_SUBSCRIBED,
+        SUBSCRIPTION_LIMIT,
+        CHANNEL_LIMIT,
+        RATE_LIMITED,
+    }
+)
+
+# -- close codes (Pusher's reconnect classes: 40xx do not reconnect, 41xx back off,
+# 42xx reconnect now).
+CLOSE_MESSAGE_TOO_BIG: Final = 1009
+CLOSE_UNKNOWN_APP: Final = 4001
+CLOSE_KICKED: Final = 4003
+CLOSE_AUTH_FAILED: Final = 4009
+CLOSE_OVER_CAPACITY: Final = 4100
+CLOSE_SLOW_CONSUMER: Final = 4101
+CLOSE_SERVER_RESTART: Final = 4200
+CLOSE_PONG_TIMEOUT: Final = 4201
+CLOSE_IDLE_TIMEOUT: Final = 4202
+
+CLOSE_REASONS: Final = {
+    CLOSE_MESSAGE_TOO_BIG: "message too big",
+    CLOSE_UNKNOWN_APP: "unknown app",
+    CLOSE_KICKED: "kicked",
+    CLOSE_AUTH_FAILED: "authentication failed",
+    CLOSE_OVER_CAPACITY: "over capacity",
+    CLOSE_SLOW_CONSUMER: "slow consumer",
+    CLOSE_SERVER_RESTART: "server restart",
+    CLOSE_PONG_TIMEOUT: "pong not received",
+    CLOSE_IDLE_TIMEOUT: "idle timeout",
+}
+
+#: Longest token accepted in an ``auth`` message (the token service has the same bound).
+MAX_TOKEN_LENGTH: Final = 8192
+
+
+class ProtocolError(Exception):
+    """A client frame was refused; answer with ``error_frame(...)`` and keep the connection."""
+
+    def __init__(self, code: str, text: str, channel: str | None = None) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
+        self.channel = channel
+
+
+# -- client messages -------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """A client ``message``: allowed only by a ``publish: true`` rule, from a subscriber."""
+
+    channel: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Members:
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    pass
+
+
+ClientMessage = Subscribe | Unsubscribe | Publish | Members | Auth | Ping | Pong
+
+_PING: Final = Ping()
+_PONG: Final = Pong()
+_CHANNEL_TYPES: Final[dict[str, type[Subscribe | Unsubscribe | Members]]] = {
+    "subscribe": Subscribe,
+    "unsubscribe": Unsubscribe,
+    "members": Members,
+}
+
+
+def parse(frame: str | bytes) -> ClientMessage:
+    """Parse one client text frame, or raise ``ProtocolError``.
+
+    Unknown extra fields are ignored (forward compatibility); a known field of
+    the wrong type is ``invalid_message``; a bad channel name is
+    ``invalid_channel`` (with the offending name echoed only when it is short
+    and printable, so a hostile name is never reflected in full).
+    """
+    try:
+        value = json.loads(frame, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as error:
+        raise ProtocolError(INVALID_JSON, "frame is not valid JSON") from error
+    if not isinstance(value, dict):
+        raise ProtocolError(INVALID_MESSAGE, "a message must be a JSON object")
+    kind = value.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError(INVALID_MESSAGE, "field 'type' must be a string")
+    if kind == "ping":
+        return _PING
+    if kind == "pong":
+        return _PONG
+    if kind == "auth":
+        token = value.get("token")
+        if not isinstance(token, str) or not token:
+            raise ProtocolError(INVALID_MESSAGE, "field 'token' must be a non-empty string")
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise ProtocolError(UNAUTHORIZED, "token too long")
+        return Auth(token)
+    if kind == "message":
+        channel = _channel_of(value)
+        if "data" not in value:
+            raise ProtocolError(INVALID_MESSAGE, "field 'data' is required", channel)
+        return Publish(channel, value["data"])
+    message_class = _CHANNEL_TYPES.get(kind)
+    if message_class is None:
+        raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {_printable(kind)!r}")
+    return message_class(_channel_of(value))
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; accepting them would break re-encoding.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _channel_of(value: dict[str, Any]) -> str:
+    channel = value.get("channel")
+    if not isinstance(channel, str):
+        raise ProtocolError(INVALID_MESSAGE, "field 'channel' must be a string")
+    if not is_valid_channel_name(channel):
+        raise ProtocolError(
+            INVALID_CHANNEL,
+            "channel names are 1-200 characters from A-Z a-z 0-9 _ - = @ , . ; :",
+            _printable(channel) or None,
+        )
+    return channel
+
+
+def _printable(text: str) -> str:
+    """A short, safe echo of client-supplied text for error messages."""
+    return text[:64] if text.isprintable() else ""
+
+
+# -- server messages -------------------------------------------------------------
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """The UTF-8 JSON text of a server message (compact, no NaN/Infinity).
+
+    Raises ``ValueError``/``TypeError`` when ``message`` holds something JSON
+    cannot carry; callers with user data check that first (``encode_data``).
+    """
+    return _dumps(message).encode("utf-8")
+
+
+def message_payload(channel: str, data: Any, timestamp_ms: int, sender: str | None = None) -> bytes:
+    """``{"type":"message","channel","data","timestamp"[,"from"]}``: one channel message."""
+    message: dict[str, Any] = {
+        "type": "message",
+        "channel": channel,
+        "data": data,
+        "timestamp": timestamp_ms,
+    }
+    if sender is not None:
+        message["from"] = sender
+    return encode(message)
+
+
+def app_message_payload(data: Any, timestamp_ms: int) -> bytes:
+    """``broadcastAll``: ``{"type":"message","data","timestamp"}`` with no channel."""
+    return encode({"type": "message", "data": data, "timestamp": timestamp_ms})
+
+
+def error_payload(code: str, text: str, channel: str | None = None) -> bytes:
+    message: dict[str, Any] = {"type": "error", "code": code, "error": text}
+    if channel is not None:
+        message["channel"] = channel
+    return encode(message)
+
+
+def error_from(error: ProtocolError) -> bytes:
+    return error_payload(error.code, error.text, error.channel)
+
+
+PING_PAYLOAD: Final = encode({"type": "ping"})
+PONG_PAYLOAD: Final = encode({"type": "pong"})
+SERVER_RESTART_PAYLOAD: Final = encode({"type": "server_restart"})
+
+
+# -- WebSocket framing (RFC 6455 section 5.2) --------------------------------------
+_FIN_TEXT: Final = 0x81
+_pack_16: Final = struct.Struct(">BBH").pack
+_pack_64: Final = struct.Struct(">BBQ").pack
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One complete unmasked, uncompressed, final text frame carrying ``payload``.
+
+    Servers never mask (RFC 6455 5.1), so the same bytes can be written to every
+    subscriber of a broadcast.
+    """
+    length = len(payload)
+    if length < 126:
+        return bytes((_FIN_TEXT, length)) + payload
+    if length < 65536:
+        return _pack_16(_FIN_TEXT, 126, length) + payload
+    return _pack_64(_FIN_TEXT, 127, length) + payload
+
+
+def frame(message: dict[str, Any]) -> bytes:
+    """Encode a server message and frame it: the unicast path."""
+    return text_frame(encode(message))

@@ -1,0 +1,161 @@
+"""One connection's state, pure: subscriptions, rate bucket, heartbeat and idle clocks.
+
+Time is always a parameter (``now``, seconds on a monotonic clock), so every
+rule here is tested without sleeping. The hub owns sessions; the shared
+heartbeat sweep asks each one what is due with ``due(now)``.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Final
+
+from fazt.realtime.transport import Transport
+
+
+class Due(enum.Enum):
+    """What the heartbeat sweep must do for a session now."""
+
+    NOTHING = 0
+    PING = 1
+    PONG_TIMEOUT = 2
+    IDLE_TIMEOUT = 3
+    TOKEN_EXPIRED = 4
+
+
+_NOTHING: Final = Due.NOTHING
+
+
+class HeartbeatPolicy:
+    """The kernel's heartbeat settings (seconds), shared by every session."""
+
+    __slots__ = ("idle_timeout", "ping_interval", "pong_timeout")
+
+    def __init__(self, ping_interval: float, pong_timeout: float, idle_timeout: float) -> None:
+        self.ping_interval = ping_interval
+        self.pong_timeout = pong_timeout
+        self.idle_timeout = idle_timeout
+
+
+class Session:
+    """A connected client. ``__slots__`` keeps thousands of them small.
+
+    Invariants: ``subscriptions`` holds channel names (not keys) of this app;
+    ``ping_sent_at`` is not None exactly while a ping awaits its pong.
+    """
+
+    __slots__ = (
+        "_rate_capacity",
+        "_rate_per_second",
+        "_rate_refilled_at",
+        "_rate_tokens",
+        "_rate_warned_at",
+        "app_uuid",
+        "claims",
+        "client_id",
+        "closed",
+        "connected_at_ms",
+        "last_activity",
+        "next_ping_at",
+        "ping_sent_at",
+        "send",
+        "subscriptions",
+        "token_expires_at",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        app_uuid: str,
+        transport: Transport,
+        now: float,
+        connected_at_ms: int,
+        ping_interval: float,
+        messages_per_second: int,
+        claims: dict[str, Any] | None = None,
+        token_expires_at: float | None = None,
+    ) -> None:
+        self.client_id = client_id
+        self.app_uuid = app_uuid
+        self.transport = transport
+        # The bound method is stored once: the fan-out loop calls it directly.
+        self.send = transport.send_frame
+        self.claims = claims
+        self.token_expires_at = token_expires_at
+        self.connected_at_ms = connected_at_ms
+        self.subscriptions: dict[str, None] = {}  # ordered set of channel names
+        self.closed = False
+        self.last_activity = now
+        self.next_ping_at = now + ping_interval
+        self.ping_sent_at: float | None = None
+        self._rate_capacity = float(messages_per_second)
+        self._rate_per_second = float(messages_per_second)
+        self._rate_tokens = float(messages_per_second)
+        self._rate_refilled_at = now
+        self._rate_warned_at: float | None = None
+
+    # -- identity -----------------------------------------------------------------
+    def authenticate(self, claims: dict[str, Any], expires_at: float | None) -> None:
+        self.claims = claims
+        self.token_expires_at = expires_at
+
+    def drop_auth(self) -> None:
+        self.claims = None
+        self.token_expires_at = None
+
+    def public_info(self) -> dict[str, Any]:
+        """The ``subscribers()`` entry: ``{clientId, connectedAt, metadata}``."""
+        return {
+            "clientId": self.client_id,
+            "connectedAt": self.connected_at_ms,
+            "metadata": dict(self.claims) if self.claims else {},
+        }
+
+    # -- rate limit: a token bucket of ``maxMessagesPerSecond`` tokens ----------------
+    def take_message_token(self, now: float) -> bool:
+        """Spend one token for an incoming message; False when the client is over its rate."""
+        elapsed = now - self._rate_refilled_at
+        if elapsed > 0:
+            self._rate_tokens = min(
+                self._rate_capacity, self._rate_tokens + elapsed * self._rate_per_second
+            )
+            self._rate_refilled_at = now
+        if self._rate_tokens >= 1.0:
+            self._rate_tokens -= 1.0
+            return True
+        return False
+
+    def should_warn_rate(self, now: float) -> bool:
+        """True at most once a second: when to send a ``rate_limited`` error."""
+        if self._rate_warned_at is not None and now - self._rate_warned_at < 1.0:
+            return False
+        self._rate_warned_at = now
+        return True
+
+    # -- activity, heartbeat, idle -----------------------------------------------------
+    def touch(self, now: float) -> None:
+        """A message other than ``pong`` arrived: the client is not idle."""
+        self.last_activity = now
+
+    def pong(self, now: float, policy: HeartbeatPolicy) -> None:
+        self.ping_sent_at = None
+        self.next_ping_at = now + policy.ping_interval
+
+    def ping_sent(self, now: float) -> None:
+        self.ping_sent_at = now
+
+    def due(self, now: float, policy: HeartbeatPolicy) -> Due:
+        """What the shared sweep must do now. Order: token expiry, pong timeout,
+        idle timeout, ping. A client with subscriptions is never idle."""
+        if self.token_expires_at is not None and now >= self.token_expires_at:
+            return Due.TOKEN_EXPIRED
+        if self.ping_sent_at is not None:
+            if now - self.ping_sent_at >= policy.pong_timeout:
+                return Due.PONG_TIMEOUT
+        elif now >= self.next_ping_at:
+            return Due.PING
+        if not self.subscriptions and now - self.last_activity >= policy.idle_timeout:
+            return Due.IDLE_TIMEOUT
+        return _NOTHING
