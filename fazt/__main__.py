@@ -1,0 +1,5 @@
+"""``python -m fazt`` is the ``fazt`` command."""
+
+from fazt.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,183 @@
+"""The kernel config file (JSON): load, validate, defaults.
+
+Kernel keys are checked as soon as a config is loaded. Each enabled plugin's
+section (``config[<plugin name>]``) is checked against that plugin's
+``config_schema()`` when the kernel starts, because plugins attached with
+``Kernel.use()`` are only known then. Unknown keys and bad values raise
+``ConfigError`` whose message names the file, the JSON path and the reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from fazt.kernel.plugin import Plugin
+
+DEFAULT_PLUGINS = ("realtime",)
+
+_JWT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "secret": {"type": "string", "minLength": 16},
+        "publicKeyFiles": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        "jwksFiles": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        "leewaySeconds": {"type": "number", "minimum": 0, "maximum": 300},
+    },
+    "additionalProperties": False,
+}
+
+_SANDBOX_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "timeLimitSeconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
+        "memoryLimitMB": {"type": "integer", "minimum": 4, "maximum": 4096},
+        "threads": {"type": "integer", "minimum": 1, "maximum": 64},
+    },
+    "additionalProperties": False,
+}
+
+#: The kernel's own keys. Plugin sections are added by ``config_schema()``.
+KERNEL_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "properties": {
+        "port": {"type": "integer", "minimum": 0, "maximum": 65535},
+        "address": {"type": "string", "minLength": 1},
+        "domain": {"type": "string", "pattern": r"^[A-Za-z0-9.-]+$"},
+        "data": {"type": "string", "minLength": 1},
+        "plugins": {
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+            "uniqueItems": True,
+        },
+        "jwt": _JWT_SCHEMA,
+        "sandbox": _SANDBOX_SCHEMA,
+        "redis": {"type": ["string", "null"], "pattern": "^rediss?://"},
+        "workers": {"type": "integer", "minimum": 1, "maximum": 256},
+    },
+}
+
+
+class ConfigError(Exception):
+    """A config that the kernel refuses to start with; the message says why."""
+
+
+def _validate(document: Any, schema: dict[str, Any], source: str) -> None:
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    error = best_match(validator.iter_errors(document))
+    if error is not None:
+        raise ConfigError(f"{source}: {error.json_path}: {error.message}")
+
+
+class KernelConfig:
+    """A validated kernel config. Unset keys read as their defaults."""
+
+    def __init__(self, data: Mapping[str, Any] | None = None, *, source: str = "config") -> None:
+        raw = copy.deepcopy(dict(data or {}))
+        self.source = source
+        plugins = raw.get("plugins", list(DEFAULT_PLUGINS))
+        # Kernel keys are checked now; any other key must name an enabled
+        # plugin, checked against that plugin's schema in validate_plugins().
+        schema = copy.deepcopy(KERNEL_SCHEMA)
+        _validate(raw, schema, source)
+        self._raw: dict[str, Any] = raw
+        self.plugins: list[str] = list(plugins)
+
+    @classmethod
+    def from_file(cls, path: Path) -> KernelConfig:
+        """Read a JSON config file; ``ConfigError`` for unreadable or invalid files."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read config: {error.strerror}") from error
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError(
+                f"{path}: invalid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+            ) from error
+        if not isinstance(document, dict):
+            raise ConfigError(f"{path}: $: the config must be a JSON object")
+        return cls(document, source=str(path))
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> KernelConfig:
+        """A new config with ``overrides`` (e.g. CLI flags) replacing keys; None is skipped."""
+        merged = copy.deepcopy(self._raw)
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+        return KernelConfig(merged, source=self.source)
+
+    def validate_plugins(self, plugins: Iterable[Plugin]) -> None:
+        """Check the whole config with every enabled plugin's section schema.
+
+        Refuses unknown top-level keys: anything that is neither a kernel key
+        nor the name of an enabled plugin.
+        """
+        schema = copy.deepcopy(KERNEL_SCHEMA)
+        schema["additionalProperties"] = False
+        for plugin in plugins:
+            part = plugin.config_schema()
+            schema["properties"][plugin.name] = part if part is not None else {"type": "object"}
+        _validate(self._raw, schema, self.source)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A copy of the raw config (what the file said, plus overrides)."""
+        return copy.deepcopy(self._raw)
+
+    def plugin_settings(self, name: str) -> dict[str, Any]:
+        """The plugin's config section (validated at start), or ``{}``."""
+        section = self._raw.get(name, {})
+        return copy.deepcopy(section) if isinstance(section, dict) else {}
+
+    @property
+    def port(self) -> int:
+        return int(self._raw.get("port", 8080))
+
+    @property
+    def address(self) -> str:
+        return str(self._raw.get("address", "127.0.0.1"))
+
+    @property
+    def domain(self) -> str:
+        return str(self._raw.get("domain", "localhost"))
+
+    @property
+    def data(self) -> Path:
+        return Path(self._raw.get("data", ".fazt"))
+
+    @property
+    def redis_url(self) -> str | None:
+        value = self._raw.get("redis")
+        return str(value) if value else None
+
+    @property
+    def workers(self) -> int:
+        return int(self._raw.get("workers", 1))
+
+    @property
+    def jwt(self) -> dict[str, Any]:
+        return dict(self._raw.get("jwt", {}))
+
+    @property
+    def sandbox_time_limit_seconds(self) -> float:
+        return float(self._raw.get("sandbox", {}).get("timeLimitSeconds", 5.0))
+
+    @property
+    def sandbox_memory_limit_mb(self) -> int:
+        return int(self._raw.get("sandbox", {}).get("memoryLimitMB", 64))
+
+    @property
+    def sandbox_threads(self) -> int:
+        return int(self._raw.get("sandbox", {}).get("threads", 2))

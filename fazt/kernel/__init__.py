@@ -1,0 +1,1 @@
+"""The fazt kernel: app registry, manifest schema, routing, plugins and notifications."""

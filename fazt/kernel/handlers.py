@@ -1,0 +1,216 @@
+"""The kernel's Tornado handlers: static files, ``/api/*`` JS calls, assets, errors.
+
+Every error a client can cause is answered as JSON ``{"error": "..."}`` with a
+fitting status; Python tracebacks only ever reach the server log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import tornado.web
+
+from fazt.kernel.app import App
+from fazt.kernel.paths import api_handler_file, decode_segments, is_served, served_relative
+from fazt.kernel.plugin import HostCallContext
+from fazt.kernel.tokens import TokenError
+
+if TYPE_CHECKING:
+    from fazt.kernel.kernel import Kernel
+
+log = logging.getLogger("fazt.kernel")
+
+ALL_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
+
+
+class JsonErrorsMixin(tornado.web.RequestHandler):
+    """Errors as ``{"error": message}`` JSON, never Tornado's HTML page."""
+
+    def send_json_error(self, status: int, message: str) -> None:
+        self.clear()
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"error": message}))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        message = self._reason.lower() if status_code != 500 else "internal server error"
+        error = exc_info[1] if exc_info else None
+        # Our own HTTPErrors carry a client-safe message in log_message.
+        if isinstance(error, tornado.web.HTTPError) and error.log_message and status_code < 500:
+            message = error.log_message % error.args if error.args else error.log_message
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"error": message}))
+
+
+class NotFoundHandler(JsonErrorsMixin):
+    """404 JSON for any method: unknown app, unknown host, unknown asset."""
+
+    SUPPORTED_METHODS = ALL_METHODS
+
+    def initialize(self, message: str) -> None:
+        self._message = message
+
+    def prepare(self) -> None:
+        self.send_json_error(404, self._message)
+
+
+class SlashRedirectHandler(JsonErrorsMixin):
+    """``/_app/<slug>`` -> ``/_app/<slug>/`` so relative URLs in pages work."""
+
+    def initialize(self, location: str) -> None:
+        self._location = location
+
+    def get(self) -> None:
+        self.redirect(self._location, permanent=False)
+
+    def head(self) -> None:
+        self.redirect(self._location, permanent=False)
+
+
+class StaticHandler(JsonErrorsMixin, tornado.web.StaticFileHandler):
+    """An app's static files, ``index.html`` for folders, traversal-proof (see paths)."""
+
+    def initialize(self, app: App, inner_path: str) -> None:  # type: ignore[override]
+        super().initialize(path=str(app.root), default_filename="index.html")
+        self._inner_path = inner_path
+
+    async def get(self, path: str = "", include_body: bool = True) -> None:
+        segments = decode_segments(self._inner_path)
+        if segments is None or not is_served(segments):
+            raise tornado.web.HTTPError(404, "not found")
+        await super().get("/".join(segments), include_body=include_body)
+
+    def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
+        checked = super().validate_absolute_path(root, absolute_path)
+        if checked is not None and not served_relative(self.root, checked):  # type: ignore[arg-type]
+            raise tornado.web.HTTPError(404, "not found")
+        return checked
+
+
+class AssetHandler(JsonErrorsMixin, tornado.web.StaticFileHandler):
+    """``/_fazt/<name>``: a file a plugin (or the kernel) ships for every app."""
+
+    def initialize(self, kernel: Kernel, name: str) -> None:  # type: ignore[override]
+        self._asset = kernel.assets.get(unquote(name))
+        folder = str(self._asset.parent) if self._asset else os.devnull
+        super().initialize(path=folder)
+
+    async def get(self, path: str = "", include_body: bool = True) -> None:
+        if self._asset is None or not self._asset.is_file():
+            raise tornado.web.HTTPError(404, "no such asset")
+        await super().get(self._asset.name, include_body=include_body)
+
+
+class ApiHandler(JsonErrorsMixin):
+    """``/api/<name>``: runs ``api/<name>.js`` in the JS engine (issue 2 section 4)."""
+
+    SUPPORTED_METHODS = ALL_METHODS
+
+    def initialize(self, kernel: Kernel, app: App, name: str) -> None:
+        self.kernel = kernel
+        self.app = app
+        self._name = name
+
+    async def get(self) -> None:
+        await self._run()
+
+    async def head(self) -> None:
+        await self._run()
+
+    async def post(self) -> None:
+        await self._run()
+
+    async def put(self) -> None:
+        await self._run()
+
+    async def patch(self) -> None:
+        await self._run()
+
+    async def delete(self) -> None:
+        await self._run()
+
+    async def options(self) -> None:
+        await self._run()
+
+    def _bearer_token(self) -> str | None:
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        token = self.get_query_argument("token", None)
+        return token or None
+
+    def build_request(self, user: dict[str, Any] | None) -> dict[str, Any]:
+        """The ``req`` object handed to JS (issue 2 section 4)."""
+        body = self.request.body.decode("utf-8", errors="replace")
+        parsed: Any = None
+        if body.strip():
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = None
+        headers: dict[str, str] = {}
+        for name, value in self.request.headers.get_all():
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        query = {
+            name: values[0].decode("utf-8", errors="replace")
+            for name, values in self.request.query_arguments.items()
+            if values
+        }
+        return {
+            "method": self.request.method,
+            "path": unquote("/api/" + self._name),
+            "query": query,
+            "headers": headers,
+            "body": body,
+            "json": parsed,
+            "user": user,
+            "app": {"slug": self.app.slug, "uuid": self.app.uuid},
+        }
+
+    async def _run(self) -> None:
+        handler_file = api_handler_file(self.app.root, self._name)
+        if handler_file is None:
+            self.send_json_error(404, f"no handler for /api/{unquote(self._name)}")
+            return
+        user: dict[str, Any] | None = None
+        token = self._bearer_token()
+        if token is not None:
+            try:
+                user = self.kernel.tokens.verify(token, self.app)
+            except TokenError as error:
+                self.send_json_error(401, f"invalid token: {error}")
+                return
+        request = self.build_request(user)
+        context = HostCallContext(app=self.app, kernel=self.kernel)
+        try:
+            response = await self.kernel.js.run_handler(
+                context, handler_file, self.app.root / "api", request
+            )
+        except Exception:
+            log.exception("app %s: /api/%s failed in the JS bridge", self.app.slug, self._name)
+            self.send_json_error(500, "internal server error")
+            return
+        status = response.status
+        if not 200 <= status <= 599:
+            log.error("app %s: /api/%s returned status %r", self.app.slug, self._name, status)
+            self.send_json_error(500, f"handler returned an invalid status {status}")
+            return
+        self.set_status(status)
+        for name, value in response.headers.items():
+            try:
+                self.set_header(name, value)
+            except ValueError:
+                log.warning("app %s: dropped invalid response header %r", self.app.slug, name)
+        if self.request.method == "HEAD" or status in (204, 304):
+            # HTTP forbids a body here; Tornado would refuse it.
+            self.clear_header("Content-Length")
+            self.finish()
+        else:
+            self.finish(response.body)

@@ -1,0 +1,246 @@
+"""The fazt kernel: one Tornado server hosting every app under an apps root.
+
+Life cycle: ``Kernel(...)`` resolves the configured plugins and builds the
+token service and the JS engine; ``use()`` attaches more plugins; ``start()``
+validates the config with every plugin's schema, loads the apps (a broken
+``app.json`` keeps only that app out), configures and starts the plugins in
+order, then listens; ``stop()`` runs the plugins' stop hooks in reverse order,
+stops listening and closes the JS engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.routing
+import tornado.web
+
+from fazt.config import ConfigError, KernelConfig
+from fazt.kernel.app import App
+from fazt.kernel.auth_api import NAMESPACE as AUTH_NAMESPACE
+from fazt.kernel.auth_api import auth_namespace
+from fazt.kernel.jsengine import JsEngineLike, create_engine
+from fazt.kernel.manifest import ManifestError, ManifestValidator, build_schema
+from fazt.kernel.notifications import Notification, Notifications
+from fazt.kernel.plugin import Plugin
+from fazt.kernel.registry import AppRegistry, scan_apps
+from fazt.kernel.router import KernelRouter
+from fazt.kernel.tokens import TokenService, load_public_keys, load_secret
+
+__all__ = ["Kernel", "Notification", "load_plugin"]
+
+log = logging.getLogger("fazt.kernel")
+
+PLUGIN_GROUP = "fazt.plugins"
+#: Namespaces the kernel and the bridge provide themselves.
+RESERVED_NAMESPACES = frozenset({"app", "log", "auth"})
+#: Largest request body the kernel accepts (API calls carry small JSON).
+MAX_BODY_BYTES = 10 * 1024 * 1024
+#: How long stop() waits for open HTTP connections to finish.
+CLOSE_TIMEOUT_SECONDS = 5.0
+
+
+def load_plugin(name: str) -> Plugin:
+    """Instantiate the plugin registered as ``name`` in the ``fazt.plugins`` group."""
+    matches = [ep for ep in entry_points(group=PLUGIN_GROUP) if ep.name == name]
+    if not matches:
+        raise ConfigError(
+            f"plugin {name!r} is not installed (no {PLUGIN_GROUP!r} entry point named {name!r})"
+        )
+    entry = matches[0]
+    try:
+        factory = entry.load()
+        plugin = factory()
+    except Exception as error:
+        raise ConfigError(f"plugin {name!r} failed to load from {entry.value}: {error}") from error
+    if not isinstance(plugin, Plugin):
+        raise ConfigError(f"plugin {name!r} ({entry.value}) is not a fazt Plugin")
+    return plugin
+
+
+class Kernel:
+    """The app host. See the module docstring for the life cycle."""
+
+    def __init__(
+        self,
+        apps_dir: Path,
+        *,
+        data_dir: Path = Path(".fazt"),
+        domain: str = "localhost",
+        config: KernelConfig | Mapping[str, Any] | None = None,
+        js_engine: JsEngineLike | None = None,
+    ) -> None:
+        self.apps_dir = Path(apps_dir)
+        self.data_dir = Path(data_dir)
+        self.domain = domain.lower()
+        self.config = config if isinstance(config, KernelConfig) else KernelConfig(config)
+        self.notifications = Notifications()
+        self.apps = AppRegistry()
+        self.manifest_errors: list[ManifestError] = []
+        self.assets: dict[str, Path] = {}
+        self._plugins: list[Plugin] = []
+        self._server: tornado.httpserver.HTTPServer | None = None
+        self._started: list[Plugin] = []
+        self._running = False
+        self._stopped = False
+        self.tokens = self._make_tokens()
+        for name in self.config.plugins:
+            self.use(load_plugin(name))
+        self.js: JsEngineLike = js_engine or create_engine(
+            time_limit_seconds=self.config.sandbox_time_limit_seconds,
+            memory_limit_mb=self.config.sandbox_memory_limit_mb,
+            threads=self.config.sandbox_threads,
+        )
+        self.js.register_namespace(AUTH_NAMESPACE, auth_namespace())
+
+    def _make_tokens(self) -> TokenService:
+        jwt = self.config.jwt
+        try:
+            keys = load_public_keys(
+                [Path(p) for p in jwt.get("publicKeyFiles", [])],
+                [Path(p) for p in jwt.get("jwksFiles", [])],
+            )
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"{self.config.source}: $.jwt: cannot load keys: {error}") from error
+        secret = load_secret(jwt.get("secret"), self.data_dir)
+        return TokenService(secret, keys, leeway_seconds=float(jwt.get("leewaySeconds", 0)))
+
+    # -- plugins -------------------------------------------------------------
+
+    def use(self, plugin: Plugin) -> Kernel:
+        """Attach ``plugin`` (before ``start``); returns self for chaining."""
+        if self._running:
+            raise RuntimeError("Kernel.use() must be called before start()")
+        if not plugin.name or not plugin.name.isidentifier():
+            raise ValueError(f"plugin {plugin!r} needs an identifier-like name")
+        if plugin.name in RESERVED_NAMESPACES:
+            raise ValueError(f"plugin name {plugin.name!r} is reserved by the kernel")
+        if any(existing.name == plugin.name for existing in self._plugins):
+            raise ValueError(f"plugin {plugin.name!r} is already enabled")
+        self._plugins.append(plugin)
+        return self
+
+    def plugin(self, name: str) -> Plugin:
+        """The enabled plugin called ``name``; ``KeyError`` if none."""
+        for plugin in self._plugins:
+            if plugin.name == name:
+                return plugin
+        raise KeyError(name)
+
+    @property
+    def plugins(self) -> list[Plugin]:
+        """Enabled plugins, in start order."""
+        return list(self._plugins)
+
+    # -- apps ----------------------------------------------------------------
+
+    def load_apps(self) -> list[ManifestError]:
+        """(Re)scan the apps root; log and return the manifests that were refused."""
+        validator = ManifestValidator(build_schema(self._plugins))
+        result = scan_apps(self.apps_dir, self.data_dir, validator)
+        self.apps.replace(result.apps)
+        self.manifest_errors = result.errors
+        for error in result.errors:
+            log.error("app not served: %s: %s: %s", error.file, error.json_path, error.reason)
+        return result.errors
+
+    def app(self, slug: str) -> App | None:
+        """Shortcut for ``apps.by_slug``."""
+        return self.apps.by_slug(slug)
+
+    # -- HTTP ----------------------------------------------------------------
+
+    def make_application(self) -> tornado.web.Application:
+        """The Tornado application that routes every request (see router)."""
+        routes = [route for plugin in self._plugins for route in plugin.routes()]
+        application = tornado.web.Application()
+        router = KernelRouter(application, self, routes)
+        application.wildcard_router.add_rules(
+            [tornado.routing.Rule(tornado.routing.AnyMatches(), router)]
+        )
+        return application
+
+    def _collect_assets(self) -> None:
+        self.assets = {}
+        for plugin in self._plugins:
+            for name, path in plugin.assets().items():
+                if name in self.assets:
+                    raise ValueError(f"plugin {plugin.name!r}: asset {name!r} is already taken")
+                self.assets[name] = Path(path)
+
+    async def start(
+        self,
+        port: int = 8080,
+        address: str = "127.0.0.1",
+        sockets: list[socket.socket] | None = None,
+    ) -> int:
+        """Load apps, start plugins, listen; returns the bound port (0 = a free port)."""
+        if self._running:
+            raise RuntimeError("kernel already started")
+        self._running = True
+        self.config.validate_plugins(self._plugins)
+        self._collect_assets()
+        self.load_apps()
+        for plugin in self._plugins:
+            plugin.configure(self.config.plugin_settings(plugin.name))
+            namespace = plugin.js_namespace()
+            if namespace:
+                self.js.register_namespace(plugin.name, namespace)
+        for plugin in self._plugins:
+            try:
+                await plugin.start(self)
+            except BaseException:
+                log.error("plugin %s failed to start; stopping the others", plugin.name)
+                await self._stop_plugins()
+                raise
+            self._started.append(plugin)
+        self._server = tornado.httpserver.HTTPServer(
+            self.make_application(), max_body_size=MAX_BODY_BYTES
+        )
+        bound = sockets if sockets is not None else tornado.netutil.bind_sockets(port, address)
+        self._server.add_sockets(bound)
+        actual = int(bound[0].getsockname()[1])
+        names = ", ".join(app.slug for app in self.apps.all()) or "none"
+        log.info(
+            "fazt serving %d app(s) [%s] at http://%s:%d/_app/<slug>/ and http://<slug>.%s:%d/ "
+            "(plugins: %s)",
+            len(self.apps),
+            names,
+            address,
+            actual,
+            self.domain,
+            actual,
+            ", ".join(p.name for p in self._plugins) or "none",
+        )
+        return actual
+
+    async def _stop_plugins(self) -> None:
+        while self._started:
+            plugin = self._started.pop()
+            try:
+                await plugin.stop(self)
+            except Exception:
+                log.exception("plugin %s failed to stop cleanly", plugin.name)
+
+    async def stop(self) -> None:
+        """Plugins' stop hooks (reverse order), stop listening, close the JS engine."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self._stop_plugins()
+        if self._server is not None:
+            self._server.stop()
+            try:
+                await asyncio.wait_for(self._server.close_all_connections(), CLOSE_TIMEOUT_SECONDS)
+            except asyncio.TimeoutError:
+                log.warning("some connections were still open after %ss", CLOSE_TIMEOUT_SECONDS)
+        self.js.close()
+        log.info("fazt stopped")

@@ -1,0 +1,90 @@
+"""Traversal-safe mapping of request paths to files inside an app folder.
+
+Two layers, both required:
+
+1. *Lexical*: the URL path is percent-decoded exactly once, then split on
+   ``/``. Any ``..`` or ``.`` segment, any dotfile segment, NUL bytes and
+   backslashes are refused, as are the never-served parts of an app
+   (``app.json``, ``api/``, ``private/``). Encoded slashes (``%2f``) decode to
+   ``/`` and so are split and checked like any other separator.
+2. *Physical*: the candidate file's ``realpath`` (symlinks resolved) must lie
+   inside the app folder's ``realpath``, and its path relative to the app
+   folder must pass layer 1 again (a symlink in ``public/`` pointing at
+   ``private/`` is refused too).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from urllib.parse import unquote
+
+#: Top-level names inside an app folder that are never served as static files.
+NEVER_SERVED_TOP = frozenset({"app.json", "api", "private"})
+#: What a handler name segment may look like (``/api/<seg>/<seg>``).
+_API_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def decode_segments(raw_path: str) -> list[str] | None:
+    """The path's segments after one percent-decoding, or None when unsafe.
+
+    Empty segments (``a//b``, a trailing ``/``) are dropped.
+    """
+    try:
+        decoded = unquote(raw_path, errors="strict")
+    except UnicodeDecodeError:
+        return None
+    if "\x00" in decoded or "\\" in decoded:
+        return None
+    segments = [segment for segment in decoded.split("/") if segment]
+    for segment in segments:
+        if segment.startswith("."):
+            # Covers "..", "." and dotfiles such as .env or .git.
+            return None
+    return segments
+
+
+def is_served(segments: list[str]) -> bool:
+    """Whether a (safe) relative path may be served as a static file."""
+    return not (segments and segments[0] in NEVER_SERVED_TOP)
+
+
+def inside(root: Path, candidate: Path) -> bool:
+    """Whether ``candidate`` resolves (symlinks included) to a path under ``root``."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(candidate)
+    return real == real_root or real.startswith(real_root + os.sep)
+
+
+def served_relative(root: Path, candidate: Path) -> bool:
+    """Physical check for static files: inside ``root`` and not a never-served part."""
+    if not inside(root, candidate):
+        return False
+    relative = os.path.relpath(os.path.realpath(candidate), os.path.realpath(root))
+    if relative == ".":
+        return True
+    parts = relative.split(os.sep)
+    return is_served(parts) and not any(part.startswith(".") for part in parts)
+
+
+def api_handler_file(app_root: Path, raw_name: str) -> Path | None:
+    """The handler file for ``/api/<raw_name>``, or None when there is none.
+
+    ``api/a/b.js`` answers ``/api/a/b``; ``api/a/index.js`` answers ``/api/a``
+    when ``api/a.js`` does not exist. Names are restricted to letters, digits,
+    ``_``, ``-`` and ``.``; the file must resolve inside ``api/``.
+    """
+    segments = decode_segments(raw_name)
+    if not segments or not all(_API_SEGMENT.match(segment) for segment in segments):
+        return None
+    api_root = app_root / "api"
+    if segments[-1].endswith(".js"):
+        # "/api/x.js" is not a route; only the extension-less name is.
+        return None
+    direct = api_root.joinpath(*segments[:-1], segments[-1] + ".js")
+    index = api_root.joinpath(*segments, "index.js")
+    for candidate in (direct, index):
+        if candidate.is_file() and inside(api_root, candidate):
+            return candidate
+    return None

@@ -1,0 +1,166 @@
+"""The app registry: which folders are apps, their slugs and stable uuids.
+
+Every folder directly under the apps root that holds an ``app.json`` is an
+app. Its slug is ``app.json`` ``"slug"``, else the folder name; its uuid is
+``app.json`` ``"uuid"`` when set (so nodes that share no data folder agree),
+else the one remembered in ``<data_dir>/apps.json`` (slug -> uuid), else a new
+``app_`` + random one that is written there before the app is served.
+
+Folders are visited in name order, so when two apps claim the same slug or the
+same uuid, the first keeps it and the second is refused with a clear error.
+A refused app never stops the others from loading.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import string
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fazt.kernel.app import App
+from fazt.kernel.manifest import MANIFEST_NAME, ManifestError, ManifestValidator
+
+log = logging.getLogger("fazt.kernel")
+
+UUID_STORE_NAME = "apps.json"
+SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+UUID_PATTERN = re.compile(r"^app_[A-Za-z0-9]{6,40}$")
+_UUID_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_app_uuid() -> str:
+    """A fresh app uuid: ``app_`` + 20 random alphanumerics (~119 bits)."""
+    return "app_" + "".join(secrets.choice(_UUID_ALPHABET) for _ in range(20))
+
+
+@dataclass
+class LoadResult:
+    """What one scan of the apps root produced."""
+
+    apps: list[App] = field(default_factory=list)
+    errors: list[ManifestError] = field(default_factory=list)
+
+
+class UuidStore:
+    """``<data_dir>/apps.json``: slug -> uuid, rewritten atomically on change."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / UUID_STORE_NAME
+
+    def read(self) -> dict[str, str]:
+        try:
+            document = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as error:
+            # A damaged store must not silently hand out new uuids: that would
+            # orphan every app's data. Refuse to start instead.
+            raise RuntimeError(f"{self.path}: unreadable app uuid store: {error}") from error
+        if not isinstance(document, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in document.items()
+        ):
+            raise RuntimeError(f"{self.path}: app uuid store must map slugs to uuid strings")
+        return dict(document)
+
+    def write(self, mapping: dict[str, str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".apps.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(mapping, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        os.replace(tmp, self.path)
+
+
+def scan_apps(apps_dir: Path, data_dir: Path, validator: ManifestValidator) -> LoadResult:
+    """Load every app under ``apps_dir``; broken ones land in ``errors``."""
+    result = LoadResult()
+    if not apps_dir.is_dir():
+        path = apps_dir
+        result.errors.append(ManifestError(path, "$", "apps folder does not exist"))
+        return result
+    store = UuidStore(data_dir)
+    known = store.read()
+    remembered = dict(known)
+    by_slug: dict[str, App] = {}
+    by_uuid: dict[str, App] = {}
+    for folder in sorted(apps_dir.iterdir(), key=lambda p: p.name):
+        manifest_path = folder / MANIFEST_NAME
+        if folder.name.startswith(".") or not folder.is_dir() or not manifest_path.is_file():
+            continue
+        try:
+            manifest = validator.load(manifest_path)
+            app = _identify(folder, manifest_path, manifest, remembered, by_slug, by_uuid)
+        except ManifestError as error:
+            result.errors.append(error)
+            continue
+        by_slug[app.slug] = app
+        by_uuid[app.uuid] = app
+        remembered[app.slug] = app.uuid
+        result.apps.append(app)
+    if remembered != known:
+        store.write(remembered)
+    return result
+
+
+def _identify(
+    folder: Path,
+    manifest_path: Path,
+    manifest: dict[str, Any],
+    remembered: dict[str, str],
+    by_slug: dict[str, App],
+    by_uuid: dict[str, App],
+) -> App:
+    slug = manifest.get("slug", folder.name)
+    if not isinstance(slug, str) or not SLUG_PATTERN.match(slug):
+        raise ManifestError(
+            manifest_path,
+            "$.slug",
+            f"folder name {folder.name!r} is not a valid slug (lower-case letters, digits and "
+            "'-'); rename the folder or set \"slug\" in app.json",
+        )
+    if slug in by_slug:
+        other = by_slug[slug].root
+        raise ManifestError(manifest_path, "$.slug", f"slug {slug!r} is already used by {other}")
+    uuid = manifest.get("uuid")
+    if uuid is None:
+        uuid = remembered.get(slug)
+        if uuid is None or not UUID_PATTERN.match(uuid) or uuid in by_uuid:
+            uuid = new_app_uuid()
+    if uuid in by_uuid:
+        other = by_uuid[uuid].root
+        raise ManifestError(manifest_path, "$.uuid", f"uuid {uuid!r} is already used by {other}")
+    return App(slug=slug, uuid=uuid, root=folder.resolve(), manifest=manifest)
+
+
+class AppRegistry:
+    """The loaded apps, looked up by slug or uuid. Replaced wholesale on reload."""
+
+    def __init__(self, apps: list[App] | None = None) -> None:
+        self._by_slug: dict[str, App] = {}
+        self._by_uuid: dict[str, App] = {}
+        self.replace(apps or [])
+
+    def replace(self, apps: list[App]) -> None:
+        """Swap in a new set of apps (the caller guarantees unique slugs/uuids)."""
+        self._by_slug = {app.slug: app for app in apps}
+        self._by_uuid = {app.uuid: app for app in apps}
+
+    def by_slug(self, slug: str) -> App | None:
+        return self._by_slug.get(slug)
+
+    def by_uuid(self, uuid: str) -> App | None:
+        return self._by_uuid.get(uuid)
+
+    def all(self) -> list[App]:
+        """Every served app, in slug order."""
+        return [self._by_slug[slug] for slug in sorted(self._by_slug)]
+
+    def __len__(self) -> int:
+        return len(self._by_slug)
