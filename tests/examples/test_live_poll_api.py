@@ -1,0 +1,123 @@
+"""examples/live-poll through a real kernel: votes, the admin channel, announcements."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from tests.examples.conftest import examples_kernel
+
+DEMO_ADMIN_CODE = "demo-admin"  # examples/live-poll/api/lib/auth.js, demo only
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_votes_are_tallied_and_broadcast_to_viewers(tmp_path: Path) -> None:
+    async with examples_kernel(tmp_path / "data") as (_chat, poll):
+        status, first = await poll.call("poll")
+        assert status == 200
+        assert first["total"] == 0
+        option_ids = [option["id"] for option in first["options"]]
+        assert set(first["counts"]) == set(option_ids)
+        ann, ben = await poll.login("Ann"), await poll.login("Ben")
+        async with poll.socket() as viewer:
+            await viewer.subscribe("poll")
+
+            status, reply = await poll.call("vote", {"option": "presence"}, ann)
+            assert status == 200
+            assert reply["counts"]["presence"] == 1
+            broadcast = await viewer.next_message()
+            assert broadcast["channel"] == "poll"
+            assert broadcast["data"] == reply
+
+            await poll.call("vote", {"option": "redis"}, ben)
+            await poll.call("vote", {"option": "redis"}, ann)  # Ann changes her mind
+            await viewer.next_message()
+            last = (await viewer.next_message())["data"]
+            assert last["counts"]["redis"] == 2
+            assert last["counts"]["presence"] == 0
+            assert last["total"] == 2
+
+        status, final = await poll.call("poll")
+        assert final["counts"] == last["counts"]
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_vote_refuses_bad_input(tmp_path: Path) -> None:
+    async with examples_kernel(tmp_path / "data") as (_chat, poll):
+        token = await poll.login("Ann")
+        for body, case_token, expected in [
+            ({"option": "presence"}, None, 401),
+            ({"option": "nope"}, token, 400),
+            ({"option": 1}, token, 400),
+            ({"option": "__proto__"}, token, 400),
+            ({}, token, 400),
+            ("presence", token, 400),
+        ]:
+            status, reply = await poll.call("vote", body, case_token)
+            assert status == expected, (body, reply)
+            assert reply["error"]
+        _status, results = await poll.call("poll")
+        assert results["total"] == 0
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_announce_is_admin_only_and_reaches_every_connection(tmp_path: Path) -> None:
+    async with examples_kernel(tmp_path / "data") as (_chat, poll):
+        user = await poll.login("Ann")
+        admin = await poll.login("Ada", adminCode=DEMO_ADMIN_CODE)
+        status, reply = await poll.call("login", {"name": "Eve", "adminCode": "guess"})
+        assert (status, reply["error"]) == (403, "wrong admin code")
+
+        body = {"message": "Poll closes in 5 minutes"}
+        assert (await poll.call("announce", body))[0] == 401
+        assert (await poll.call("announce", body, user))[0] == 403
+        assert (await poll.call("announce", {"message": ""}, admin))[0] == 400
+        assert (await poll.call("announce", {"message": "x" * 281}, admin))[0] == 400
+
+        async with poll.socket() as viewer:  # subscribed to nothing
+            status, reply = await poll.call("announce", body, admin)
+            assert (status, reply) == (200, {"sent": True})
+            announcement = await viewer.next_message()
+            assert "channel" not in announcement
+            assert announcement["data"]["type"] == "announcement"
+            assert announcement["data"]["text"] == "Poll closes in 5 minutes"
+            assert announcement["data"]["from"] == "Ada"
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_admin_channel_is_role_gated_and_carries_the_vote_feed(tmp_path: Path) -> None:
+    async with examples_kernel(tmp_path / "data") as (_chat, poll):
+        user = await poll.login("Ann")
+        admin = await poll.login("Ada", adminCode=DEMO_ADMIN_CODE)
+        async with poll.socket() as anonymous, poll.socket(user) as u, poll.socket(admin) as a:
+            refused = await anonymous.subscribe("admin")
+            assert (refused["type"], refused["code"]) == ("error", "unauthorized")
+            refused = await u.subscribe("admin")
+            assert (refused["type"], refused["code"]) == ("error", "forbidden")
+            assert (await a.subscribe("admin"))["type"] == "subscribed"
+
+            await poll.call("vote", {"option": "dm"}, user)
+
+            feed = await a.next_message()
+            assert feed["channel"] == "admin"
+            assert feed["data"]["voter"] == {"id": "ann", "name": "Ann"}
+            assert feed["data"]["option"] == "dm"
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_chat_login_token_is_refused_by_live_poll(tmp_path: Path) -> None:
+    async with examples_kernel(tmp_path / "data") as (chat, poll):
+        chat_token = await chat.login("Alice")
+
+        status, reply = await poll.call("vote", {"option": "presence"}, chat_token)
+        assert status == 401, reply
+        with pytest.raises(InvalidStatus) as refused:
+            async with poll.socket(chat_token):
+                pass
+        assert refused.value.response.status_code == 401
+
+        # ... while chat itself accepts it.
+        async with chat.socket(chat_token) as accepted:
+            assert accepted.hello["user"]["id"] == "alice"
