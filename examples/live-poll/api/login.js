@@ -3,7 +3,7 @@
 // DEMO-ONLY sign-in, no password. With the demo admin code (see lib/auth.js)
 // the token carries role "admin", which opens the "admin" channel and
 // /api/announce. The kernel binds the token to this app.
-const { DEMO_ADMIN_CODE, cleanName } = require('./lib/auth.js');
+const { isAdminCode, cleanName } = require('./lib/auth.js');
 
 module.exports = async (req) => {
   if (req.method !== 'POST') return { status: 405, json: { error: 'use POST' } };
@@ -12,10 +12,11 @@ module.exports = async (req) => {
   if (!name) {
     return { status: 400, json: { error: 'name must be 1-32 letters, digits, spaces, "-" or "_"' } };
   }
-  if (body.adminCode !== undefined && body.adminCode !== '' && body.adminCode !== DEMO_ADMIN_CODE) {
+  const wantsAdmin = body.adminCode !== undefined && body.adminCode !== null && body.adminCode !== '';
+  if (wantsAdmin && !isAdminCode(body.adminCode)) {
     return { status: 403, json: { error: 'wrong admin code' } };
   }
-  const admin = body.adminCode === DEMO_ADMIN_CODE;
+  const admin = wantsAdmin;
   const sub = name.toLowerCase().replace(/ +/g, '-');
   const claims = { sub, name, ttlSeconds: 8 * 3600 };
   if (admin) claims.role = 'admin';

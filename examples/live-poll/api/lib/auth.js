@@ -21,4 +21,8 @@ function hasRole(user, role) {
   return roles.includes(role);
 }
 
-module.exports = { DEMO_ADMIN_CODE, cleanName, hasRole };
+function isAdminCode(code) {
+  return code === DEMO_ADMIN_CODE;
+}
+
+module.exports = { isAdminCode, cleanName, hasRole };
