@@ -618,5 +618,9 @@ class Hub:
             await asyncio.sleep(poll_seconds)
         for session in self.sessions():
             session.transport.abort()
+        await self.drain_tasks()
+
+    async def drain_tasks(self) -> None:
+        """Wait for every background hub task (token expiry, presence leaves)."""
         while self._tasks:
             await asyncio.gather(*tuple(self._tasks), return_exceptions=True)

@@ -154,8 +154,8 @@ class Session:
         if self.ping_sent_at is not None:
             if now - self.ping_sent_at >= policy.pong_timeout:
                 return Due.PONG_TIMEOUT
-        elif now >= self.next_ping_at:
-            return Due.PING
         if not self.subscriptions and now - self.last_activity >= policy.idle_timeout:
             return Due.IDLE_TIMEOUT
+        if self.ping_sent_at is None and now >= self.next_ping_at:
+            return Due.PING
         return _NOTHING
