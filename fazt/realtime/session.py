@@ -151,9 +151,8 @@ class Session:
         idle timeout, ping. A client with subscriptions is never idle."""
         if self.token_expires_at is not None and now >= self.token_expires_at:
             return Due.TOKEN_EXPIRED
-        if self.ping_sent_at is not None:
-            if now - self.ping_sent_at >= policy.pong_timeout:
-                return Due.PONG_TIMEOUT
+        if self.ping_sent_at is not None and now - self.ping_sent_at >= policy.pong_timeout:
+            return Due.PONG_TIMEOUT
         if not self.subscriptions and now - self.last_activity >= policy.idle_timeout:
             return Due.IDLE_TIMEOUT
         if self.ping_sent_at is None and now >= self.next_ping_at:

@@ -283,7 +283,7 @@ async def test_rate_limit_drops_and_warns_once_a_second() -> None:
 async def test_flood_of_subscribes() -> None:
     w = await make_world()
     app = make_app()
-    s, t = await w.connect(app)
+    s, _t = await w.connect(app)
     other, to = await w.connect(app)
     for i in range(10_000):
         await w.send(s, {"type": "subscribe", "channel": f"flood-{i}"})
@@ -344,7 +344,7 @@ async def test_heartbeat_ping_pong_timeout_idle() -> None:
     w = await make_world(heartbeat=HeartbeatPolicy(10, 2, 30))
     app = make_app()
     good, tg = await w.connect(app)
-    bad, tb = await w.connect(app)
+    _bad, tb = await w.connect(app)
     quiet, tq = await w.connect(app)
     await w.send(quiet, {"type": "subscribe", "channel": "c"})
     for t in (tg, tb, tq):
