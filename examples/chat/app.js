@@ -8,12 +8,6 @@
   const state = { token: null, user: null, rt: null, room: null, members: new Map() };
 
   // Relative URLs, so the app works at http://chat.localhost:8080/ and at /_app/chat/.
-  function socketUrl() {
-    const url = new URL('_ws', location.href);
-    url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    return url.toString();
-  }
-
   async function post(path, body) {
     const headers = { 'Content-Type': 'application/json' };
     if (state.token) headers.Authorization = 'Bearer ' + state.token;
@@ -66,17 +60,6 @@
     renderMembers();
   }
 
-  // The presence list is re-read after every (re)subscribe: while we were
-  // disconnected people may have come and gone without us seeing the events.
-  async function refreshMembers() {
-    const channel = 'presence-room-' + state.room;
-    try {
-      setMembers(await state.rt.members(channel));
-    } catch (error) {
-      showError(error);
-    }
-  }
-
   function joinRoom(room) {
     const rt = state.rt;
     if (state.room) {
@@ -89,7 +72,7 @@
     rt.subscribe('room-' + room, {
       onMessage: (data) => line($('messages'), data.user.name, data.text, data.timestamp, { from: data.user.id }),
     });
-    const presence = rt.subscribe('presence-room-' + room, {
+    rt.subscribe('presence-room-' + room, {
       onJoin: (member) => {
         state.members.set(member.id, member);
         renderMembers();
@@ -99,11 +82,11 @@
         renderMembers();
       },
     });
-    Promise.resolve(presence).then(refreshMembers, showError);
   }
 
   function connect() {
-    const rt = new FaztRealtime(socketUrl(), { token: state.token });
+    // No URL: the SDK connects to this page's own /_ws (also under /_app/chat/).
+    const rt = new FaztRealtime(null, { token: state.token });
     state.rt = rt;
     const status = $('status');
     const setStatus = (name) => {
@@ -113,12 +96,16 @@
     rt.on('connected', () => {
       setStatus('connected');
       showError(null);
-      if (state.room) refreshMembers();
+    });
+    // Every (re)subscribe to a presence channel answers with the full member
+    // list: while we were disconnected people may have come and gone unseen.
+    rt.on('subscribed', (channel, members) => {
+      if (channel === 'presence-room-' + state.room && members) setMembers(members);
     });
     rt.on('disconnected', () => setStatus('offline'));
     rt.on('reconnecting', () => setStatus('reconnecting'));
     rt.on('kicked', () => setStatus('kicked'));
-    rt.on('error', (error) => showError(error && (error.error || error.message || error.code)));
+    rt.on('error', showError);
 
     rt.subscribe('private-user-' + state.user.id, {
       onMessage: (dm) => line($('dms'), dm.from.name + ' → ' + dm.to, dm.text, dm.timestamp, { from: dm.from.id }),

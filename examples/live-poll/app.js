@@ -4,13 +4,7 @@
   'use strict';
 
   const $ = (id) => document.getElementById(id);
-  const state = { token: null, user: null, rt: null, options: [], mine: null };
-
-  function socketUrl() {
-    const url = new URL('_ws', location.href);
-    url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    return url.toString();
-  }
+  const state = { token: null, user: null, rt: null, options: [], mine: null, results: null };
 
   async function call(path, body) {
     const headers = {};
@@ -49,10 +43,13 @@
       item.append(button, bar, count);
       list.append(item);
     }
+    if (state.results) renderResults(state.results);
   }
 
   function renderResults(results) {
+    state.results = results;
     const total = results.total || 0;
+    if (typeof results.viewers === 'number') $('viewers').textContent = results.viewers + ' watching';
     $('total').textContent = String(total);
     for (const item of $('options').children) {
       const count = results.counts[item.dataset.option] || 0;
@@ -79,8 +76,8 @@
   }
 
   function connect() {
-    if (state.rt) state.rt.close();
-    const rt = new FaztRealtime(socketUrl(), state.token ? { token: state.token } : {});
+    // No URL: the SDK connects to this page's own /_ws (also under /_app/live-poll/).
+    const rt = new FaztRealtime();
     state.rt = rt;
     const setStatus = (name) => {
       $('status').dataset.state = name;
@@ -93,19 +90,26 @@
     });
     rt.on('disconnected', () => setStatus('offline'));
     rt.on('reconnecting', () => setStatus('reconnecting'));
+    rt.on('error', showError);
     // broadcastAll messages carry no channel.
     rt.on('message', (channel, data) => {
-      if (!channel && data && data.type === 'announcement') announce(data);
+      if (channel === null && data && data.type === 'announcement') announce(data);
     });
     rt.subscribe('poll', { onMessage: renderResults });
-    if (state.user && state.user.admin) {
-      rt.subscribe('admin', {
+  }
+
+  // After sign-in the same connection authenticates (an `auth` message, sent
+  // again on every reconnect); admins then subscribe to the role-gated channel.
+  function signedIn() {
+    state.rt.setToken(state.token);
+    if (state.user.admin) {
+      state.rt.subscribe('admin', {
         onMessage: (event) => {
           const item = document.createElement('li');
           item.textContent = event.voter.name + ' voted ' + event.option;
           $('admin-feed').prepend(item);
         },
-      });
+      }).catch(showError);
     }
   }
 
@@ -120,7 +124,7 @@
       $('login-form').hidden = true;
       $('admin').hidden = !reply.user.admin;
       renderOptions();
-      connect();
+      signedIn();
     } catch (error) {
       $('login-error').textContent = error.message;
     }

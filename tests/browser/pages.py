@@ -19,8 +19,8 @@ class ExamplePage:
     def status(self) -> Locator:
         return self.page.locator("#status")
 
-    def expect_status(self, state: str) -> None:
-        expect(self.status).to_have_attribute("data-state", state)
+    def expect_status(self, state: str, timeout_ms: float | None = None) -> None:
+        expect(self.status).to_have_attribute("data-state", state, timeout=timeout_ms)
 
 
 class ChatPage(ExamplePage):

@@ -1,4 +1,8 @@
-// GET /api/poll -> {"question", "options", "counts", "total"}: the page's first paint.
+// GET /api/poll -> {"question", "options", "counts", "total", "viewers"}: the page's first paint.
+// `viewers` is how many connections watch the "poll" channel right now.
 const { QUESTION, OPTIONS, tally } = require('./lib/poll.js');
 
-module.exports = async () => ({ json: { question: QUESTION, options: OPTIONS, ...tally() } });
+module.exports = async () => {
+  const viewers = await fazt.realtime.count('poll');
+  return { json: { question: QUESTION, options: OPTIONS, ...tally(), viewers } };
+};

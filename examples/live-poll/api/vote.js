@@ -13,7 +13,7 @@ module.exports = async (req) => {
     return { status: 400, json: { error: 'option must be one of the poll\'s option ids' } };
   }
   const previous = vote(req.user.sub, option);
-  const results = tally();
+  const results = { ...tally(), viewers: await fazt.realtime.count('poll') };
   await fazt.realtime.broadcast('poll', results);
   await fazt.realtime.broadcast('admin', {
     voter: { id: req.user.sub, name: req.user.name || req.user.sub },
