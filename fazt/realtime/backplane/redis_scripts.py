@@ -1,0 +1,282 @@
+"""Key layout and Lua scripts of the Redis backplane.
+
+Every registry update is one Lua script, so it is atomic: a presence join, for
+instance, records the connection, bumps the user's connection count and adds
+the member in one step, and two nodes can never both see "first connection".
+
+Key layout (``P`` is the prefix, ``A`` an app uuid, ``N`` a node id, ``C`` a
+channel name; app uuids and node ids never contain ``:``, so apps cannot reach
+each other's keys whatever their channel names are)::
+
+    P:nodes                      set   node ids that have registered
+    P:node:N                     str   liveness, expires after the presence TTL
+    P:node:N:apps                set   apps in which N has registry entries
+    P:apps                       set   apps with at least one connection
+    P:app:A:conns                hash  client id -> owner node id
+    P:app:A:chans                set   channels with at least one subscriber
+    P:app:A:ch:C:subs            hash  client id -> "N <subscriber info JSON>"
+    P:app:A:pr:C:conns           hash  client id -> "N <user id>"
+    P:app:A:pr:C:users           hash  user id -> live connection count
+    P:app:A:pr:C:members         hash  user id -> member JSON
+    P:app:A:pr:C:order           zset  user id -> join sequence number
+    P:app:A:prseq                str   join sequence counter
+    P:app:A:node:N:conns         set   N's client ids (for the sweeper)
+    P:app:A:node:N:subs          set   N's subscriptions, as index entries
+    P:app:A:node:N:pres          set   N's presence connections, as index entries
+
+Pub/sub topics::
+
+    P:app:A:ch:C                 messages of channel C
+    P:app:A:all                  broadcastAll of app A
+    P:app:A:kick:N               kicks for N's clients of app A
+    P:node:N:ctl                 keeps N's subscriber connection open (no traffic)
+
+An index entry is ``<byte length of client id>:<client id><channel>``: it is
+unambiguous whatever the two strings contain and is built the same way in
+Python and Lua. Scripts compute key names, so they need a single Redis server
+(or a primary with replicas), not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+# Helpers shared by the scripts: ARGV[1] is always the prefix.
+_PRELUDE = r"""
+local p = ARGV[1]
+local function akey(app) return p .. ':app:' .. app end
+local function idx(client, channel) return #client .. ':' .. client .. channel end
+local function unidx(entry)
+  local i = string.find(entry, ':', 1, true)
+  if not i then return nil, nil end
+  local n = tonumber(string.sub(entry, 1, i - 1))
+  if not n then return nil, nil end
+  return string.sub(entry, i + 1, i + n), string.sub(entry, i + n + 1)
+end
+local function split(value)
+  local i = string.find(value, ' ', 1, true)
+  if not i then return nil, nil end
+  return string.sub(value, 1, i - 1), string.sub(value, i + 1)
+end
+local function note_app(node, app)
+  redis.call('SADD', p .. ':node:' .. node .. ':apps', app)
+end
+
+local function drop_connection(app, node, client)
+  local a = akey(app)
+  if redis.call('HGET', a .. ':conns', client) == node then
+    redis.call('HDEL', a .. ':conns', client)
+    if redis.call('HLEN', a .. ':conns') == 0 then redis.call('SREM', p .. ':apps', app) end
+  end
+  redis.call('SREM', a .. ':node:' .. node .. ':conns', client)
+end
+
+local function drop_subscription(app, node, channel, client)
+  local a = akey(app)
+  local k = a .. ':ch:' .. channel .. ':subs'
+  local value = redis.call('HGET', k, client)
+  if value and split(value) == node then
+    redis.call('HDEL', k, client)
+    if redis.call('HLEN', k) == 0 then redis.call('SREM', a .. ':chans', channel) end
+  end
+  redis.call('SREM', a .. ':node:' .. node .. ':subs', idx(client, channel))
+end
+
+-- Returns the member JSON when this was the user's last connection, else false.
+local function drop_presence(app, node, channel, client)
+  local a = akey(app)
+  local k = a .. ':pr:' .. channel
+  redis.call('SREM', a .. ':node:' .. node .. ':pres', idx(client, channel))
+  local value = redis.call('HGET', k .. ':conns', client)
+  if not value then return false end
+  local owner, user = split(value)
+  if owner ~= node or not user then return false end
+  redis.call('HDEL', k .. ':conns', client)
+  local left = redis.call('HINCRBY', k .. ':users', user, -1)
+  if left > 0 then return false end
+  local member = redis.call('HGET', k .. ':members', user) or cjson.encode({id = user})
+  redis.call('HDEL', k .. ':users', user)
+  redis.call('HDEL', k .. ':members', user)
+  redis.call('ZREM', k .. ':order', user)
+  return member
+end
+
+-- Removes everything node registered; returns {app, channel, member, ...} for
+-- every presence member whose last connection was on that node.
+local function purge(node)
+  local out = {}
+  local apps_key = p .. ':node:' .. node .. ':apps'
+  for _, app in ipairs(redis.call('SMEMBERS', apps_key)) do
+    local a = akey(app)
+    local nk = a .. ':node:' .. node
+    for _, client in ipairs(redis.call('SMEMBERS', nk .. ':conns')) do
+      drop_connection(app, node, client)
+    end
+    for _, entry in ipairs(redis.call('SMEMBERS', nk .. ':subs')) do
+      local client, channel = unidx(entry)
+      if client then drop_subscription(app, node, channel, client) end
+    end
+    for _, entry in ipairs(redis.call('SMEMBERS', nk .. ':pres')) do
+      local client, channel = unidx(entry)
+      if client then
+        local member = drop_presence(app, node, channel, client)
+        if member then
+          out[#out + 1] = app
+          out[#out + 1] = channel
+          out[#out + 1] = member
+        end
+      end
+    end
+    redis.call('DEL', nk .. ':conns', nk .. ':subs', nk .. ':pres')
+  end
+  redis.call('DEL', apps_key)
+  return out
+end
+"""
+
+#: ARGV: prefix, node, ttl ms. Returns 1 when the node was not registered
+#: (first start, Redis lost its data, or survivors swept it as dead).
+REFRESH = (
+    _PRELUDE
+    + r"""
+redis.call('SET', p .. ':node:' .. ARGV[2], '1', 'PX', ARGV[3])
+return redis.call('SADD', p .. ':nodes', ARGV[2])
+"""
+)
+
+#: ARGV: prefix, calling node. Claims and purges every registered node whose
+#: liveness key expired. Atomic, so each dead node is reported exactly once.
+SWEEP = (
+    _PRELUDE
+    + r"""
+local out = {}
+for _, node in ipairs(redis.call('SMEMBERS', p .. ':nodes')) do
+  if node ~= ARGV[2] and redis.call('EXISTS', p .. ':node:' .. node) == 0 then
+    redis.call('SREM', p .. ':nodes', node)
+    for _, item in ipairs(purge(node)) do out[#out + 1] = item end
+  end
+end
+return out
+"""
+)
+
+#: ARGV: prefix, node. Graceful stop: remove the node and all its entries.
+LEAVE_CLUSTER = (
+    _PRELUDE
+    + r"""
+redis.call('SREM', p .. ':nodes', ARGV[2])
+redis.call('DEL', p .. ':node:' .. ARGV[2])
+purge(ARGV[2])
+return 1
+"""
+)
+
+#: ARGV: prefix, app, node, client.
+ADD_CONNECTION = (
+    _PRELUDE
+    + r"""
+local a = akey(ARGV[2])
+redis.call('HSET', a .. ':conns', ARGV[4], ARGV[3])
+redis.call('SADD', a .. ':node:' .. ARGV[3] .. ':conns', ARGV[4])
+redis.call('SADD', p .. ':apps', ARGV[2])
+note_app(ARGV[3], ARGV[2])
+return 1
+"""
+)
+
+#: ARGV: prefix, app, node, client.
+REMOVE_CONNECTION = (
+    _PRELUDE
+    + r"""
+drop_connection(ARGV[2], ARGV[3], ARGV[4])
+return 1
+"""
+)
+
+#: ARGV: prefix. Connections of every app.
+COUNT_ALL_CONNECTIONS = (
+    _PRELUDE
+    + r"""
+local total = 0
+for _, app in ipairs(redis.call('SMEMBERS', p .. ':apps')) do
+  total = total + redis.call('HLEN', akey(app) .. ':conns')
+end
+return total
+"""
+)
+
+#: ARGV: prefix, app, node, channel, client, info JSON.
+ADD_SUBSCRIPTION = (
+    _PRELUDE
+    + r"""
+local a = akey(ARGV[2])
+redis.call('HSET', a .. ':ch:' .. ARGV[4] .. ':subs', ARGV[5], ARGV[3] .. ' ' .. ARGV[6])
+redis.call('SADD', a .. ':chans', ARGV[4])
+redis.call('SADD', a .. ':node:' .. ARGV[3] .. ':subs', idx(ARGV[5], ARGV[4]))
+note_app(ARGV[3], ARGV[2])
+return 1
+"""
+)
+
+#: ARGV: prefix, app, node, channel, client.
+REMOVE_SUBSCRIPTION = (
+    _PRELUDE
+    + r"""
+drop_subscription(ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+return 1
+"""
+)
+
+#: ARGV: prefix, app, node, channel, client, user, member JSON.
+#: Returns 1 when this is the user's first connection on the channel.
+PRESENCE_JOIN = (
+    _PRELUDE
+    + r"""
+local a = akey(ARGV[2])
+local k = a .. ':pr:' .. ARGV[4]
+if redis.call('HSETNX', k .. ':conns', ARGV[5], ARGV[3] .. ' ' .. ARGV[6]) == 0 then
+  return 0
+end
+redis.call('SADD', a .. ':node:' .. ARGV[3] .. ':pres', idx(ARGV[5], ARGV[4]))
+note_app(ARGV[3], ARGV[2])
+if redis.call('HINCRBY', k .. ':users', ARGV[6], 1) == 1 then
+  redis.call('HSET', k .. ':members', ARGV[6], ARGV[7])
+  redis.call('ZADD', k .. ':order', redis.call('INCR', a .. ':prseq'), ARGV[6])
+  return 1
+end
+return 0
+"""
+)
+
+#: ARGV: prefix, app, node, channel, client. Returns 1 on the user's last leave.
+PRESENCE_LEAVE = (
+    _PRELUDE
+    + r"""
+if drop_presence(ARGV[2], ARGV[3], ARGV[4], ARGV[5]) then return 1 end
+return 0
+"""
+)
+
+#: ARGV: prefix, app, channel. Member JSON texts in join order.
+PRESENCE_MEMBERS = (
+    _PRELUDE
+    + r"""
+local k = akey(ARGV[2]) .. ':pr:' .. ARGV[3]
+local out = {}
+-- One HGET per user rather than HMGET with unpack(), which fails past ~8000 users.
+for _, user in ipairs(redis.call('ZRANGE', k .. ':order', 0, -1)) do
+  local member = redis.call('HGET', k .. ':members', user)
+  if member then out[#out + 1] = member end
+end
+return out
+"""
+)
+
+#: ARGV: prefix, app, client, kick payload. Publishes the kick to the owner
+#: node's topic; returns the number of receivers (0: no live node holds it).
+KICK = (
+    _PRELUDE
+    + r"""
+local owner = redis.call('HGET', akey(ARGV[2]) .. ':conns', ARGV[3])
+if not owner or redis.call('EXISTS', p .. ':node:' .. owner) == 0 then return 0 end
+return redis.call('PUBLISH', akey(ARGV[2]) .. ':kick:' .. owner, ARGV[4])
+"""
+)
