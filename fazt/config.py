@@ -54,7 +54,11 @@ KERNEL_SCHEMA: dict[str, Any] = {
         "data": {"type": "string", "minLength": 1},
         "plugins": {
             "type": "array",
-            "items": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+            # An entry-point name, or "package.module:Class" for development.
+            "items": {
+                "type": "string",
+                "pattern": r"^(?:[a-z][a-z0-9_]*|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$",
+            },
             "uniqueItems": True,
         },
         "jwt": _JWT_SCHEMA,

@@ -31,6 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from fazt.kernel.jsengine import JsEngineLike
 from fazt.kernel.kernel import Kernel
 from fazt.kernel.plugin import Plugin
 
@@ -93,17 +94,21 @@ async def running_kernel(
     config: Mapping[str, Any] | None = None,
     plugins: Sequence[Plugin] | None = None,
     domain: str = "localhost",
+    js_engine: JsEngineLike | None = None,
 ) -> AsyncIterator[RunningKernel]:
     """Start a ``Kernel`` on a free port in the current loop; stop it on exit.
 
     When ``plugins`` is given, exactly those plugins are attached (the
     config's ``plugins`` list is ignored); otherwise the config's list is used
-    (default ``["realtime"]``).
+    (default ``["realtime"]``). ``js_engine`` replaces the QuickJS engine
+    (for tests of the kernel's own glue).
     """
     settings = dict(config or {})
     if plugins is not None:
         settings["plugins"] = []
-    kernel = Kernel(apps_dir, data_dir=data_dir, domain=domain, config=settings)
+    kernel = Kernel(
+        apps_dir, data_dir=data_dir, domain=domain, config=settings, js_engine=js_engine
+    )
     for plugin in plugins or ():
         kernel.use(plugin)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -23,6 +24,11 @@ if TYPE_CHECKING:
     from fazt.kernel.kernel import Kernel
 
 log = logging.getLogger("fazt.kernel")
+
+#: RFC 9110 token characters: what a response header name may contain.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
+#: Framing headers the kernel computes itself; a handler cannot set them.
+_KERNEL_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
 
 ALL_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
 
@@ -85,7 +91,13 @@ class StaticHandler(JsonErrorsMixin, tornado.web.StaticFileHandler):
             raise tornado.web.HTTPError(404, "not found")
         await super().get("/".join(segments), include_body=include_body)
 
+    async def head(self, path: str = "") -> None:
+        await self.get(path, include_body=False)
+
     def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
+        # Check before Tornado does, so a symlink out answers 404 (not 403).
+        if not served_relative(self.root, absolute_path):  # type: ignore[arg-type]
+            raise tornado.web.HTTPError(404, "not found")
         checked = super().validate_absolute_path(root, absolute_path)
         if checked is not None and not served_relative(self.root, checked):  # type: ignore[arg-type]
             raise tornado.web.HTTPError(404, "not found")
@@ -104,6 +116,9 @@ class AssetHandler(JsonErrorsMixin, tornado.web.StaticFileHandler):
         if self._asset is None or not self._asset.is_file():
             raise tornado.web.HTTPError(404, "no such asset")
         await super().get(self._asset.name, include_body=include_body)
+
+    async def head(self, path: str = "") -> None:
+        await self.get(path, include_body=False)
 
 
 class ApiHandler(JsonErrorsMixin):
@@ -205,6 +220,8 @@ class ApiHandler(JsonErrorsMixin):
         self.set_status(status)
         for name, value in response.headers.items():
             try:
+                if not _HEADER_NAME.match(name) or name.lower() in _KERNEL_HEADERS:
+                    raise ValueError(name)
                 self.set_header(name, value)
             except ValueError:
                 log.warning("app %s: dropped invalid response header %r", self.app.slug, name)

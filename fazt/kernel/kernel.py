@@ -11,6 +11,7 @@ stops listening and closes the JS engine.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import socket
 from collections.abc import Mapping
@@ -49,20 +50,35 @@ CLOSE_TIMEOUT_SECONDS = 5.0
 
 
 def load_plugin(name: str) -> Plugin:
-    """Instantiate the plugin registered as ``name`` in the ``fazt.plugins`` group."""
-    matches = [ep for ep in entry_points(group=PLUGIN_GROUP) if ep.name == name]
-    if not matches:
-        raise ConfigError(
-            f"plugin {name!r} is not installed (no {PLUGIN_GROUP!r} entry point named {name!r})"
-        )
-    entry = matches[0]
+    """Instantiate the plugin ``name``.
+
+    ``name`` is an entry-point name in the ``fazt.plugins`` group (``realtime``),
+    or, for development and tests, an import path ``package.module:Class``.
+    """
+    if ":" in name:
+        module_name, _, attribute = name.partition(":")
+        where = name
+        try:
+            factory = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as error:
+            raise ConfigError(f"plugin {name!r} cannot be imported: {error}") from error
+    else:
+        matches = [ep for ep in entry_points(group=PLUGIN_GROUP) if ep.name == name]
+        if not matches:
+            raise ConfigError(
+                f"plugin {name!r} is not installed (no {PLUGIN_GROUP!r} entry point named {name!r})"
+            )
+        where = matches[0].value
+        try:
+            factory = matches[0].load()
+        except Exception as error:
+            raise ConfigError(f"plugin {name!r} failed to load from {where}: {error}") from error
     try:
-        factory = entry.load()
         plugin = factory()
     except Exception as error:
-        raise ConfigError(f"plugin {name!r} failed to load from {entry.value}: {error}") from error
+        raise ConfigError(f"plugin {name!r} ({where}) failed to initialise: {error}") from error
     if not isinstance(plugin, Plugin):
-        raise ConfigError(f"plugin {name!r} ({entry.value}) is not a fazt Plugin")
+        raise ConfigError(f"plugin {name!r} ({where}) is not a fazt Plugin")
     return plugin
 
 

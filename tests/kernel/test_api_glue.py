@@ -1,0 +1,182 @@
+"""The /api glue: handler lookup, the ``req`` dict, tokens, and the engine's answer.
+
+The engine here is a recording double (the QuickJS bridge has its own tests);
+these tests check what the kernel hands to it and how it writes the answer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fazt.kernel.tokens import TokenService, load_secret
+from tests.harness import make_app, running_kernel
+from tests.kernel.sample_plugin import FakeResponse, RecordingEngine
+from tests.kernel.util import fetch, json_body
+
+HANDLER = "module.exports = async (req) => ({json: req})"
+
+
+def build_apps(tmp_path: Path) -> Path:
+    apps = tmp_path / "apps"
+    make_app(
+        apps,
+        "chat",
+        {},
+        {
+            "api/hello.js": HANDLER,
+            "api/rooms/list.js": HANDLER,
+            "api/admin/index.js": HANDLER,
+            "api/lib/.hidden.js": HANDLER,
+        },
+    )
+    make_app(apps, "poll", {}, {"api/vote.js": HANDLER})
+    return apps
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_request_dict(tmp_path: Path) -> None:
+    engine = RecordingEngine()
+    apps = build_apps(tmp_path)
+    async with running_kernel(
+        apps, data_dir=tmp_path / "d", config={"plugins": []}, js_engine=engine
+    ) as k:
+        response = await fetch(
+            k.url("chat", "/api/hello?a=1&a=2&b=%C3%A9"),
+            method="POST",
+            body=json.dumps({"text": "hi"}),
+            headers={"Content-Type": "application/json", "X-Custom": "Yes"},
+        )
+        assert response.code == 200
+        answer = json_body(response)
+        assert answer["handler"] == "hello.js"
+        request = answer["request"]
+        assert request["method"] == "POST"
+        assert request["path"] == "/api/hello"
+        assert request["query"] == {"a": "1", "b": "é"}
+        assert request["headers"]["x-custom"] == "Yes"
+        assert request["headers"]["content-type"] == "application/json"
+        assert request["body"] == '{"text": "hi"}'
+        assert request["json"] == {"text": "hi"}
+        assert request["user"] is None
+        chat = k.kernel.apps.by_slug("chat")
+        assert chat is not None
+        assert request["app"] == {"slug": "chat", "uuid": chat.uuid}
+        context, handler_file, api_root, _ = engine.calls[0]
+        assert context.app == chat and context.kernel is k.kernel
+        assert handler_file == chat.root / "api" / "hello.js"
+        assert api_root == chat.root / "api"
+
+        not_json = await fetch(k.url("chat", "/api/hello"), method="PUT", body="plain {")
+        request = json_body(not_json)["request"]
+        assert request["method"] == "PUT" and request["json"] is None
+        assert request["body"] == "plain {"
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_handler_lookup(tmp_path: Path) -> None:
+    engine = RecordingEngine()
+    async with running_kernel(
+        build_apps(tmp_path), data_dir=tmp_path / "d", config={"plugins": []}, js_engine=engine
+    ) as k:
+        nested = await fetch(k.url("chat", "/api/rooms/list"))
+        assert json_body(nested)["handler"] == "list.js"
+        index = await fetch(k.url("chat", "/api/admin"))
+        assert json_body(index)["handler"] == "index.js"
+        for path in [
+            "/api/nope",
+            "/api/hello.js",
+            "/api/rooms",
+            "/api",
+            "/api/",
+            "/api/../api/hello",
+            "/api/%2e%2e/app",
+            "/api/rooms%2f..%2fhello",
+            "/api/lib/.hidden",
+            "/api/vote",  # poll's handler, not chat's
+        ]:
+            response = await fetch(k.url("chat", path))
+            assert response.code == 404, path
+            assert json_body(response)["error"].startswith("no handler for /api"), path
+        missing = await fetch(k.url("chat", "/api/nope"))
+        assert json_body(missing) == {"error": "no handler for /api/nope"}
+        other = await fetch(k.url("poll", "/api/vote"))
+        assert json_body(other)["handler"] == "vote.js"
+        # Only hello, rooms/list, admin and vote reached the engine.
+        assert len(engine.calls) == 3
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_tokens(tmp_path: Path) -> None:
+    engine = RecordingEngine()
+    data = tmp_path / "d"
+    async with running_kernel(
+        build_apps(tmp_path), data_dir=data, config={"plugins": []}, js_engine=engine
+    ) as k:
+        chat = k.kernel.apps.by_slug("chat")
+        assert chat is not None
+        tokens = TokenService(load_secret(None, data))
+        token = tokens.issue("alice", name="Alice", role="admin", app=chat.uuid)
+        by_header = await fetch(
+            k.url("chat", "/api/hello"), headers={"Authorization": f"Bearer {token}"}
+        )
+        user = json_body(by_header)["request"]["user"]
+        assert user["sub"] == "alice" and user["name"] == "Alice" and user["role"] == "admin"
+        by_query = await fetch(k.url("chat", f"/api/hello?token={token}"))
+        assert json_body(by_query)["request"]["user"]["sub"] == "alice"
+
+        calls = len(engine.calls)
+        other_app = await fetch(k.url("poll", f"/api/vote?token={token}"))
+        assert other_app.code == 401
+        assert json_body(other_app) == {"error": "invalid token: token is for another app"}
+        garbage = await fetch(k.url("chat", "/api/hello"), headers={"Authorization": "Bearer x.y"})
+        assert garbage.code == 401 and "invalid token" in json_body(garbage)["error"]
+        expired = tokens.issue("bob", ttl_seconds=-10)
+        old = await fetch(k.url("chat", f"/api/hello?token={expired}"))
+        assert json_body(old) == {"error": "invalid token: token expired"}
+        forged = TokenService(b"another-secret-of-enough-length-123").issue("eve")
+        bad_sig = await fetch(k.url("chat", f"/api/hello?token={forged}"))
+        assert json_body(bad_sig) == {"error": "invalid token: bad signature"}
+        assert len(engine.calls) == calls  # refused before any JS ran
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_engine_answers_and_failures(tmp_path: Path) -> None:
+    engine = RecordingEngine()
+    async with running_kernel(
+        build_apps(tmp_path), data_dir=tmp_path / "d", config={"plugins": []}, js_engine=engine
+    ) as k:
+        engine.response = FakeResponse(201, {"X-Made": "yes", "Bad\nName": "v"}, b"made")
+        made = await fetch(k.url("chat", "/api/hello"), method="POST", body="")
+        assert made.code == 201 and made.body == b"made" and made.headers["X-Made"] == "yes"
+
+        engine.response = FakeResponse(204, {}, b"ignored")
+        empty = await fetch(k.url("chat", "/api/hello"))
+        assert empty.code == 204 and empty.body == b""
+
+        engine.response = FakeResponse(42, {}, b"")
+        weird = await fetch(k.url("chat", "/api/hello"))
+        assert weird.code == 500 and "invalid status" in json_body(weird)["error"]
+
+        engine.response = None
+        engine.raise_error = RuntimeError("bridge exploded")
+        broken = await fetch(k.url("chat", "/api/hello"))
+        assert broken.code == 500
+        assert json_body(broken) == {"error": "internal server error"}
+        assert b"exploded" not in broken.body and b"Traceback" not in broken.body
+
+        engine.raise_error = None
+        fine = await fetch(k.url("chat", "/api/hello"))
+        assert fine.code == 200
+    assert engine.closed
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_auth_namespace_registered(tmp_path: Path) -> None:
+    engine = RecordingEngine()
+    async with running_kernel(
+        build_apps(tmp_path), data_dir=tmp_path / "d", config={"plugins": []}, js_engine=engine
+    ):
+        assert set(engine.namespaces["auth"]) == {"issueToken"}
