@@ -1,17 +1,14 @@
 """Fixtures for real-browser tests: Debian's Chromium, fresh contexts, and
 ``fazt serve examples/`` as a real subprocess on a free port.
 
-Every test in this folder is marked ``browser``. A page's JS errors and
+Every test module here sets ``pytestmark = pytest.mark.browser``. A page's JS errors and
 ``console.error`` lines fail the test that caused them.
 """
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import (
@@ -24,18 +21,9 @@ from playwright.sync_api import (
 )
 
 from tests.browser import chromium
-from tests.harness import FaztProcess
-
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+from tests.browser.server import ExamplesServer
 
 expect.set_options(timeout=chromium.DEFAULT_TIMEOUT_MS)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(scope="session")
@@ -104,56 +92,9 @@ def new_page(browser: Browser, page_errors: PageErrors) -> Iterator[NewPage]:
     assert not unexpected, "errors in the browser pages:\n" + "\n".join(unexpected)
 
 
-class ExamplesServer:
-    """``fazt serve examples/`` in a subprocess; restartable on the same port."""
-
-    def __init__(self, data_dir: Path, config: dict[str, Any]) -> None:
-        self.data_dir = data_dir
-        self.config = config
-        self.process = FaztProcess(EXAMPLES_DIR, data_dir=data_dir, config=config)
-        self.port = self.process.port
-
-    def start(self) -> None:
-        self.process.start()
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def restart(self) -> None:
-        """Graceful stop (SIGTERM), then a new process on the same port and data
-        folder, so the kernel secret, app uuids and the pages' URLs stay the same."""
-        self.process.stop()
-        self.process = FaztProcess(
-            EXAMPLES_DIR, data_dir=self.data_dir, config=self.config, port=self.port
-        )
-        self.process.start()
-
-    def url(self, slug: str) -> str:
-        """The app's page as a browser reaches it: ``http://<slug>.localhost:PORT/``."""
-        return f"http://{slug}.localhost:{self.port}/"
-
-    def login(self, slug: str, name: str) -> str:
-        """A token from the app's own ``api/login`` (Python cannot resolve
-        ``*.localhost``, so this goes through the ``/_app/<slug>/`` route)."""
-        request = urllib.request.Request(
-            self.process.url(slug, "/api/login"),
-            data=json.dumps({"name": name}).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=5) as response:
-            token = json.loads(response.read())["token"]
-        assert isinstance(token, str)
-        return token
-
-
-# Short heartbeat and shutdown grace so restarts and dead-peer detection are quick.
-SERVER_CONFIG: dict[str, Any] = {}
-
-
 @pytest.fixture
 def examples_server(tmp_path: Path) -> Iterator[ExamplesServer]:
-    server = ExamplesServer(tmp_path / "data", SERVER_CONFIG)
+    server = ExamplesServer(tmp_path / "data")
     server.start()
     try:
         yield server

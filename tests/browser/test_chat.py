@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ExamplesServer, NewPage, PageErrors
+from tests.browser.conftest import NewPage, PageErrors
 from tests.browser.pages import ChatPage
+from tests.browser.server import ExamplesServer
+
+pytestmark = pytest.mark.browser
 
 RECONNECT_TIMEOUT_MS = 30_000
 

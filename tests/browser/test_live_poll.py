@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ExamplesServer, NewPage
+from tests.browser.conftest import NewPage
 from tests.browser.pages import PollPage
+from tests.browser.server import ExamplesServer
+
+pytestmark = pytest.mark.browser
 
 DEMO_ADMIN_CODE = "demo-admin"  # examples/live-poll/api/lib/auth.js, demo only
 

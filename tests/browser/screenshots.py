@@ -1,0 +1,102 @@
+"""Screenshots of the example apps for the README (``docs/screenshots/``).
+
+Run from the repository root::
+
+    .venv/bin/python -m tests.browser.screenshots            # writes docs/screenshots/*.png
+    .venv/bin/python -m tests.browser.screenshots --out DIR
+
+It starts ``fazt serve examples/`` in a temporary data folder, plays a short
+scene in each app with real Chromium and saves what one user sees.
+``test_screenshots.py`` runs the same scenes into a temporary folder, so this
+script cannot rot unnoticed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from playwright.sync_api import Browser, expect, sync_playwright
+
+from tests.browser import chromium
+from tests.browser.pages import ChatPage, PollPage
+from tests.browser.server import ExamplesServer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_OUT = REPO_ROOT / "docs" / "screenshots"
+VIEWPORT = {"width": 1280, "height": 720}
+
+
+def chat_scene(browser: Browser, server: ExamplesServer, out: Path) -> Path:
+    url = server.url("chat")
+    contexts = [browser.new_context(viewport=VIEWPORT) for _ in range(3)]
+    try:
+        alice, bob, carol = (
+            ChatPage(context.new_page()).open(url).sign_in(name)
+            for context, name in zip(contexts, ["Alice", "Bob", "Carol"], strict=True)
+        )
+        alice.expect_members("alice", "bob", "carol")
+        alice.say("Hi everyone! The demo runs on fazt realtime.")
+        bob.say("Hello Alice, I see you online in the list on the left.")
+        carol.say("Messages go through api/chat.js and fazt.realtime.broadcast.")
+        bob.direct_message("alice", "This one is private: only you get it.")
+        expect(alice.dm("only you get it")).to_be_visible()
+        expect(alice.message("fazt.realtime.broadcast")).to_be_visible()
+        target = out / "chat.png"
+        alice.page.screenshot(path=str(target))
+        return target
+    finally:
+        for context in contexts:
+            context.close()
+
+
+def poll_scene(browser: Browser, server: ExamplesServer, out: Path) -> Path:
+    url = server.url("live-poll")
+    contexts = [browser.new_context(viewport=VIEWPORT) for _ in range(4)]
+    try:
+        admin = PollPage(contexts[0].new_page()).open(url).sign_in("Ada", "demo-admin")
+        votes = [("Vera", "presence"), ("Ben", "redis"), ("Kim", "presence")]
+        for context, (name, option) in zip(contexts[1:], votes, strict=True):
+            PollPage(context.new_page()).open(url).sign_in(name).vote(option)
+        expect(admin.page.locator("#total")).to_have_text("3")
+        admin.vote("dm")
+        expect(admin.page.locator("#total")).to_have_text("4")
+        admin.announce("Voting closes in 5 minutes!")
+        expect(admin.announcement).to_be_visible()
+        target = out / "live-poll.png"
+        admin.page.screenshot(path=str(target))
+        return target
+    finally:
+        for context in contexts:
+            context.close()
+
+
+def take_screenshots(browser: Browser, out: Path) -> list[Path]:
+    """Serve the examples, play both scenes, return the PNG paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="fazt-screenshots-") as data:
+        server = ExamplesServer(Path(data))
+        server.start()
+        try:
+            return [chat_scene(browser, server, out), poll_scene(browser, server, out)]
+        finally:
+            server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Screenshots of the example apps.")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    out = parser.parse_args().out
+    expect.set_options(timeout=chromium.DEFAULT_TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        browser = chromium.launch(playwright)
+        try:
+            for path in take_screenshots(browser, out):
+                print(path)
+        finally:
+            browser.close()
+
+
+if __name__ == "__main__":
+    main()
