@@ -1,0 +1,392 @@
+"""``JsEngine``: runs an app's ``api/*.js`` handler in QuickJS, off the IOLoop.
+
+Threads. ``run_handler`` is called on the IOLoop; it queues a job and awaits a
+future. ``threads`` worker threads take jobs from one queue. Each worker owns
+its QuickJS contexts (one per app, LRU-bounded) and is the only thread that ever
+touches them, because the wrapper aborts the process when two threads use one
+runtime. An infinite loop therefore blocks one worker, never the IOLoop.
+
+Host calls. JS never calls Python. A ``fazt.<ns>.<fn>(...)`` call queues
+``[id, name, args]`` in the context; the worker drains the queue between
+``execute_pending_job`` calls, runs each host coroutine on the IOLoop that called
+``run_handler`` (``asyncio.run_coroutine_threadsafe``), waits for them, and
+settles each JS Promise. Calls queued in the same turn run concurrently. While
+it waits, the worker is idle but held by that request (see docs/js-handlers.md).
+
+Limits. CPU time per request (``time_limit_seconds``, see ``CpuBudget`` for how
+it is measured) gives 503; memory per context (``memory_limit_mb``) gives 500.
+A context that hit a limit, or misbehaved, is discarded and rebuilt on the next
+request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import logging
+import queue
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import quickjs
+
+from fazt.js_bridge.modules import HandlerPathError, ModuleStore
+from fazt.js_bridge.response import (
+    BadResponseError,
+    JsResponse,
+    error_response,
+    format_seconds,
+    memory_limit_response,
+    response_from_envelope,
+    time_limit_response,
+)
+from fazt.js_bridge.runtime import (
+    AppRuntime,
+    BridgeFault,
+    CpuBudget,
+    HostCall,
+    HostResult,
+    LimitExceeded,
+)
+from fazt.kernel.plugin import HostCallContext, HostCallError, HostFunction
+
+__all__ = ["JsEngine", "JsResponse"]
+
+log = logging.getLogger("fazt.js_bridge")
+
+#: How long a worker waits for one batch of host calls before rejecting them.
+HOST_CALL_TIMEOUT_SECONDS = 30.0
+#: Contexts a worker keeps warm (an idle context holds about 80 KB).
+MAX_CONTEXTS_PER_THREAD = 256
+#: QuickJS's own stack limit, and the worker threads' C stack (kept well above it:
+#: the limit is checked against the real C stack, and overrunning that crashes).
+JS_STACK_BYTES = 4 * 1024 * 1024
+WORKER_STACK_BYTES = 16 * 1024 * 1024
+#: Names the kernel itself defines on ``fazt``.
+RESERVED_NAMESPACES = frozenset({"app", "log"})
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
+_stack_size_lock = threading.Lock()
+
+
+@dataclass(eq=False)
+class _Job:
+    context: HostCallContext
+    handler_file: Path
+    api_root: Path
+    request_json: str
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[JsResponse]
+    abandoned: bool = field(default=False)
+
+
+def _deliver(future: asyncio.Future[JsResponse], response: JsResponse) -> None:
+    if not future.done():
+        future.set_result(response)
+
+
+class JsEngine:
+    """A pool of QuickJS worker threads that run app handlers.
+
+    ``time_limit_seconds`` is the CPU budget of one request, ``memory_limit_mb``
+    the memory limit of one app's context, ``threads`` the number of workers
+    (handlers run in parallel up to that number). Raises ValueError for
+    non-positive values.
+    """
+
+    def __init__(
+        self, *, time_limit_seconds: float = 5.0, memory_limit_mb: int = 64, threads: int = 2
+    ) -> None:
+        if not time_limit_seconds > 0:
+            raise ValueError("time_limit_seconds must be positive")
+        if isinstance(memory_limit_mb, bool) or not isinstance(memory_limit_mb, int):
+            raise ValueError("memory_limit_mb must be an integer")
+        if memory_limit_mb < 1:
+            raise ValueError("memory_limit_mb must be at least 1")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError("threads must be a positive integer")
+        self.time_limit_seconds = float(time_limit_seconds)
+        self.memory_limit_mb = memory_limit_mb
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._modules = ModuleStore()
+        self._lock = threading.Lock()
+        # (generation, namespace -> function name -> function), replaced whole.
+        self._namespaces: tuple[int, dict[str, dict[str, HostFunction]]] = (0, {})
+        self._closed = False
+        self._stop = threading.Event()
+        self._workers = [self._start_worker(i) for i in range(threads)]
+
+    # -- public API ------------------------------------------------------------------
+
+    def register_namespace(self, name: str, functions: Mapping[str, HostFunction]) -> None:
+        """Expose ``functions`` to JS as ``fazt.<name>.<fn>(...)``, each returning a Promise.
+
+        Contexts built before this call are rebuilt on their next request.
+        Raises ValueError for a name that is not a JS identifier, is reserved
+        (``app``, ``log``) or is already registered.
+        """
+        if not _IDENTIFIER.match(name) or name in RESERVED_NAMESPACES:
+            raise ValueError(f"invalid JS namespace name {name!r}")
+        for fn_name in functions:
+            if not _IDENTIFIER.match(fn_name):
+                raise ValueError(f"invalid JS function name {name}.{fn_name!r}")
+        with self._lock:
+            generation, spaces = self._namespaces
+            if name in spaces:
+                raise ValueError(f"JS namespace {name!r} is already registered")
+            self._namespaces = (generation + 1, {**spaces, name: dict(functions)})
+
+    async def run_handler(
+        self,
+        context: HostCallContext,
+        handler_file: Path,
+        api_root: Path,
+        request: dict[str, Any],
+    ) -> JsResponse:
+        """Run ``handler_file`` (inside ``api_root``) with ``request`` as ``req``.
+
+        Never raises for anything the handler does: errors, limits and bad
+        responses all come back as JSON error responses (docs/js-handlers.md).
+        """
+        if self._closed:
+            return error_response(503, "the JS engine is shut down")
+        try:
+            request_json = json.dumps(request, ensure_ascii=True, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            log.error("request for %s cannot be passed to JS: %s", handler_file, error)
+            return error_response(500, "the request cannot be passed to the handler")
+        loop = asyncio.get_running_loop()
+        job = _Job(
+            context, Path(handler_file), Path(api_root), request_json, loop, loop.create_future()
+        )
+        self._jobs.put(job)
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            job.abandoned = True  # a worker that has not started it yet skips it
+            raise
+
+    def close(self) -> None:
+        """Stop the workers; requests still queued get a 503. Idempotent.
+
+        Waits briefly for the workers; one busy in a runaway handler finishes
+        when its time limit stops it (workers are daemon threads).
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        for _ in self._workers:
+            self._jobs.put(None)
+        deadline = min(self.time_limit_seconds, 2.0) + 0.5
+        for worker in self._workers:
+            worker.join(timeout=deadline)
+            if worker.is_alive():
+                log.warning("JS worker %s still busy at shutdown", worker.name)
+
+    # -- workers -----------------------------------------------------------------------
+
+    def _start_worker(self, index: int) -> threading.Thread:
+        thread = threading.Thread(target=self._work, name=f"fazt-js-{index}", daemon=True)
+        # threading.stack_size is process-wide: set it just around this start.
+        with _stack_size_lock:
+            previous = threading.stack_size(WORKER_STACK_BYTES)
+            try:
+                thread.start()
+            finally:
+                threading.stack_size(previous)
+        return thread
+
+    def _work(self) -> None:
+        runtimes: OrderedDict[tuple[str, str], AppRuntime] = OrderedDict()
+        try:
+            while True:
+                job = self._jobs.get()
+                if job is None:
+                    break
+                if job.abandoned:
+                    continue
+                if self._closed:
+                    response = error_response(503, "the JS engine is shut down")
+                else:
+                    try:
+                        response = self._execute(job, runtimes)
+                    except Exception:  # a bug here must not kill the worker
+                        log.exception("JS worker failed on %s", job.handler_file)
+                        response = error_response(500, "internal error in the JS engine")
+                # A closed loop raises RuntimeError: then nobody is waiting any more.
+                with contextlib.suppress(RuntimeError):
+                    job.loop.call_soon_threadsafe(_deliver, job.future, response)
+        finally:
+            # Contexts must be freed on the thread that used them.
+            runtimes.clear()
+
+    def _runtime_for(
+        self, job: _Job, runtimes: OrderedDict[tuple[str, str], AppRuntime]
+    ) -> AppRuntime:
+        app = job.context.app
+        cache_key = (app.uuid, str(job.api_root))
+        generation, spaces = self._namespaces
+        runtime = runtimes.get(cache_key)
+        if runtime is not None and runtime.generation == generation:
+            runtimes.move_to_end(cache_key)
+            return runtime
+        runtimes.pop(cache_key, None)
+        runtime = AppRuntime(
+            slug=app.slug,
+            uuid=app.uuid,
+            namespaces={name: sorted(fns) for name, fns in spaces.items()},
+            memory_limit_bytes=self.memory_limit_mb * 1024 * 1024,
+            stack_bytes=JS_STACK_BYTES,
+            generation=generation,
+        )
+        runtimes[cache_key] = runtime
+        while len(runtimes) > MAX_CONTEXTS_PER_THREAD:
+            runtimes.popitem(last=False)
+        return runtime
+
+    def _execute(self, job: _Job, runtimes: OrderedDict[tuple[str, str], AppRuntime]) -> JsResponse:
+        app = job.context.app
+        app_log = logging.getLogger(f"fazt.app.{app.slug}")
+        try:
+            key = self._modules.handler_key(job.api_root, job.handler_file)
+        except HandlerPathError as error:
+            log.error("app %s: %s", app.slug, error)
+            return error_response(404, "no such handler")
+        modules = self._modules.closure(job.api_root, key)
+        cache_key = (app.uuid, str(job.api_root))
+        try:
+            runtime = self._runtime_for(job, runtimes)
+            envelope = runtime.run(
+                key,
+                modules,
+                job.request_json,
+                CpuBudget(self.time_limit_seconds),
+                lambda calls: self._run_host_calls(job, calls),
+            )
+        except LimitExceeded as error:
+            runtimes.pop(cache_key, None)
+            return self._limit_response(app_log, key, error.kind)
+        except quickjs.JSException as error:
+            runtimes.pop(cache_key, None)
+            first = str(error).split("\n", 1)[0]
+            app_log.error("api/%s failed: %s", key, error, extra={"app": app.slug})
+            return error_response(500, first.removeprefix("RangeError: "))
+        except BridgeFault as error:
+            runtimes.pop(cache_key, None)
+            log.error("app %s: api/%s: JS bridge fault: %s", app.slug, key, error)
+            return error_response(500, "internal error in the JS engine")
+        except Exception:
+            runtimes.pop(cache_key, None)
+            log.exception("app %s: api/%s: unexpected JS engine error", app.slug, key)
+            return error_response(500, "internal error in the JS engine")
+
+        if "error" in envelope:
+            limit = envelope.get("limit")
+            if limit in ("time", "memory"):
+                runtimes.pop(cache_key, None)
+                return self._limit_response(app_log, key, limit)
+            message = str(envelope.get("error"))
+            name = str(envelope.get("name") or "Error")
+            stack = str(envelope.get("stack") or "")
+            app_log.error(
+                "api/%s threw %s: %s\n%s",
+                key,
+                name,
+                message,
+                stack.rstrip(),
+                extra={"app": app.slug},
+            )
+            return error_response(500, message)
+        try:
+            return response_from_envelope(envelope)
+        except BadResponseError as error:
+            app_log.error("api/%s: %s", key, error, extra={"app": app.slug})
+            return error_response(500, str(error))
+
+    def _limit_response(self, app_log: logging.Logger, key: str, kind: str) -> JsResponse:
+        if kind == "time":
+            app_log.error(
+                "api/%s exceeded its CPU time limit (%s); context discarded",
+                key,
+                format_seconds(self.time_limit_seconds),
+            )
+            return time_limit_response(self.time_limit_seconds)
+        app_log.error(
+            "api/%s exceeded its memory limit (%d MB); context discarded", key, self.memory_limit_mb
+        )
+        return memory_limit_response(self.memory_limit_mb)
+
+    # -- host calls (worker side) ------------------------------------------------------
+
+    def _run_host_calls(self, job: _Job, calls: Sequence[HostCall]) -> list[HostResult]:
+        """Run a batch of host calls on the job's IOLoop and wait for all of them."""
+        _, spaces = self._namespaces
+        results: dict[int, HostResult] = {}
+        pending: dict[concurrent.futures.Future[tuple[bool, str]], tuple[int, str]] = {}
+        for call_id, name, args in calls:
+            _, ns, fn_name = [*name.split(".", 2), "", ""][:3]
+            fn = spaces.get(ns, {}).get(fn_name)
+            if fn is None:
+                results[call_id] = (call_id, False, f"{name}: no such function")
+                continue
+            try:
+                future = asyncio.run_coroutine_threadsafe(
+                    _call_host(job.context, name, fn, args), job.loop
+                )
+            except RuntimeError:
+                results[call_id] = (call_id, False, f"{name}: the server is shutting down")
+                continue
+            pending[future] = (call_id, name)
+        waiting = set(pending)
+        stop = self._stop
+        deadline = time.monotonic() + HOST_CALL_TIMEOUT_SECONDS
+        # Short waits so that close() is noticed even while the IOLoop is gone.
+        while waiting and not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            _, waiting = concurrent.futures.wait(
+                waiting, timeout=min(left, 0.25), return_when=concurrent.futures.FIRST_COMPLETED
+            )
+        for future, (call_id, name) in pending.items():
+            if not future.done():
+                future.cancel()
+                reason = (
+                    "the server is shutting down"
+                    if stop.is_set()
+                    else (f"timed out after {format_seconds(HOST_CALL_TIMEOUT_SECONDS)}")
+                )
+                results[call_id] = (call_id, False, f"{name}: {reason}")
+            elif future.cancelled():
+                results[call_id] = (call_id, False, f"{name}: cancelled")
+            else:
+                ok, text = future.result()
+                results[call_id] = (call_id, ok, text)
+        return [results[call_id] for call_id, _, _ in calls]
+
+
+async def _call_host(
+    context: HostCallContext, name: str, fn: HostFunction, args: list[Any]
+) -> tuple[bool, str]:
+    """Run one host function on the IOLoop: ``(True, result JSON)`` or ``(False, message)``."""
+    try:
+        result = await fn(context, args)
+    except HostCallError as error:
+        return False, str(error) or f"{name}: failed"
+    except Exception:
+        log.exception("host function %s raised (app %s)", name, context.app.slug)
+        return False, f"{name}: internal error"
+    try:
+        return True, json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError):
+        log.exception("host function %s returned a non-JSON value (app %s)", name, context.app.slug)
+        return False, f"{name}: internal error"

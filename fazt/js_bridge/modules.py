@@ -1,0 +1,198 @@
+"""Loading an app's ``api/`` files for the CommonJS loader, confined to that folder.
+
+JS cannot read the disk, and it cannot call Python while a time limit is set,
+so ``require`` cannot fetch files on demand. Instead Python reads the handler
+file and, transitively, every file it names in a *literal* relative
+``require('./x')`` call, and defines them all in the context before the handler
+runs. ``require`` in JS then resolves the same way (``prelude.js`` mirrors
+:func:`candidate_keys`) and finds them already defined.
+
+A module key is the POSIX path of a file relative to ``api_root``
+(``"lib/db.js"``). A key never leaves ``api_root``: ``..`` past the root,
+absolute paths and bare names (``'fs'``) are refused before the disk is touched,
+and a file whose real path (symlinks resolved) is outside ``api_root`` becomes
+an *error module*: requiring it throws a clear message.
+
+Files are cached by ``(device, inode, mtime_ns, size)`` of their target, so an
+edit (or a retargeted symlink) is picked up by the next request, with one
+``stat`` per file per request.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+#: Largest file the loader reads (bigger ones become error modules).
+MAX_MODULE_BYTES = 4 * 1024 * 1024
+
+#: ``require('./x')`` / ``require("../y.js")`` with a literal relative path.
+_LITERAL_REQUIRE = re.compile(r"""\brequire\s*\(\s*(['"])(\.{1,2}/[^'"\r\n]*)\1\s*\)""")
+
+Version = tuple[int, int, int, int]
+ModuleKind = Literal["js", "json", "error"]
+
+
+@dataclass(frozen=True)
+class ModuleSource:
+    """One loadable file: its key, its on-disk version, and its text.
+
+    ``kind`` is ``"js"`` (``text`` is the source), ``"json"`` (``text`` is the
+    JSON) or ``"error"`` (``text`` is the message ``require`` throws).
+    """
+
+    key: str
+    version: Version | None
+    kind: ModuleKind
+    text: str
+    requires: tuple[str, ...] = ()
+
+
+class HandlerPathError(ValueError):
+    """The handler file is not a readable file inside ``api_root``."""
+
+
+def normalise_key(base_dir: str, spec: str) -> str | None:
+    """Join ``spec`` onto ``base_dir`` (both POSIX, relative); ``None`` if it climbs out."""
+    parts = base_dir.split("/") if base_dir else []
+    for segment in spec.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if not parts:
+                return None
+            parts.pop()
+        else:
+            parts.append(segment)
+    return "/".join(parts)
+
+
+def candidate_keys(from_key: str, spec: str) -> list[str]:
+    """The keys ``require(spec)`` inside module ``from_key`` tries, in order.
+
+    Empty when ``spec`` is not a relative path or leaves ``api_root``. Must stay
+    in step with ``resolveKey`` in ``prelude.js``.
+    """
+    if not (spec.startswith("./") or spec.startswith("../")):
+        return []
+    base_dir = from_key.rpartition("/")[0]
+    key = normalise_key(base_dir, spec)
+    if not key:
+        return []
+    if key.endswith((".js", ".json")):
+        return [key]
+    return [key, key + ".js", key + ".json", key + "/index.js"]
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _is_candidate(path: str) -> bool:
+    """Whether ``require`` would pick this path: a file, or a symlink that is not a folder.
+
+    Broken and escaping symlinks count, so that requiring them gives a clear error
+    instead of silently falling through to the next candidate.
+    """
+    if os.path.islink(path):
+        return not os.path.isdir(path)
+    return os.path.isfile(path)
+
+
+class ModuleStore:
+    """Reads and caches module files for every app; safe to share between threads."""
+
+    def __init__(self, *, max_module_bytes: int = MAX_MODULE_BYTES) -> None:
+        self._max_bytes = max_module_bytes
+        self._lock = threading.Lock()
+        self._cache: dict[str, ModuleSource] = {}  # absolute path -> last loaded source
+
+    def handler_key(self, api_root: Path, handler_file: Path) -> str:
+        """The module key of ``handler_file``; raises :class:`HandlerPathError`."""
+        root = os.path.abspath(api_root)
+        path = os.path.abspath(handler_file)
+        if not _inside(path, root) or path == root:
+            raise HandlerPathError(f"{handler_file} is not inside {api_root}")
+        real_root = os.path.realpath(root)
+        if not _inside(os.path.realpath(path), real_root):
+            raise HandlerPathError(f"{handler_file} resolves outside {api_root}")
+        if not os.path.isfile(path):
+            raise HandlerPathError(f"{handler_file} is not a file")
+        return Path(os.path.relpath(path, root)).as_posix()
+
+    def closure(self, api_root: Path, entry_key: str) -> list[ModuleSource]:
+        """``entry_key`` and every module reachable from it through literal requires.
+
+        Each file is re-read when its version changed. A candidate key that does
+        not exist on disk is simply absent (``require`` then says so); the entry
+        itself always appears, as an error module if it cannot be loaded.
+        """
+        root = os.path.abspath(api_root)
+        found: dict[str, ModuleSource] = {}
+        queue = [entry_key]
+        while queue:
+            key = queue.pop()
+            if key in found:
+                continue
+            source = self._load(root, key, must_exist=key == entry_key)
+            if source is None:
+                continue
+            found[key] = source
+            for spec in source.requires:
+                for candidate in candidate_keys(key, spec):
+                    if candidate in found:
+                        break
+                    if _is_candidate(os.path.join(root, candidate)):
+                        queue.append(candidate)
+                        break
+        return list(found.values())
+
+    def _load(self, root: str, key: str, *, must_exist: bool) -> ModuleSource | None:
+        path = os.path.join(root, key)
+        try:
+            st = os.stat(path)
+        except OSError:
+            if os.path.islink(path):
+                return ModuleSource(key, None, "error", f"api/{key} is a broken symlink")
+            if must_exist:
+                return ModuleSource(key, None, "error", f"api/{key} does not exist")
+            return None
+        version: Version = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        with self._lock:
+            cached = self._cache.get(path)
+        if cached is not None and cached.version == version:
+            return cached
+        source = self._read(root, key, path, version, st.st_size)
+        with self._lock:
+            self._cache[path] = source
+        return source
+
+    def _read(self, root: str, key: str, path: str, version: Version, size: int) -> ModuleSource:
+        def error(message: str) -> ModuleSource:
+            return ModuleSource(key, version, "error", message)
+
+        if not _inside(os.path.realpath(path), os.path.realpath(root)):
+            return error(f"api/{key} resolves outside the app's api/ folder (symlink); refused")
+        if not os.path.isfile(path):
+            return error(f"api/{key} is not a regular file")
+        if size > self._max_bytes:
+            return error(f"api/{key} is larger than {self._max_bytes} bytes")
+        try:
+            with open(path, "rb") as file:
+                raw = file.read(self._max_bytes + 1)
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return error(f"api/{key} is not valid UTF-8")
+        except OSError as exc:
+            return error(f"api/{key} cannot be read: {exc.strerror or exc}")
+        text = text.removeprefix("\ufeff")
+        if key.endswith(".json"):
+            return ModuleSource(key, version, "json", text)
+        if text.startswith("#!"):  # a shebang line is not JS; keep the line count
+            text = "//" + text[2:]
+        requires = tuple(dict.fromkeys(m.group(2) for m in _LITERAL_REQUIRE.finditer(text)))
+        return ModuleSource(key, version, "js", text, requires)

@@ -1,0 +1,332 @@
+// The JS half of the fazt bridge, evaluated once in every new QuickJS context.
+//
+// It is a function expression: Python calls it with a config object and it
+// installs `fazt`, `console` and five internal functions (__fazt_run, __fazt_poll,
+// __fazt_settle, __fazt_define, __fazt_reset). Python takes handles on the
+// internals and then deletes those globals, so handler code cannot reach them.
+//
+// JS never calls Python (the wrapper refuses while a time limit is set, and a
+// raising Python callable poisons the context). Instead every host call and log
+// line goes into an outbox that Python drains with __fazt_poll() between
+// execute_pending_job() calls, and Python settles host calls with __fazt_settle.
+// Everything crossing the boundary is a JSON string made by the JSON functions
+// captured here, before handler code could replace them.
+(function (config) {
+  "use strict";
+  const G = globalThis;
+  const stringify = JSON.stringify;
+  const parse = JSON.parse;
+  const isArray = Array.isArray;
+  const getPrototypeOf = Object.getPrototypeOf;
+  const hasOwn = (o, k) => Object.prototype.hasOwnProperty.call(o, k);
+  const freeze = Object.freeze;
+  const ObjectProto = Object.prototype;
+  const PromiseCtor = Promise;
+  const resolved = Promise.resolve.bind(Promise);
+  const rejected = Promise.reject.bind(Promise);
+  const MapCtor = Map;
+  const ErrorCtor = Error;
+
+  const MAX_LOG_LINES = config.maxLogLines; // per poll; the rest are counted, not kept
+  const MAX_LOG_CHARS = config.maxLogChars; // one log line is cut to this length
+
+  let calls = []; // pending host calls as JSON text: [id,"fazt.ns.fn",[args...]]
+  let logs = []; // [level, text] pairs
+  let droppedLogs = 0;
+  const waiting = new MapCtor(); // call id -> [resolve, reject]
+  let nextCallId = 1;
+  let current = null; // the request in flight: {done, envelope}
+
+  const defs = new MapCtor(); // module key -> {kind: "js"|"json"|"error", ...}
+  let modules = new MapCtor(); // module key -> module object (the require cache)
+
+  // ---- console and fazt.log -------------------------------------------------
+
+  function describe(value, seen) {
+    if (typeof value === "string") return value;
+    if (value instanceof ErrorCtor) {
+      const head = String(value.name) + ": " + String(value.message);
+      return value.stack ? head + "\n" + String(value.stack) : head;
+    }
+    if (value === undefined || typeof value === "function" || typeof value === "symbol" ||
+        typeof value === "bigint") {
+      try { return String(value); } catch (e) { return "[unprintable]"; }
+    }
+    try {
+      const text = stringify(value);
+      return text === undefined ? String(value) : text;
+    } catch (e) {
+      try { return String(value); } catch (e2) { return "[unprintable]"; }
+    }
+  }
+
+  function pushLog(level, args) {
+    if (logs.length >= MAX_LOG_LINES) { droppedLogs++; return; }
+    let text = "";
+    for (let i = 0; i < args.length; i++) {
+      if (i) text += " ";
+      text += describe(args[i]);
+      if (text.length > MAX_LOG_CHARS) break;
+    }
+    if (text.length > MAX_LOG_CHARS) text = text.slice(0, MAX_LOG_CHARS) + "... [truncated]";
+    logs.push([level, text]);
+  }
+
+  G.console = {
+    log: (...args) => pushLog("info", args),
+    info: (...args) => pushLog("info", args),
+    debug: (...args) => pushLog("debug", args),
+    warn: (...args) => pushLog("warning", args),
+    error: (...args) => pushLog("error", args),
+  };
+
+  // ---- host calls ---------------------------------------------------------------
+
+  // Why a value cannot cross as JSON, or null. JSON.stringify would silently drop
+  // functions and undefined, and turn NaN into null; a host function would then see
+  // different data than the caller passed, so those are refused here.
+  function unserialisable(value, path, stack) {
+    const t = typeof value;
+    if (value === null || t === "string" || t === "boolean") return null;
+    if (t === "number") return Number.isFinite(value) ? null : "a non-finite number at " + path;
+    if (t === "undefined") return "undefined at " + path;
+    if (t === "function") return "a function at " + path;
+    if (t === "bigint") return "a BigInt at " + path;
+    if (t === "symbol") return "a symbol at " + path;
+    if (stack.indexOf(value) !== -1) return "a cycle at " + path;
+    if (stack.length > 64) return "nesting deeper than 64 levels at " + path;
+    stack.push(value);
+    try {
+      if (isArray(value)) {
+        for (let i = 0; i < value.length; i++) {
+          const why = unserialisable(value[i], path + "[" + i + "]", stack);
+          if (why) return why;
+        }
+        return null;
+      }
+      const proto = getPrototypeOf(value);
+      if (proto !== ObjectProto && proto !== null) return "a non-plain object at " + path;
+      for (const key of Object.keys(value)) {
+        const why = unserialisable(value[key], path + "." + key, stack);
+        if (why) return why;
+      }
+      return null;
+    } finally {
+      stack.pop();
+    }
+  }
+
+  function hostCall(qualified, args) {
+    for (let i = 0; i < args.length; i++) {
+      const why = unserialisable(args[i], "argument " + (i + 1), []);
+      if (why) {
+        return rejected(new TypeError(
+          qualified + ": argument " + (i + 1) + " is not JSON-serialisable (" + why + ")"));
+      }
+    }
+    let text;
+    try {
+      text = stringify(args);
+    } catch (e) {
+      return rejected(new TypeError(qualified + ": arguments are not JSON-serialisable"));
+    }
+    return new PromiseCtor((resolve, reject) => {
+      const id = nextCallId++;
+      waiting.set(id, [resolve, reject]);
+      calls.push("[" + id + "," + stringify(qualified) + "," + text + "]");
+    });
+  }
+
+  const fazt = {};
+  for (const [ns, names] of config.namespaces) {
+    const space = {};
+    for (const name of names) {
+      const qualified = "fazt." + ns + "." + name;
+      space[name] = (...args) => hostCall(qualified, args);
+    }
+    fazt[ns] = freeze(space);
+  }
+  fazt.app = freeze({ slug: config.app.slug, uuid: config.app.uuid });
+  fazt.log = (...args) => pushLog("info", args);
+  Object.defineProperty(G, "fazt", {
+    value: freeze(fazt), writable: false, enumerable: false, configurable: false,
+  });
+
+  // ---- CommonJS -------------------------------------------------------------------
+  // Module keys are POSIX paths relative to the app's api/ folder ("lib/db.js").
+  // Python loads the files (it alone can see the disk) and defines them here;
+  // resolution below mirrors fazt/js_bridge/modules.py.
+
+  function normalise(baseDir, spec) {
+    const parts = baseDir ? baseDir.split("/") : [];
+    for (const seg of spec.split("/")) {
+      if (seg === "" || seg === ".") continue;
+      if (seg === "..") {
+        if (!parts.length) return null;
+        parts.pop();
+      } else {
+        parts.push(seg);
+      }
+    }
+    return parts.join("/");
+  }
+
+  function resolveKey(fromKey, spec) {
+    if (typeof spec !== "string") throw new TypeError("require: the module name must be a string");
+    if (!(spec.startsWith("./") || spec.startsWith("../"))) {
+      throw new ErrorCtor("require('" + spec + "'): only relative paths inside the app's api/ " +
+                          "folder can be required (there are no built-in modules)");
+    }
+    const slash = fromKey.lastIndexOf("/");
+    const key = normalise(slash === -1 ? "" : fromKey.slice(0, slash), spec);
+    if (key === null || key === "") {
+      throw new ErrorCtor("require('" + spec + "'): the path leaves the app's api/ folder");
+    }
+    const candidates = (key.endsWith(".js") || key.endsWith(".json"))
+      ? [key] : [key, key + ".js", key + ".json", key + "/index.js"];
+    for (const candidate of candidates) {
+      if (defs.has(candidate)) return candidate;
+    }
+    throw new ErrorCtor("require('" + spec + "'): no such module in api/ (only require calls " +
+                        "with a literal relative path are loaded)");
+  }
+
+  function load(key) {
+    const cached = modules.get(key);
+    if (cached) return cached.exports;
+    const def = defs.get(key);
+    if (!def) throw new ErrorCtor("module " + key + " is not loaded");
+    if (def.kind === "error") throw new ErrorCtor(def.message);
+    if (def.kind === "json") {
+      const module = { id: key, exports: parse(def.text) };
+      modules.set(key, module);
+      return module.exports;
+    }
+    const module = { id: key, exports: {} };
+    modules.set(key, module);
+    const require = (spec) => load(resolveKey(key, spec));
+    try {
+      def.factory.call(module.exports, module, module.exports, require);
+    } catch (e) {
+      modules.delete(key); // as in Node: a module that threw is loaded afresh next time
+      throw e;
+    }
+    return module.exports;
+  }
+
+  // ---- requests -----------------------------------------------------------------
+
+  function errorEnvelope(e) {
+    let name = "Error", message, stack = "";
+    if (e instanceof ErrorCtor) {
+      try {
+        name = String(e.name);
+        message = String(e.message);
+        stack = e.stack ? String(e.stack) : "";
+      } catch (e2) {
+        message = "an error that cannot be described";
+      }
+    } else {
+      try { message = typeof e === "string" ? e : describe(e); } catch (e2) { message = "?"; }
+      name = "thrown value";
+    }
+    let limit = null;
+    if (name === "InternalError" && message === "out of memory") limit = "memory";
+    if (name === "InternalError" && message === "interrupted") limit = "time";
+    return { error: message, name: name, stack: stack, limit: limit };
+  }
+
+  function responseEnvelope(v) {
+    if (v === undefined) return { kind: "empty", status: 204, headers: {}, body: "" };
+    if (v !== null && typeof v === "object" && !isArray(v) &&
+        (hasOwn(v, "json") || hasOwn(v, "body"))) {
+      if (hasOwn(v, "json") && hasOwn(v, "body")) {
+        return { error: "the handler returned both json and body; return one of them",
+                 name: "BadResponse", stack: "", limit: null };
+      }
+      const status = v.status === undefined ? null : v.status;
+      const headers = v.headers === undefined ? null : v.headers;
+      if (hasOwn(v, "json")) {
+        const text = stringify(v.json);
+        return { kind: "json", status: status, headers: headers,
+                 body: text === undefined ? "null" : text };
+      }
+      return { kind: "text", status: status, headers: headers, body: v.body };
+    }
+    const text = stringify(v);
+    return { kind: "json", status: null, headers: null, body: text === undefined ? "null" : text };
+  }
+
+  function finish(state, makeEnvelope) {
+    let text;
+    try {
+      text = stringify(makeEnvelope());
+    } catch (e) {
+      const why = e instanceof ErrorCtor ? String(e.message) : "unknown reason";
+      text = stringify({ error: "the handler's response is not JSON-serialisable: " + why,
+                         name: "BadResponse", stack: "", limit: null });
+    }
+    state.done = true;
+    state.envelope = text;
+  }
+
+  G.__fazt_run = function (key, req) {
+    const state = { done: false, envelope: null };
+    current = state;
+    let result;
+    try {
+      const handler = load(key);
+      if (typeof handler !== "function") {
+        finish(state, () => ({
+          error: "api/" + key + " must export a function: module.exports = async (req) => ...",
+          name: "BadHandler", stack: "", limit: null }));
+        return;
+      }
+      result = handler(req);
+    } catch (e) {
+      finish(state, () => errorEnvelope(e));
+      return;
+    }
+    if (result === null || (typeof result !== "object" && typeof result !== "function") ||
+        typeof result.then !== "function") {
+      finish(state, () => responseEnvelope(result)); // a sync handler needs no job queue
+      return;
+    }
+    resolved(result).then(
+      (v) => finish(state, () => responseEnvelope(v)),
+      (e) => finish(state, () => errorEnvelope(e)));
+  };
+
+  // One string: {"calls":[...],"logs":[...],"dropped":n,"done":<envelope JSON or null>}.
+  G.__fazt_poll = function () {
+    const out = '{"calls":[' + calls.join(",") + '],"logs":' + stringify(logs) +
+      ',"dropped":' + droppedLogs + ',"done":' +
+      (current && current.done ? current.envelope : "null") + "}";
+    calls = [];
+    logs = [];
+    droppedLogs = 0;
+    return out;
+  };
+
+  G.__fazt_settle = function (id, ok, text) {
+    const entry = waiting.get(id);
+    if (!entry) return;
+    waiting.delete(id);
+    if (ok) entry[0](parse(text));
+    else entry[1](new ErrorCtor(text));
+  };
+
+  // Python compiles each file as "(function (module, exports, require) {...})" and
+  // passes the function here; JSON files and load errors arrive as text.
+  G.__fazt_define = function (key, kind, payload) {
+    if (kind === "js") defs.set(key, { kind: "js", factory: payload });
+    else if (kind === "json") defs.set(key, { kind: "json", text: payload });
+    else defs.set(key, { kind: "error", message: payload });
+  };
+
+  // A changed file invalidates every loaded module: dependents must re-run too.
+  G.__fazt_reset = function () {
+    modules = new MapCtor();
+    current = null;
+  };
+})

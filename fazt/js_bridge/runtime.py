@@ -1,0 +1,224 @@
+"""One QuickJS context for one app, driven by exactly one worker thread.
+
+The ``quickjs`` wrapper aborts the process when two threads touch one runtime,
+even one after the other, so an :class:`AppRuntime` is created, used and dropped
+on the same thread (the engine's worker that owns it); nothing here locks.
+
+A request is a sequence of *slices*: the ``__fazt_run`` call, each
+``execute_pending_job``, each ``__fazt_poll`` and ``__fazt_settle``. Between
+slices the host calls that JS queued are run (by the engine, on the IOLoop) and
+the log lines JS buffered are written. Each slice is armed with the wrapper's
+time limit set to what is left of the request's CPU budget; see
+:class:`CpuBudget` for why the budget is measured per thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from importlib import resources
+from typing import Any, Literal
+
+import quickjs
+
+from fazt.js_bridge.modules import ModuleSource
+
+HostCall = tuple[int, str, list[Any]]  # (call id, "fazt.ns.fn", JSON-decoded args)
+HostResult = tuple[int, bool, str]  # (call id, ok, JSON result or rejection message)
+HostRunner = Callable[[Sequence[HostCall]], list[HostResult]]
+
+PRELUDE_SOURCE = resources.files("fazt.js_bridge").joinpath("prelude.js").read_text("utf-8")
+_INTERNALS = ("__fazt_run", "__fazt_poll", "__fazt_settle", "__fazt_define", "__fazt_reset")
+_LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+MAX_LOG_LINES_PER_POLL = 1000
+MAX_LOG_CHARS = 8192
+
+
+class LimitExceeded(Exception):
+    """The request ran out of CPU time or memory; its context must be discarded."""
+
+    def __init__(self, kind: Literal["time", "memory"]) -> None:
+        super().__init__(kind)
+        self.kind: Literal["time", "memory"] = kind
+
+
+class BridgeFault(Exception):
+    """The context misbehaved (wrapper error, unreadable poll); discard the context."""
+
+
+class CpuBudget:
+    """A request's CPU time budget, charged with *this thread's* CPU time.
+
+    The wrapper's own limit uses ``clock()``, the CPU time of the whole process,
+    and restarts at every slice. Charging ``time.thread_time()`` across slices
+    makes the budget cover the whole request (a handler cannot escape it by
+    awaiting host calls) and makes other threads' work not count between
+    slices. Inside one slice only the wrapper can interrupt JS, so the slice is
+    armed with the remaining budget in process CPU time: under parallel CPU
+    load a slice can be stopped early, never late.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._start = time.thread_time()
+
+    def remaining(self) -> float:
+        return self.seconds - (time.thread_time() - self._start)
+
+
+def classify(error: Exception) -> Exception:
+    """Map a wrapper exception to LimitExceeded, a JS error, or BridgeFault."""
+    message = str(error)
+    first = message.split("\n", 1)[0].strip()
+    if first.startswith("InternalError: interrupted"):
+        return LimitExceeded("time")
+    if first in ("null", "InternalError: out of memory"):
+        return LimitExceeded("memory")
+    if isinstance(error, quickjs.JSException):
+        return error  # type: ignore[no-any-return]
+    return BridgeFault(f"{type(error).__name__}: {first}")
+
+
+class AppRuntime:
+    """A context with the prelude installed, for one app (slug, uuid) on one thread."""
+
+    def __init__(
+        self,
+        *,
+        slug: str,
+        uuid: str,
+        namespaces: dict[str, list[str]],
+        memory_limit_bytes: int,
+        stack_bytes: int,
+        generation: int,
+    ) -> None:
+        self.slug = slug
+        self.generation = generation
+        self.log = logging.getLogger(f"fazt.app.{slug}")
+        self._ctx = quickjs.Context()
+        self._ctx.set_memory_limit(memory_limit_bytes)
+        self._ctx.set_max_stack_size(stack_bytes)
+        config = {
+            "app": {"slug": slug, "uuid": uuid},
+            "namespaces": [[ns, names] for ns, names in sorted(namespaces.items())],
+            "maxLogLines": MAX_LOG_LINES_PER_POLL,
+            "maxLogChars": MAX_LOG_CHARS,
+        }
+        install = self._ctx.eval(PRELUDE_SOURCE)
+        install(self._ctx.parse_json(json.dumps(config)))
+        self._run, self._poll, self._settle, self._define, self._reset = (
+            self._ctx.get(name) for name in _INTERNALS
+        )
+        self._ctx.eval(";".join(f"delete globalThis.{name}" for name in _INTERNALS))
+        self._loaded: dict[str, tuple[Any, str, str]] = {}  # key -> (version, kind, text)
+        self._budget = CpuBudget(0.0)
+
+    # -- slices ------------------------------------------------------------------
+
+    def _slice(self, fn: Callable[..., Any], *args: Any) -> Any:
+        remaining = self._budget.remaining()
+        if remaining <= 0:
+            raise LimitExceeded("time")
+        self._ctx.set_time_limit(remaining)
+        try:
+            return fn(*args)
+        except Exception as error:  # the wrapper raises JSException, StackOverflow, SystemError
+            mapped = classify(error)
+            if mapped is error:
+                raise
+            raise mapped from error
+
+    # -- modules -------------------------------------------------------------------
+
+    def _sync_modules(self, modules: Sequence[ModuleSource]) -> None:
+        changed = False
+        for module in modules:
+            stamp = (module.version, module.kind, module.text if module.version is None else "")
+            if self._loaded.get(module.key) == stamp:
+                continue
+            changed = True
+            if module.kind == "js":
+                try:
+                    # One line of wrapper before the source keeps line numbers right.
+                    factory = self._slice(
+                        self._ctx.eval,
+                        "(function (module, exports, require) {" + module.text + "\n})",
+                    )
+                except quickjs.JSException as error:
+                    first = str(error).split("\n", 1)[0]
+                    self._slice(self._define, module.key, "error", f"api/{module.key}: {first}")
+                else:
+                    self._slice(self._define, module.key, "js", factory)
+            else:
+                self._slice(self._define, module.key, module.kind, module.text)
+            self._loaded[module.key] = stamp
+        if changed:
+            self._slice(self._reset)
+
+    # -- requests ------------------------------------------------------------------
+
+    def run(
+        self,
+        entry_key: str,
+        modules: Sequence[ModuleSource],
+        request_json: str,
+        budget: CpuBudget,
+        run_host_calls: HostRunner,
+    ) -> dict[str, Any]:
+        """Run the handler ``entry_key`` to completion and return its envelope.
+
+        Raises LimitExceeded, BridgeFault or ``quickjs.JSException`` (a JS error
+        outside the handler's promise, e.g. a stack overflow at top level); after
+        any of them the caller discards this runtime.
+        """
+        self._budget = budget
+        self._sync_modules(modules)
+        request = self._ctx.parse_json(request_json)
+        self._slice(self._run, entry_key, request)
+        while True:
+            while self._slice(self._ctx.execute_pending_job):
+                pass
+            raw = self._slice(self._poll)
+            try:
+                poll = json.loads(raw)
+                calls = [(int(c[0]), str(c[1]), list(c[2])) for c in poll["calls"]]
+                logs = poll["logs"]
+                dropped = int(poll["dropped"])
+                done = poll["done"]
+            except (TypeError, ValueError, KeyError, IndexError) as error:
+                raise BridgeFault(f"unreadable poll from the context: {error}") from error
+            self._write_logs(logs, dropped)
+            if calls:
+                for call_id, ok, text in run_host_calls(calls):
+                    self._slice(self._settle, call_id, ok, text)
+                continue
+            if isinstance(done, dict):
+                return done
+            return {
+                "error": "the handler's promise never settled (it awaits something that "
+                "nothing resolves; fazt has no timers)",
+                "name": "NeverSettled",
+                "stack": "",
+                "limit": None,
+            }
+
+    def _write_logs(self, logs: Any, dropped: int) -> None:
+        if isinstance(logs, list):
+            for entry in logs:
+                if isinstance(entry, list) and len(entry) == 2:
+                    level = _LOG_LEVELS.get(str(entry[0]), logging.INFO)
+                    self.log.log(level, "%s", entry[1], extra={"app": self.slug})
+        if dropped:
+            self.log.warning(
+                "%d console lines dropped (more than %d between two host calls)",
+                dropped,
+                MAX_LOG_LINES_PER_POLL,
+                extra={"app": self.slug},
+            )
