@@ -142,3 +142,7 @@ class RecordingEngine:
 
     def close(self) -> None:
         self.closed = True
+
+
+class NotAPlugin:
+    """Importable, constructible, and not a ``Plugin``: ``load_plugin`` refuses it."""
