@@ -43,8 +43,7 @@ from fazt.realtime.channels import (
 from fazt.realtime.limits import Limits, Notifier, ThresholdWatcher
 from fazt.realtime.presence import member_from_claims, presence_event, user_from_claims
 from fazt.realtime.protocol import ProtocolError
-from fazt.realtime.session import Due, HeartbeatPolicy, Session
-from fazt.realtime.transport import Transport
+from fazt.realtime.session import Due, HeartbeatPolicy, Session, Transport
 
 log = logging.getLogger("fazt.realtime")
 

@@ -8,9 +8,24 @@ heartbeat sweep asks each one what is due with ``due(now)``.
 from __future__ import annotations
 
 import enum
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from fazt.realtime.transport import Transport
+
+class Transport(Protocol):
+    """A write-only view of one connection (no read method: reads go handler -> hub)."""
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue ``frame`` (complete frame bytes) for this connection, in order.
+
+        Never blocks and never raises; when the connection is closing it is a no-op,
+        and when its bounded outgoing queue is full the connection is closed (4101).
+        """
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake with ``code``; idempotent."""
+
+    def abort(self) -> None:
+        """Drop the connection now, without a handshake (end of a graceful shutdown)."""
 
 
 class Due(enum.Enum):

@@ -1,0 +1,104 @@
+"""The ``/_ws`` Tornado handler: a thin adapter between a socket and the hub.
+
+It decides only what must be decided at the HTTP upgrade (401 for a bad
+``?token=``, 503 over capacity, accept-then-4001 for an unknown app), builds
+the connection's fast transport, and forwards frames and the close to the hub.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import tornado.web
+import tornado.websocket
+
+from fazt.kernel.app import App
+from fazt.kernel.tokens import TokenError
+from fazt.realtime import protocol
+from fazt.realtime.session import Session
+from fazt.realtime.transport import TornadoTransport
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from fazt.kernel.kernel import Kernel
+    from fazt.realtime.plugin import RealtimePlugin
+
+log = logging.getLogger("fazt.realtime")
+
+#: ``max_message_size`` before the app is known (unknown app: closed at once anyway).
+_UNKNOWN_APP_MAX_BYTES = 1024
+
+
+class RealtimeHandler(tornado.websocket.WebSocketHandler):
+    """One WebSocket connection of one app."""
+
+    def initialize(self, kernel: Kernel, app: App | None, plugin: RealtimePlugin) -> None:
+        self.kernel = kernel
+        self.app = app
+        self.plugin = plugin
+        self.claims: dict[str, Any] | None = None
+        self.session: Session | None = None
+        self.transport: TornadoTransport | None = None
+
+    # -- the upgrade ---------------------------------------------------------------
+    async def prepare(self) -> None:
+        if self.app is None:
+            return  # accepted, then closed 4001 in open()
+        hub = self.plugin.hub
+        token = self.get_query_argument("token", None)
+        if token is not None:
+            try:
+                self.claims = self.kernel.tokens.verify(token, self.app)
+            except TokenError as error:
+                self._refuse(401, "unauthorized", str(error))
+                return
+        if not await hub.admit(self.app):
+            self._refuse(503, "over_capacity", "realtime connection limit reached")
+
+    def _refuse(self, status: int, code: str, text: str) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish({"error": text, "code": code})
+
+    def check_origin(self, origin: str) -> bool:
+        # Auth is by explicit token, never by cookie: any origin may connect.
+        return True
+
+    @property
+    def ping_interval(self) -> float | None:
+        return None  # the JSON ping/pong of the shared heartbeat replaces it
+
+    @property
+    def max_message_size(self) -> int:
+        if self.app is None:
+            return _UNKNOWN_APP_MAX_BYTES
+        return self.plugin.hub.limits_for(self.app).max_message_bytes
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return None  # compression off: frames are built once and shared
+
+    # -- the connection ------------------------------------------------------------
+    async def open(self, *args: str, **kwargs: str) -> None:
+        if self.app is None:
+            self.close(protocol.CLOSE_UNKNOWN_APP, protocol.CLOSE_REASONS[4001])
+            return
+        self.set_nodelay(True)
+        self.transport = TornadoTransport(self, self.plugin.outgoing_queue_size)
+        self.session = await self.plugin.hub.connect(self.app, self.transport, self.claims)
+        # The request is not needed any more; dropping it keeps idle connections small.
+
+    def on_message(self, message: str | bytes) -> Awaitable[None] | None:
+        session = self.session
+        if session is None:
+            return None
+        return self.plugin.hub.handle(session, message)
+
+    def on_close(self) -> None:
+        if self.transport is not None:
+            self.transport.mark_closed()
+        session = self.session
+        if session is not None:
+            self.session = None
+            self.plugin.hub.spawn(self.plugin.hub.disconnect(session))
