@@ -59,9 +59,13 @@
     }
   }
 
+  // A vote is a subscription to "vote-<option>" (see api/lib/poll.js); the SDK
+  // renews it after every reconnect. api/vote.js then recounts and tells everyone.
   async function castVote(option) {
     try {
+      if (state.mine && state.mine !== option) await state.rt.unsubscribe('vote-' + state.mine);
       state.mine = option;
+      await state.rt.subscribe('vote-' + option);
       renderResults(await call('vote', { option }));
       showError(null);
     } catch (error) {

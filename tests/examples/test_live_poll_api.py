@@ -21,26 +21,67 @@ async def test_votes_are_tallied_and_broadcast_to_viewers(tmp_path: Path) -> Non
         option_ids = [option["id"] for option in first["options"]]
         assert set(first["counts"]) == set(option_ids)
         ann, ben = await poll.login("Ann"), await poll.login("Ben")
-        async with poll.socket() as viewer:
+        async with (
+            poll.socket() as viewer,
+            poll.socket(ann) as ann_ws,
+            poll.socket(ann) as ann_tab2,
+            poll.socket(ben) as ben_ws,
+        ):
             await viewer.subscribe("poll")
 
+            assert (await ann_ws.subscribe("vote-presence"))["type"] == "subscribed"
+            assert (await ann_tab2.subscribe("vote-presence"))["type"] == "subscribed"
             status, reply = await poll.call("vote", {"option": "presence"}, ann)
             assert status == 200
-            assert reply["counts"]["presence"] == 1
+            assert reply["counts"]["presence"] == 1  # two tabs, one user, one vote
+            assert reply["viewers"] == 1
             broadcast = await viewer.next_message()
             assert broadcast["channel"] == "poll"
             assert broadcast["data"] == reply
 
+            await ben_ws.subscribe("vote-redis")
             await poll.call("vote", {"option": "redis"}, ben)
-            await poll.call("vote", {"option": "redis"}, ann)  # Ann changes her mind
+            # Ann changes her mind in both tabs, as the page does.
+            for ws in (ann_ws, ann_tab2):
+                await ws.send({"type": "unsubscribe", "channel": "vote-presence"})
+                await ws.subscribe("vote-redis")
+            await poll.call("vote", {"option": "redis"}, ann)
             await viewer.next_message()
             last = (await viewer.next_message())["data"]
-            assert last["counts"]["redis"] == 2
-            assert last["counts"]["presence"] == 0
+            assert last["counts"] == {"presence": 0, "dm": 0, "redis": 2, "replay": 0}
             assert last["total"] == 2
 
-        status, final = await poll.call("poll")
-        assert final["counts"] == last["counts"]
+        # A live poll: the votes left with their connections.
+        _status, final = await poll.call("poll")
+        assert final["total"] == 0
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_vote_needs_the_vote_subscription_and_a_token(tmp_path: Path) -> None:
+    async with examples_kernel(tmp_path / "data") as (_chat, poll):
+        token = await poll.login("Ann")
+        async with poll.socket() as anonymous, poll.socket(token) as ann:
+            refused = await anonymous.subscribe("vote-dm")
+            assert (refused["type"], refused["code"]) == ("error", "unauthorized")
+
+            status, reply = await poll.call("vote", {"option": "dm"}, token)
+            assert status == 409  # not subscribed to vote-dm: nothing to count
+            assert "vote-dm" in reply["error"]
+
+            await ann.subscribe("vote-dm")
+            assert (await poll.call("vote", {"option": "dm"}, token))[0] == 200
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_user_in_several_vote_channels_counts_for_none(tmp_path: Path) -> None:
+    async with examples_kernel(tmp_path / "data") as (_chat, poll):
+        token = await poll.login("Mallory")
+        async with poll.socket(token) as mallory:
+            for option in ("dm", "redis", "replay"):
+                await mallory.subscribe(f"vote-{option}")
+            status, reply = await poll.call("vote", {"option": "dm"}, token)
+            assert status == 200
+            assert reply["total"] == 0
 
 
 @pytest.mark.gen_test(timeout=20)
@@ -52,14 +93,15 @@ async def test_vote_refuses_bad_input(tmp_path: Path) -> None:
             ({"option": "nope"}, token, 400),
             ({"option": 1}, token, 400),
             ({"option": "__proto__"}, token, 400),
+            ({"option": "toString"}, token, 400),
             ({}, token, 400),
             ("presence", token, 400),
         ]:
             status, reply = await poll.call("vote", body, case_token)
             assert status == expected, (body, reply)
             assert reply["error"]
-        _status, results = await poll.call("poll")
-        assert results["total"] == 0
+        status, _reply = await poll.call("vote", None, token)  # GET
+        assert status == 405
 
 
 @pytest.mark.gen_test(timeout=20)
@@ -91,13 +133,18 @@ async def test_admin_channel_is_role_gated_and_carries_the_vote_feed(tmp_path: P
     async with examples_kernel(tmp_path / "data") as (_chat, poll):
         user = await poll.login("Ann")
         admin = await poll.login("Ada", adminCode=DEMO_ADMIN_CODE)
-        async with poll.socket() as anonymous, poll.socket(user) as u, poll.socket(admin) as a:
+        async with (
+            poll.socket() as anonymous,
+            poll.socket(user) as u,
+            poll.socket(admin) as a,
+        ):
             refused = await anonymous.subscribe("admin")
             assert (refused["type"], refused["code"]) == ("error", "unauthorized")
             refused = await u.subscribe("admin")
             assert (refused["type"], refused["code"]) == ("error", "forbidden")
             assert (await a.subscribe("admin"))["type"] == "subscribed"
 
+            await u.subscribe("vote-dm")
             await poll.call("vote", {"option": "dm"}, user)
 
             feed = await a.next_message()

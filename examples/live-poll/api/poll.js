@@ -3,6 +3,6 @@
 const { QUESTION, OPTIONS, tally } = require('./lib/poll.js');
 
 module.exports = async () => {
-  const viewers = await fazt.realtime.count('poll');
-  return { json: { question: QUESTION, options: OPTIONS, ...tally(), viewers } };
+  const [results, viewers] = await Promise.all([tally(), fazt.realtime.count('poll')]);
+  return { json: { question: QUESTION, options: OPTIONS, ...results, viewers } };
 };
