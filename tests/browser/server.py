@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,7 +11,10 @@ from typing import Any
 
 from tests.harness import FaztProcess
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+# FAZT_EXAMPLES_DIR points the tests at another copy of examples/ (development only).
+EXAMPLES_DIR = Path(
+    os.environ.get("FAZT_EXAMPLES_DIR") or Path(__file__).resolve().parents[2] / "examples"
+)
 
 # Kernel config for browser runs; empty means the defaults `scripts/demo` uses.
 SERVER_CONFIG: dict[str, Any] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -9,7 +10,10 @@ from pathlib import Path
 from tests.examples.clients import AppClient
 from tests.harness import running_kernel
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+# FAZT_EXAMPLES_DIR points the tests at another copy of examples/ (development only).
+EXAMPLES_DIR = Path(
+    os.environ.get("FAZT_EXAMPLES_DIR") or Path(__file__).resolve().parents[2] / "examples"
+)
 
 
 @asynccontextmanager
