@@ -92,6 +92,7 @@ def test_use_refuses_bad_plugins(tmp_path: Path) -> None:
         kernel.use(RecordingPlugin("auth"))
     with pytest.raises(ValueError, match="identifier"):
         kernel.use(RecordingPlugin(""))
+    kernel.js.close()
 
 
 def test_load_plugin_errors() -> None:
