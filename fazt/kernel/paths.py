@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -78,13 +79,39 @@ def api_handler_file(app_root: Path, raw_name: str) -> Path | None:
     segments = decode_segments(raw_name)
     if not segments or not all(_API_SEGMENT.match(segment) for segment in segments):
         return None
-    api_root = app_root / "api"
+    api_root = str(app_root / "api")
     if segments[-1].endswith(".js"):
         # "/api/x.js" is not a route; only the extension-less name is.
         return None
-    direct = api_root.joinpath(*segments[:-1], segments[-1] + ".js")
-    index = api_root.joinpath(*segments, "index.js")
-    for candidate in (direct, index):
-        if candidate.is_file() and inside(api_root, candidate):
-            return candidate
+    direct = [*segments[:-1], segments[-1] + ".js"]
+    for parts in (direct, [*segments, "index.js"]):
+        found = _regular_file_inside(api_root, parts)
+        if found is not None:
+            return Path(found)
     return None
+
+
+def _regular_file_inside(root: str, parts: list[str]) -> str | None:
+    """``root/parts...`` when it is a regular file that resolves inside ``root``.
+
+    The hot path of every API call: one ``lstat`` per segment instead of a full
+    ``realpath`` (which stats every component from ``/``). Only when a segment
+    is a symlink does it fall back to the full ``inside`` check.
+    """
+    path = root
+    linked = False
+    for part in parts:
+        path = f"{path}{os.sep}{part}"
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            return None
+        linked = linked or stat.S_ISLNK(mode)
+    if linked:
+        if not inside(Path(root), Path(path)):
+            return None
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return None
+    return path if stat.S_ISREG(mode) else None

@@ -7,6 +7,7 @@ these tests check what the kernel hands to it and how it writes the answer.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,13 @@ def build_apps(tmp_path: Path) -> Path:
         },
     )
     make_app(apps, "poll", {}, {"api/vote.js": HANDLER})
+    (tmp_path / "outside.js").write_text(HANDLER)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "x.js").write_text(HANDLER)
+    os.symlink(tmp_path / "outside.js", apps / "chat" / "api" / "evil.js")
+    os.symlink(tmp_path / "outside", apps / "chat" / "api" / "evildir")
+    os.symlink(apps / "chat" / "api" / "hello.js", apps / "chat" / "api" / "alias.js")
+    os.symlink(apps / "chat" / "api" / "rooms", apps / "chat" / "api" / "places")
     return apps
 
 
@@ -96,6 +104,8 @@ async def test_handler_lookup(tmp_path: Path) -> None:
             "/api/rooms%2f..%2fhello",
             "/api/lib/.hidden",
             "/api/vote",  # poll's handler, not chat's
+            "/api/evil",  # symlink to a file outside api/
+            "/api/evildir/x",  # symlinked folder outside api/
         ]:
             response = await fetch(k.url("chat", path))
             assert response.code == 404, path
@@ -104,8 +114,13 @@ async def test_handler_lookup(tmp_path: Path) -> None:
         assert json_body(missing) == {"error": "no handler for /api/nope"}
         other = await fetch(k.url("poll", "/api/vote"))
         assert json_body(other)["handler"] == "vote.js"
-        # Only hello, rooms/list, admin and vote reached the engine.
-        assert len(engine.calls) == 3
+        # Symlinks that stay inside api/ are fine.
+        alias = await fetch(k.url("chat", "/api/alias"))
+        assert alias.code == 200 and json_body(alias)["handler"] == "alias.js"
+        places = await fetch(k.url("chat", "/api/places/list"))
+        assert places.code == 200 and json_body(places)["handler"] == "list.js"
+        # Only rooms/list, admin, vote, alias and places/list reached the engine.
+        assert len(engine.calls) == 5
 
 
 @pytest.mark.gen_test(timeout=10)
