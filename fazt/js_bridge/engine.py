@@ -262,6 +262,9 @@ class JsEngine:
             log.error("app %s: %s", app.slug, error)
             return error_response(404, "no such handler")
         modules = self._modules.closure(job.api_root, key)
+        entry = modules[0]  # closure() lists the entry first
+        if entry.kind == "error" and entry.version is None:
+            return error_response(404, f"no handler api/{key}")
         cache_key = (app.uuid, str(job.api_root))
         try:
             runtime = self._runtime_for(job, runtimes)
@@ -294,6 +297,8 @@ class JsEngine:
             if limit in ("time", "memory"):
                 runtimes.pop(cache_key, None)
                 return self._limit_response(app_log, key, limit)
+            if envelope.get("name") == "NeverSettled":
+                runtimes.pop(cache_key, None)  # it may have broken its own bridge
             message = str(envelope.get("error"))
             name = str(envelope.get("name") or "Error")
             stack = str(envelope.get("stack") or "")

@@ -17,15 +17,18 @@
   const stringify = JSON.stringify;
   const parse = JSON.parse;
   const isArray = Array.isArray;
-  const getPrototypeOf = Object.getPrototypeOf;
   const hasOwn = (o, k) => Object.prototype.hasOwnProperty.call(o, k);
   const freeze = Object.freeze;
-  const ObjectProto = Object.prototype;
   const PromiseCtor = Promise;
   const resolved = Promise.resolve.bind(Promise);
   const rejected = Promise.reject.bind(Promise);
   const MapCtor = Map;
   const ErrorCtor = Error;
+  const apply = Reflect.apply;
+  const ArrayJoin = Array.prototype.join;
+  // Strings built with "+" can be ropes, which the wrapper cannot convert
+  // ("Unknown quickjs tag"); Array.prototype.join always returns a flat string.
+  const join = (parts, sep) => apply(ArrayJoin, parts, [sep]);
 
   const MAX_LOG_LINES = config.maxLogLines; // per poll; the rest are counted, not kept
   const MAX_LOG_CHARS = config.maxLogChars; // one log line is cut to this length
@@ -104,8 +107,7 @@
         }
         return null;
       }
-      const proto = getPrototypeOf(value);
-      if (proto !== ObjectProto && proto !== null) return "a non-plain object at " + path;
+      if (typeof value.toJSON === "function") return null; // e.g. Date: JSON calls it
       for (const key of Object.keys(value)) {
         const why = unserialisable(value[key], path + "." + key, stack);
         if (why) return why;
@@ -299,9 +301,9 @@
 
   // One string: {"calls":[...],"logs":[...],"dropped":n,"done":<envelope JSON or null>}.
   G.__fazt_poll = function () {
-    const out = '{"calls":[' + calls.join(",") + '],"logs":' + stringify(logs) +
-      ',"dropped":' + droppedLogs + ',"done":' +
-      (current && current.done ? current.envelope : "null") + "}";
+    const out = join(['{"calls":[', join(calls, ","), '],"logs":', stringify(logs),
+      ',"dropped":', String(droppedLogs), ',"done":',
+      current && current.done ? current.envelope : "null", "}"], "");
     calls = [];
     logs = [];
     droppedLogs = 0;
