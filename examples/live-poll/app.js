@@ -75,7 +75,7 @@
 
   function announce(data) {
     const banner = $('announcement');
-    banner.textContent = '📣 ' + data.from + ': ' + data.text;
+    banner.textContent = 'Announcement from ' + data.from + ': ' + data.text;
     banner.hidden = false;
   }
 
@@ -110,7 +110,8 @@
       state.rt.subscribe('admin', {
         onMessage: (event) => {
           const item = document.createElement('li');
-          item.textContent = event.voter.name + ' voted ' + event.option;
+          const option = state.options.find((o) => o.id === event.option);
+          item.textContent = event.voter.name + ' voted ' + (option ? option.label : event.option);
           $('admin-feed').prepend(item);
         },
       }).catch(showError);

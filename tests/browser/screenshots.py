@@ -17,7 +17,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, expect, sync_playwright
 
 from tests.browser import chromium
 from tests.browser.pages import ChatPage, PollPage
@@ -28,9 +28,14 @@ DEFAULT_OUT = REPO_ROOT / "docs" / "screenshots"
 VIEWPORT = {"width": 1280, "height": 720}
 
 
+def new_context(browser: Browser) -> BrowserContext:
+    # Reduced motion: the poll's bars take their final width at once.
+    return browser.new_context(viewport=VIEWPORT, reduced_motion="reduce")
+
+
 def chat_scene(browser: Browser, server: ExamplesServer, out: Path) -> Path:
     url = server.url("chat")
-    contexts = [browser.new_context(viewport=VIEWPORT) for _ in range(3)]
+    contexts = [new_context(browser) for _ in range(3)]
     try:
         alice, bob, carol = (
             ChatPage(context.new_page()).open(url).sign_in(name)
@@ -53,7 +58,7 @@ def chat_scene(browser: Browser, server: ExamplesServer, out: Path) -> Path:
 
 def poll_scene(browser: Browser, server: ExamplesServer, out: Path) -> Path:
     url = server.url("live-poll")
-    contexts = [browser.new_context(viewport=VIEWPORT) for _ in range(4)]
+    contexts = [new_context(browser) for _ in range(4)]
     try:
         admin = PollPage(contexts[0].new_page()).open(url).sign_in("Ada", "demo-admin")
         votes = [("Vera", "presence"), ("Ben", "redis"), ("Kim", "presence")]

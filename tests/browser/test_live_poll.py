@@ -37,7 +37,9 @@ def test_admin_announcement_reaches_every_page_and_admin_sees_votes(
     expect(voter.page.locator("#admin")).to_be_hidden()
 
     voter.vote("redis")
-    expect(admin.page.locator("#admin-feed li", has_text="Vera voted redis")).to_be_visible()
+    expect(
+        admin.page.locator("#admin-feed li", has_text="Vera voted Redis fan-out")
+    ).to_be_visible()
 
     admin.announce("Poll closes soon")
     for page in (viewer, admin, voter):
