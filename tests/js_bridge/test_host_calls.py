@@ -1,0 +1,192 @@
+"""Host APIs as Promises: the outbox, settling, argument checks, errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+import pytest
+
+from tests.js_bridge.conftest import HostRecorder, JsHarness
+
+pytestmark = pytest.mark.gen_test(timeout=10)
+
+
+async def test_host_call_resolves_with_the_result(js: JsHarness, host: HostRecorder) -> None:
+    js.write(
+        "call.js",
+        "module.exports = async () =>"
+        " ({ json: await fazt.test.echo('x', { n: 1 }, [true, null]) });",
+    )
+    assert await js.json("call.js") == {"app": "alpha", "args": ["x", {"n": 1}, [True, None]]}
+    assert host.calls == [("echo", "alpha", ["x", {"n": 1}, [True, None]])]
+
+
+async def test_host_functions_run_on_the_ioloop_thread(js: JsHarness, host: HostRecorder) -> None:
+    js.write(
+        "call.js",
+        "module.exports = async () => { await fazt.test.echo(); await fazt.test.echo(); };",
+    )
+    assert (await js.run("call.js")).status == 204
+    assert host.threads == {threading.get_ident()}
+
+
+async def test_host_call_error_rejects_with_its_message(js: JsHarness) -> None:
+    js.write(
+        "fail.js",
+        "module.exports = async () => {\n"
+        "  try { await fazt.test.fail('channel must be a string'); }\n"
+        "  catch (e) { return { json: { caught: e.message, isError: e instanceof Error } }; }\n"
+        "};",
+    )
+    assert await js.json("fail.js") == {
+        "caught": "fazt.test.fail: channel must be a string",
+        "isError": True,
+    }
+
+
+async def test_uncaught_host_rejection_is_a_500(js: JsHarness) -> None:
+    js.write("fail.js", "module.exports = async () => { await fazt.test.fail('no'); };")
+    response = await js.run("fail.js")
+    assert response.status == 500
+    assert json.loads(response.body) == {"error": "fazt.test.fail: no"}
+
+
+async def test_python_exception_is_internal_error_in_js_with_traceback_only_in_python(
+    js: JsHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    js.write(
+        "crash.js",
+        "module.exports = async () => {\n"
+        "  try { await fazt.test.crash(); } catch (e) { return e.message; }\n"
+        "};",
+    )
+    with caplog.at_level(logging.ERROR, logger="fazt.js_bridge"):
+        assert await js.json("crash.js") == "fazt.test.crash: internal error"
+    (record,) = [r for r in caplog.records if r.name == "fazt.js_bridge"]
+    assert record.exc_info is not None and "secret python detail" in str(record.exc_info[1])
+    assert "fazt.test.crash" in record.getMessage()
+
+
+async def test_non_json_result_is_internal_error(js: JsHarness) -> None:
+    js.write(
+        "bad.js",
+        "module.exports = async () => {"
+        " try { await fazt.test.unjsonable(); } catch (e) { return e.message; } };",
+    )
+    assert await js.json("bad.js") == "fazt.test.unjsonable: internal error"
+
+
+@pytest.mark.parametrize(
+    ("args", "position", "why"),
+    [
+        ("'ok', () => 1", 2, "a function at argument 2"),
+        ("10n", 1, "a BigInt at argument 1"),
+        ("'a', undefined", 2, "undefined at argument 2"),
+        ("(() => { const o = {}; o.self = o; return o; })()", 1, "a cycle at argument 1.self"),
+        ("{ deep: [1, { f: function () {} }] }", 1, "a function at argument 1.deep[1].f"),
+        ("NaN", 1, "a non-finite number at argument 1"),
+        ("Symbol('s')", 1, "a symbol at argument 1"),
+    ],
+)
+async def test_non_serialisable_arguments_reject_naming_function_and_argument(
+    js: JsHarness, host: HostRecorder, args: str, position: int, why: str
+) -> None:
+    js.write(
+        "args.js",
+        "module.exports = async () => {\n"
+        f"  try {{ await fazt.test.echo({args}); return 'resolved?'; }}\n"
+        "  catch (e) { return [e.name, e.message]; }\n"
+        "};",
+    )
+    name, message = await js.json("args.js")
+    assert name == "TypeError"
+    assert message == (f"fazt.test.echo: argument {position} is not JSON-serialisable ({why})")
+    assert host.calls == []  # nothing reached Python
+
+
+async def test_dates_and_class_instances_cross_as_json(js: JsHarness) -> None:
+    js.write(
+        "date.js",
+        "class P { constructor() { this.x = 1; } }\n"
+        "module.exports = async () => (await fazt.test.echo(new Date(0), new P())).args;",
+    )
+    assert await js.json("date.js") == ["1970-01-01T00:00:00.000Z", {"x": 1}]
+
+
+async def test_unknown_functions_do_not_exist(js: JsHarness) -> None:
+    js.write(
+        "probe.js",
+        "module.exports = () => ({ json: {\n"
+        "  nope: typeof fazt.test.nope, ns: typeof fazt.nothing,\n"
+        "  names: Object.keys(fazt.test).sort(), top: Object.keys(fazt).sort(),\n"
+        "  frozen: Object.isFrozen(fazt) && Object.isFrozen(fazt.test),\n"
+        "} });",
+    )
+    assert await js.json("probe.js") == {
+        "nope": "undefined",
+        "ns": "undefined",
+        "names": ["crash", "echo", "fail", "release", "unjsonable", "wait"],
+        "top": ["app", "log", "test"],
+        "frozen": True,
+    }
+
+
+async def test_calls_made_together_run_concurrently(js: JsHarness) -> None:
+    # `wait` resolves only after `release` ran: serial execution would time out.
+    js.write(
+        "both.js",
+        "module.exports = async () =>"
+        " ({ json: await Promise.all([fazt.test.wait(), fazt.test.release()]) });",
+    )
+    assert await js.json("both.js") == ["released", "done"]
+
+
+async def test_many_sequential_awaits(js: JsHarness, host: HostRecorder) -> None:
+    js.write(
+        "loop.js",
+        "module.exports = async () => {\n"
+        "  let total = 0;\n"
+        "  for (let i = 0; i < 50; i++) total += (await fazt.test.echo(i)).args[0];\n"
+        "  return total;\n"
+        "};",
+    )
+    assert await js.json("loop.js") == sum(range(50))
+    assert len(host.calls) == 50
+
+
+async def test_fire_and_forget_call_still_runs(js: JsHarness, host: HostRecorder) -> None:
+    js.write("forget.js", "module.exports = () => { fazt.test.echo('bg'); return 'sent'; };")
+    assert await js.json("forget.js") == "sent"
+    assert host.calls == [("echo", "alpha", ["bg"])]
+
+
+async def test_host_context_names_the_calling_app(js: JsHarness, host: HostRecorder) -> None:
+    for app in ("alpha", "beta"):
+        js.write("who.js", "module.exports = async () => (await fazt.test.echo()).app;", app=app)
+        assert await js.json("who.js", app=app) == app
+    assert [slug for _, slug, _ in host.calls] == ["alpha", "beta"]
+
+
+async def test_namespace_validation(js: JsHarness) -> None:
+    async def fn(ctx: object, args: list[object]) -> None:
+        return None
+
+    for bad in ("app", "log", "test", "bad-name", ""):
+        with pytest.raises(ValueError):
+            js.engine.register_namespace(bad, {"f": fn})
+    with pytest.raises(ValueError):
+        js.engine.register_namespace("good", {"bad name": fn})
+
+
+async def test_namespace_registered_later_reaches_warm_contexts(js1: JsHarness) -> None:
+    js1.write("probe.js", "module.exports = () => typeof fazt.late;")
+    assert await js1.json("probe.js") == "undefined"
+
+    async def ping(ctx: object, args: list[object]) -> str:
+        return "pong"
+
+    js1.engine.register_namespace("late", {"ping": ping})
+    js1.write("ping.js", "module.exports = () => fazt.late.ping();")
+    assert await js1.json("ping.js") == "pong"
