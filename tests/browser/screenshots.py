@@ -17,7 +17,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from playwright.sync_api import Browser, BrowserContext, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ViewportSize, expect, sync_playwright
 
 from tests.browser import chromium
 from tests.browser.pages import ChatPage, PollPage
@@ -25,7 +25,7 @@ from tests.browser.server import ExamplesServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO_ROOT / "docs" / "screenshots"
-VIEWPORT = {"width": 1280, "height": 720}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 720}
 
 
 def new_context(browser: Browser) -> BrowserContext:
