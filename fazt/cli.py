@@ -100,7 +100,12 @@ async def _serve_until_signal(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await kernel.start(port=config.port, address=config.address, sockets=sockets)
+        try:
+            await kernel.start(port=config.port, address=config.address, sockets=sockets)
+        except OSError as error:
+            raise ConfigError(
+                f"cannot listen on {config.address}:{config.port}: {error.strerror or error}"
+            ) from error
         await stop.wait()
         log.info("signal received: stopping")
     finally:
@@ -118,7 +123,12 @@ def _run_workers(apps_dir: Path, config: KernelConfig) -> int:
     plugins = [load_plugin(name) for name in config.plugins]
     scan_apps(apps_dir, config.data, ManifestValidator(build_schema(plugins)))
     load_secret(config.jwt.get("secret"), config.data)
-    sockets = tornado.netutil.bind_sockets(config.port, config.address)
+    try:
+        sockets = tornado.netutil.bind_sockets(config.port, config.address)
+    except OSError as error:
+        raise ConfigError(
+            f"cannot listen on {config.address}:{config.port}: {error.strerror or error}"
+        ) from error
     children: set[int] = set()
     for _ in range(config.workers):
         pid = os.fork()

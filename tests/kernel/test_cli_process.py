@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -98,3 +99,39 @@ def test_unknown_host_answers_while_serving(tmp_path: Path) -> None:
             urllib.request.urlopen(p.url("nosuch"), timeout=5)
         assert raised.value.code == 404
         assert json.loads(raised.value.read()) == {"error": "unknown app 'nosuch'"}
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    make_app(tmp_path / "apps", "chat")
+    with FaztProcess(tmp_path / "apps", data_dir=tmp_path / "d", config={"plugins": []}) as first:
+        second = FaztProcess(
+            tmp_path / "apps", data_dir=tmp_path / "d2", config={"plugins": []}, port=first.port
+        )
+        second.config_path.write_text(json.dumps(second.config))
+        done = subprocess.run(second.command(), capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2
+        expected = f"fazt: error: cannot listen on 127.0.0.1:{first.port}: Address already in use"
+        assert expected in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_workers_share_the_port_and_stop_on_sigterm(tmp_path: Path) -> None:
+    make_app(tmp_path / "apps", "chat", files={"index.html": "hello"})
+    record = tmp_path / "events.txt"
+    config = {
+        "plugins": [RECORDING],
+        "recording": {"file": str(record)},
+        # Not contacted: the recording plugin ignores it; the CLI only requires it.
+        "redis": "redis://127.0.0.1:1/0",
+    }
+    process = FaztProcess(
+        tmp_path / "apps", data_dir=tmp_path / "d", config=config, extra_args=["--workers", "2"]
+    )
+    with process:
+        for _ in range(10):
+            with urllib.request.urlopen(process.url("chat"), timeout=5) as response:
+                assert response.read() == b"hello"
+        assert process.terminate(timeout=15) == 0
+    events = record.read_text().split()
+    assert events.count("recording.start") == 2 and events.count("recording.stop") == 2
+    assert "2 workers started" in process.log_text()
