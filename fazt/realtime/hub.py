@@ -594,6 +594,11 @@ class Hub:
         if not task.cancelled() and task.exception() is not None:
             log.error("realtime hub task failed", exc_info=task.exception())
 
+    def session(self, app_uuid: str, client_id: str) -> Session | None:
+        """A local session by id (diagnostics and tests)."""
+        state = self._apps.get(app_uuid)
+        return state.sessions.get(client_id) if state else None
+
     def connection_count(self) -> int:
         """Local connections (all apps)."""
         return sum(len(state.sessions) for state in self._apps.values())
