@@ -233,6 +233,8 @@
       name = "thrown value";
     }
     let limit = null;
+    // QuickJS throws null when it cannot even allocate the "out of memory" error.
+    if (e === null) limit = "memory";
     if (name === "InternalError" && message === "out of memory") limit = "memory";
     if (name === "InternalError" && message === "interrupted") limit = "time";
     return { error: message, name: name, stack: stack, limit: limit };

@@ -1,0 +1,287 @@
+"""The sandbox: no way out, limits that recover, an IOLoop that never stalls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+import pytest
+
+from tests.js_bridge.conftest import MEMORY_LIMIT_MB, TIME_LIMIT, JsHarness
+
+pytestmark = pytest.mark.gen_test(timeout=20)
+
+TIME_ERROR = {"error": f"handler exceeded its CPU time limit ({TIME_LIMIT:g} s)"}
+MEMORY_ERROR = {"error": f"handler exceeded its memory limit ({MEMORY_LIMIT_MB} MB)"}
+
+
+async def test_no_host_capabilities_in_the_global_scope(js: JsHarness) -> None:
+    js.write(
+        "probe.js",
+        "module.exports = () => ({ json: {\n"
+        "  globals: ['require', 'module', 'exports', 'process', 'std', 'os', 'print',\n"
+        "            'scriptArgs', 'setTimeout', 'setInterval', 'fetch', 'XMLHttpRequest',\n"
+        "            'WebSocket', 'Deno', 'Bun', 'python', 'pyodide']\n"
+        "    .filter((name) => typeof globalThis[name] !== 'undefined'),\n"
+        "  own: Object.getOwnPropertyNames(globalThis)\n"
+        "    .filter((name) => /fazt|py|__|std|^os$/i.test(name)),\n"
+        "  sameGlobal: Function('return this')() === globalThis,\n"
+        "  indirectEval: (0, eval)('typeof require'),\n"
+        "} });",
+    )
+    assert await js.json("probe.js") == {
+        "globals": [],
+        "own": ["fazt"],
+        "sameGlobal": True,
+        "indirectEval": "undefined",
+    }
+
+
+async def test_dynamic_import_cannot_load_anything(js: JsHarness, tmp_path: object) -> None:
+    (js.api() / "other.js").write_text("globalThis.loaded = true; export default 1;")
+    js.write(
+        "imp.js",
+        "module.exports = async () => {\n"
+        "  const out = [];\n"
+        "  for (const name of ['os', 'std', 'qjs:os', 'fs', '/etc/passwd', './other.js']) {\n"
+        "    try { await import(name); out.push(name + ': loaded'); }\n"
+        "    catch (e) { out.push(name + ': ' + e.name); }\n"
+        "  }\n"
+        "  return { json: { out, loaded: typeof globalThis.loaded } };\n"
+        "};",
+    )
+    result = await js.json("imp.js")
+    assert result["loaded"] == "undefined"
+    assert all(line.endswith(": ReferenceError") for line in result["out"]), result
+
+
+async def test_static_import_is_a_syntax_error(js: JsHarness) -> None:
+    js.write("static.js", "import * as os from 'os';\nmodule.exports = () => 1;")
+    response = await js.run("static.js")
+    assert response.status == 500
+    assert "SyntaxError" in json.loads(response.body)["error"]
+
+
+async def test_atomics_cannot_block_the_worker(js: JsHarness) -> None:
+    js.write(
+        "block.js",
+        "module.exports = () => {\n"
+        "  try { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5000); }\n"
+        "  catch (e) { return e.message; }\n"
+        "};",
+    )
+    assert "cannot block" in await js.json("block.js")
+
+
+async def test_bridge_internals_are_unreachable_and_fazt_is_read_only(js: JsHarness) -> None:
+    js.write(
+        "tamper.js",
+        "module.exports = () => {\n"
+        "  const before = fazt.app.slug;\n"
+        "  try { fazt.app.slug = 'beta'; } catch (e) {}\n"
+        "  try { fazt.test.echo = () => 'fake'; } catch (e) {}\n"
+        "  try { globalThis.fazt = {}; } catch (e) {}\n"
+        "  return { json: { slug: fazt.app.slug, before, echoIsFake: fazt.test.echo() === 'fake',\n"
+        "    internals: typeof __fazt_run + typeof __fazt_settle + typeof __fazt_poll } };\n"
+        "};",
+    )
+    assert await js.json("tamper.js") == {
+        "slug": "alpha",
+        "before": "alpha",
+        "echoIsFake": False,
+        "internals": "undefinedundefinedundefined",
+    }
+
+
+async def test_prototype_pollution_and_globals_stay_inside_one_app(js: JsHarness) -> None:
+    js.write(
+        "pollute.js",
+        "module.exports = () => {\n"
+        "  Object.prototype.polluted = 'yes';\n"
+        "  Array.prototype.includes = () => true;\n"
+        "  globalThis.secret = 'alpha-only';\n"
+        "  JSON.stringify = () => 'hijacked';\n"
+        "  return 'done';\n"
+        "};",
+    )
+    probe = (
+        "module.exports = () => ({ json: { polluted: ({}).polluted === undefined,"
+        " includes: [1].includes(2), secret: typeof secret } });"
+    )
+    js.write("probe.js", probe, app="beta")
+    for _ in range(4):  # both workers' contexts for alpha get polluted
+        assert (await js.run("pollute.js")).status == 200
+    assert await js.json("probe.js", app="beta") == {
+        "polluted": True,
+        "includes": False,
+        "secret": "undefined",
+    }
+
+
+async def test_two_apps_never_share_module_state(js1: JsHarness) -> None:
+    source = "let n = 0; module.exports = () => ++n;"
+    js1.write("count.js", source)
+    js1.write("count.js", source, app="beta")
+    assert [await js1.json("count.js") for _ in range(3)] == [1, 2, 3]
+    assert await js1.json("count.js", app="beta") == 1
+
+
+async def test_infinite_loop_is_503_then_the_next_request_works(
+    js: JsHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    js.write("loop.js", "globalThis.warm = 1; module.exports = () => { while (true) {} };")
+    js.write("ok.js", "module.exports = () => 'fine';")
+    with caplog.at_level(logging.ERROR, logger="fazt.app.alpha"):
+        response = await js.run("loop.js")
+    assert response.status == 503
+    assert json.loads(response.body) == TIME_ERROR
+    assert any("CPU time limit" in r.getMessage() for r in caplog.records)
+    assert await js.json("ok.js") == "fine"
+
+
+async def test_the_interrupt_cannot_be_caught(js: JsHarness) -> None:
+    js.write(
+        "catch.js",
+        "module.exports = async () => { try { for (;;) {} } catch (e) { return 'swallowed'; } };",
+    )
+    response = await js.run("catch.js")
+    assert (response.status, json.loads(response.body)) == (503, TIME_ERROR)
+
+
+async def test_budget_covers_the_whole_request_not_one_slice(js: JsHarness) -> None:
+    # Every slice stays well under the limit; together they exceed it.
+    js.write(
+        "slices.js",
+        "module.exports = async () => {\n"
+        "  for (;;) {\n"
+        "    await fazt.test.echo();\n"
+        "    const until = Date.now() + 60;\n"
+        "    while (Date.now() < until) {}\n"
+        "  }\n"
+        "};",
+    )
+    response = await js.run("slices.js")
+    assert (response.status, json.loads(response.body)) == (503, TIME_ERROR)
+
+
+async def test_loop_after_await_is_stopped(js: JsHarness) -> None:
+    js.write("late.js", "module.exports = async () => { await fazt.test.echo(); for (;;) {} };")
+    assert (await js.run("late.js")).status == 503
+
+
+async def test_ioloop_and_other_requests_keep_flowing_during_a_loop(js: JsHarness) -> None:
+    js.write("loop.js", "module.exports = () => { for (;;) {} };")
+    js.write("quick.js", "module.exports = async () => (await fazt.test.echo(1)).args;", app="beta")
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    tick_task = asyncio.create_task(ticker())
+    started = time.monotonic()
+    looping = asyncio.create_task(js.run("loop.js"))
+    await asyncio.sleep(0.05)
+    quick = [await js.json("quick.js", app="beta") for _ in range(5)]
+    quick_done = time.monotonic() - started
+    response = await looping
+    tick_task.cancel()
+    assert quick == [[1]] * 5
+    assert not looping.done() or quick_done < time.monotonic() - started
+    assert response.status == 503
+    # The loop ran ~TIME_LIMIT seconds; a free IOLoop ticks ~100 times a second.
+    assert ticks >= 20
+
+
+async def test_memory_bomb_is_500_then_the_next_request_works(js: JsHarness) -> None:
+    js.write(
+        "bomb.js",
+        "module.exports = () => { globalThis.keep = [];"
+        " for (let i = 0; ; i++) keep.push('x'.repeat(100000) + i); };",
+    )
+    js.write("ok.js", "module.exports = () => typeof keep;")
+    for _ in range(2):
+        response = await js.run("bomb.js")
+        assert (response.status, json.loads(response.body)) == (500, MEMORY_ERROR)
+        assert await js.json("ok.js") == "undefined"  # a fresh context
+
+
+async def test_memory_bomb_in_a_caught_allocation(js: JsHarness) -> None:
+    js.write(
+        "big.js",
+        "module.exports = () => { try { return new Array(1e9).fill(0).length; }"
+        " catch (e) { throw e; } };",
+    )
+    response = await js.run("big.js")
+    assert response.status == 500
+    assert json.loads(response.body) in (MEMORY_ERROR, {"error": "Invalid array length"})
+
+
+async def test_deep_recursion_is_a_clear_500(js: JsHarness) -> None:
+    js.write("deep.js", "function f(n) { return f(n + 1) + 1; }\nmodule.exports = () => f(0);")
+    js.write(
+        "ok.js", "function f(n) { return n ? 1 + f(n - 1) : 0; }\nmodule.exports = () => f(500);"
+    )
+    response = await js.run("deep.js")
+    assert (response.status, json.loads(response.body)) == (
+        500,
+        {"error": "Maximum call stack size exceeded"},
+    )
+    assert await js.json("ok.js") == 500
+
+
+async def test_deeply_nested_response_is_a_clear_500(js: JsHarness) -> None:
+    js.write(
+        "nest.js",
+        "module.exports = () => { let v = []; for (let i = 0; i < 1e5; i++) v = [v]; return v; };",
+    )
+    response = await js.run("nest.js")
+    assert response.status == 500
+    assert "not JSON-serialisable" in json.loads(response.body)["error"]
+
+
+async def test_local_memory_bomb_that_throws_null_is_a_memory_error(js: JsHarness) -> None:
+    # Past the limit QuickJS may throw null (it cannot allocate the error object).
+    js.write(
+        "nest.js",
+        "module.exports = () => { let v = []; for (let i = 0; i < 1e7; i++) v = [v]; return 1; };",
+    )
+    response = await js.run("nest.js")
+    assert (response.status, json.loads(response.body)) == (500, MEMORY_ERROR)
+
+
+async def test_many_concurrent_requests_across_threads_and_apps(js: JsHarness) -> None:
+    for app in ("alpha", "beta"):
+        js.write(
+            "work.js",
+            "module.exports = async (req) => {\n"
+            "  let s = 0; for (let i = 0; i < 20000; i++) s += i;\n"
+            "  const echoed = await fazt.test.echo(req.query.i);\n"
+            "  return { json: { app: fazt.app.slug, i: echoed.args[0], s } };\n"
+            "};",
+            app=app,
+        )
+
+    async def one(i: int) -> None:
+        app = "alpha" if i % 2 else "beta"
+        request = {
+            "method": "GET",
+            "path": "/api/work",
+            "query": {"i": str(i)},
+            "headers": {},
+            "body": "",
+            "json": None,
+            "user": None,
+            "app": {"slug": app, "uuid": f"app_{app}"},
+        }
+        assert await js.json("work.js", app=app, request=request) == {
+            "app": app,
+            "i": str(i),
+            "s": sum(range(20000)),
+        }
+
+    await asyncio.gather(*(one(i) for i in range(200)))
