@@ -11,13 +11,18 @@ globs (``*`` matches any run of characters) the longer pattern wins. Without a
 matching rule, ``private-*`` and ``presence-*`` need authentication and every
 other channel is public; clients may publish only where a rule says
 ``"publish": true``.
+
+A pattern may contain one ``{sub}`` placeholder, e.g. ``private-user-{sub}``:
+it matches like ``*`` (and ranks like a glob of its length), and then only a
+client whose token ``sub`` equals the matched text may subscribe. That is how
+an app gives every user a channel nobody else can read.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from fazt.kernel.tokens import roles_of
@@ -54,10 +59,12 @@ class ChannelRule:
     auth: bool = False
     roles: frozenset[str] = frozenset()
     publish: bool = False
+    #: For ``{sub}`` patterns: the user id the channel name belongs to.
+    owner: str | None = None
 
     @property
     def needs_auth(self) -> bool:
-        return self.auth or bool(self.roles)
+        return self.auth or bool(self.roles) or self.owner is not None
 
 
 # Rule decisions, returned as protocol error codes (None: allowed). Kept as plain
@@ -72,6 +79,8 @@ def check_access(rule: ChannelRule, claims: Mapping[str, Any] | None) -> str | N
         return "unauthorized"
     if rule.roles and not (roles_of(claims) & rule.roles):
         return "forbidden"
+    if rule.owner is not None and (claims or {}).get("sub") != rule.owner:
+        return "forbidden"
     return ALLOWED
 
 
@@ -84,6 +93,7 @@ class _Glob:
     pattern: str
     regex: re.Pattern[str]
     rule: ChannelRule
+    has_owner: bool
 
 
 class ChannelRules:
@@ -96,9 +106,10 @@ class ChannelRules:
             if not isinstance(pattern, str) or not isinstance(spec, Mapping):
                 continue  # the manifest schema refuses these; stay safe anyway
             rule = _rule_from(pattern, spec)
-            if "*" in pattern:
-                regex = re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
-                globs.append(_Glob(pattern, regex, rule))
+            if "*" in pattern or OWNER_PLACEHOLDER in pattern:
+                globs.append(
+                    _Glob(pattern, _glob_regex(pattern), rule, OWNER_PLACEHOLDER in pattern)
+                )
             else:
                 self._exact[pattern] = rule
         # Longer globs first: "private-admin-*" beats "private-*" beats "*".
@@ -116,9 +127,28 @@ class ChannelRules:
         if rule is not None:
             return rule
         for glob in self._globs:
-            if glob.regex.fullmatch(name):
+            match = glob.regex.fullmatch(name)
+            if match is not None:
+                if glob.has_owner:
+                    return replace(glob.rule, owner=match.group("owner"))
                 return glob.rule
         return _default_rule(name)
+
+
+OWNER_PLACEHOLDER: Final = "{sub}"
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """``*`` matches any run of characters; ``{sub}`` (at most once) a non-empty run
+    captured as the channel's owner."""
+    head, placeholder, tail = pattern.partition(OWNER_PLACEHOLDER)
+
+    def star(text: str) -> str:
+        return ".*".join(re.escape(part) for part in text.split("*"))
+
+    if not placeholder:
+        return re.compile(star(pattern))
+    return re.compile(f"{star(head)}(?P<owner>.+?){star(tail)}")
 
 
 def _rule_from(pattern: str, spec: Mapping[str, Any]) -> ChannelRule:

@@ -99,8 +99,11 @@ class RealtimePlugin(Plugin):
                 "properties": {
                     "channels": {
                         "type": "object",
+                        # Channel characters plus "*" globs and at most one "{sub}".
                         "propertyNames": {
-                            "pattern": r"^[A-Za-z0-9_\-=@,.;:*]{1,200}$",
+                            "minLength": 1,
+                            "maxLength": 200,
+                            "pattern": r"^[A-Za-z0-9_\-=@,.;:*]*(\{sub\})?[A-Za-z0-9_\-=@,.;:*]*$",
                         },
                         "additionalProperties": CHANNEL_RULE_SCHEMA,
                     }
