@@ -130,12 +130,16 @@ async def realtime_kernel(
     apps: Mapping[str, Mapping[str, Any]] | None = None,
     realtime: Mapping[str, Any] | None = None,
     files: Mapping[str, Mapping[str, str]] | None = None,
+    extra_config: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Realtime]:
     """A kernel with the realtime plugin, the given apps (slug -> app.json) and config."""
     apps_dir = tmp_path / "apps"
     for slug, manifest in (apps or {"chat": {}}).items():
         make_app(apps_dir, slug, manifest, (files or {}).get(slug))
-    config = {"realtime": {"shutdownGraceSeconds": 0.2, **dict(realtime or {})}}
+    config = {
+        "realtime": {"shutdownGraceSeconds": 0.2, **dict(realtime or {})},
+        **dict(extra_config or {}),
+    }
     async with running_kernel(apps_dir, data_dir=tmp_path / "data", config=config) as running:
         realtime = Realtime(running)
         try:
