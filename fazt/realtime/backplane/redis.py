@@ -38,6 +38,7 @@ only a node that asks for Redis learns that it must ``pip install 'fazt[redis]'`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -151,6 +152,7 @@ class RedisBackplane(Backplane):
         self._recovery: asyncio.Task[None] | None = None
         self._up = False
         self._stopping = False
+        self._stopped = asyncio.Event()
         self._down_since = 0.0
         self._dropped_at_outage = 0
         self._last_invalid_log = -_INVALID_LOG_INTERVAL_SECONDS
@@ -194,6 +196,7 @@ class RedisBackplane(Backplane):
 
         self._handler = handler
         self._stopping = False
+        self._stopped = asyncio.Event()
         try:
             # No retries inside redis-py: an unreachable server must become an
             # outage at once (handled here), not a command stuck in retries.
@@ -232,14 +235,7 @@ class RedisBackplane(Backplane):
         log.info("backplane node %s joined the cluster on %s", self.node_id, self._safe_url)
 
     async def stop(self) -> None:
-        self._stopping = True
-        for task in (self._heartbeat, self._recovery, self._reader):
-            if task is not None and task is not asyncio.current_task():
-                task.cancel()
-        for task in (self._heartbeat, self._recovery, self._reader):
-            if task is not None and task is not asyncio.current_task():
-                await asyncio.gather(task, return_exceptions=True)
-        self._heartbeat = self._recovery = self._reader = None
+        await self._end_tasks()
         if self._up:
             await self._run("LEAVE_CLUSTER", [self.node_id], None)
         self._up = False
@@ -251,15 +247,25 @@ class RedisBackplane(Backplane):
 
         Survivors remove the entries after the presence TTL. For tests.
         """
-        self._stopping = True
-        for task in (self._heartbeat, self._recovery, self._reader):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        self._heartbeat = self._recovery = self._reader = None
+        await self._end_tasks()
         self._up = False
         await self._close_client()
         self._handler = None
+
+    async def _end_tasks(self) -> None:
+        """Stop the heartbeat, recovery and reader tasks and wait for them."""
+        self._stopping = True
+        self._stopped.set()
+        tasks = [
+            task
+            for task in (self._heartbeat, self._recovery, self._reader)
+            if task is not None and task is not asyncio.current_task()
+        ]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=max(1.0, self._socket_timeout))
+        self._heartbeat = self._recovery = self._reader = None
 
     async def _close_client(self) -> None:
         await self._close_pubsub()
@@ -292,22 +298,22 @@ class RedisBackplane(Backplane):
     async def _register_all(self) -> None:
         """Write this node's liveness and every mirrored entry, in one pipeline."""
         assert self._client is not None
-        pipe = self._client.pipeline(transaction=False)
-        node = self.node_id
-        await self._scripts["REFRESH"](args=[self._prefix, node, self._ttl_ms()], client=pipe)
-        for app_uuid, clients in self._conns.items():
-            for client_id in clients:
-                args = [self._prefix, app_uuid, node, client_id]
-                await self._scripts["ADD_CONNECTION"](args=args, client=pipe)
-        for (app_uuid, channel), subs in self._subs.items():
-            for client_id, info in subs.items():
-                args = [self._prefix, app_uuid, node, channel, client_id, info]
-                await self._scripts["ADD_SUBSCRIPTION"](args=args, client=pipe)
-        for (app_uuid, channel), present in self._pres.items():
-            for client_id, (user_id, member) in present.items():
-                args = [self._prefix, app_uuid, node, channel, client_id, user_id, member]
-                await self._scripts["PRESENCE_JOIN"](args=args, client=pipe)
-        await pipe.execute()
+        async with self._client.pipeline(transaction=False) as pipe:
+            node = self.node_id
+            await self._scripts["REFRESH"](args=[self._prefix, node, self._ttl_ms()], client=pipe)
+            for app_uuid, clients in self._conns.items():
+                for client_id in clients:
+                    args = [self._prefix, app_uuid, node, client_id]
+                    await self._scripts["ADD_CONNECTION"](args=args, client=pipe)
+            for (app_uuid, channel), subs in self._subs.items():
+                for client_id, info in subs.items():
+                    args = [self._prefix, app_uuid, node, channel, client_id, info]
+                    await self._scripts["ADD_SUBSCRIPTION"](args=args, client=pipe)
+            for (app_uuid, channel), present in self._pres.items():
+                for client_id, (user_id, member) in present.items():
+                    args = [self._prefix, app_uuid, node, channel, client_id, user_id, member]
+                    await self._scripts["PRESENCE_JOIN"](args=args, client=pipe)
+            await pipe.execute()
 
     def _ttl_ms(self) -> int:
         return max(1, round(self._ttl * 1000))
@@ -384,19 +390,34 @@ class RedisBackplane(Backplane):
         return fallback
 
     async def _beat(self) -> None:
-        """Refresh liveness and sweep dead nodes every third of the TTL."""
-        while True:
-            await asyncio.sleep(self._ttl / 3)
-            if not self._up:
-                continue
-            rejoined = await self._run("REFRESH", [self.node_id, self._ttl_ms()], 0)
-            if rejoined == 1 and self._up:
-                # Our liveness had lapsed and survivors swept us (a stalled loop or
-                # a Redis that lost its data): put our entries back.
-                log.warning("backplane node %s was swept as dead; re-registering", self.node_id)
-                await self._guard(self._register_all, None)
-            found: Any = await self._run("SWEEP", [self.node_id], None)
-            self._report_expired(found)
+        """Refresh liveness and sweep dead nodes every third of the TTL, until stopped."""
+        while not self._stopping:
+            # Waiting on the stop event, not a bare sleep: a cancellation that
+            # redis-py swallows mid-command must not leave this loop running.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), self._ttl / 3)
+            if not self._stopping:
+                await self.heartbeat()
+
+    async def heartbeat(self) -> None:
+        """One liveness refresh and one sweep, as the timer runs them (for tests and tools).
+
+        Does nothing while Redis is unreachable.
+        """
+        if not self._up:
+            return
+        rejoined = await self._run("REFRESH", [self.node_id, self._ttl_ms()], 0)
+        if rejoined == 1 and self._up:
+            # Our liveness had lapsed and survivors swept us (a stalled loop or a
+            # Redis that lost its data): put our entries back.
+            log.warning("backplane node %s was swept as dead; re-registering", self.node_id)
+            await self._guard(self._register_all, None)
+        await self.sweep()
+
+    async def sweep(self) -> None:
+        """Remove the nodes whose liveness expired and report their presence members."""
+        found: Any = await self._run("SWEEP", [self.node_id], None)
+        self._report_expired(found)
 
     def _report_expired(self, found: Any) -> None:
         if not isinstance(found, list):
