@@ -26,7 +26,11 @@ from tests.browser.server import ExamplesServer
 expect.set_options(timeout=chromium.DEFAULT_TIMEOUT_MS)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while the sync Playwright driver runs, its event
+# loop is the thread's *running* loop, so any asyncio test (every other folder)
+# scheduled while it is open fails with "another loop is running". A module's
+# fixtures are torn down before the next module's tests start.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     reason = chromium.chromium_missing_reason()
     if reason is not None:
