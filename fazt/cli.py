@@ -91,6 +91,26 @@ def serve_config(args: argparse.Namespace) -> KernelConfig:
     return load_config(args.config).with_overrides(overrides)
 
 
+class _EarlySignal:
+    """Remembers SIGINT/SIGTERM that arrive before the IOLoop handles signals.
+
+    Without it a signal during start-up (plugins loading, a worker just forked)
+    would kill the process with the default action, skipping the stop hooks.
+    """
+
+    received = False
+
+    @classmethod
+    def install(cls) -> None:
+        cls.received = False
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, cls._handle)
+
+    @classmethod
+    def _handle(cls, signum: int, _frame: object) -> None:
+        cls.received = True
+
+
 async def _serve_until_signal(
     apps_dir: Path, config: KernelConfig, sockets: list[socket.socket] | None
 ) -> None:
@@ -99,6 +119,8 @@ async def _serve_until_signal(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    if _EarlySignal.received:
+        stop.set()
     try:
         try:
             await kernel.start(port=config.port, address=config.address, sockets=sockets)
@@ -130,19 +152,6 @@ def _run_workers(apps_dir: Path, config: KernelConfig) -> int:
             f"cannot listen on {config.address}:{config.port}: {error.strerror or error}"
         ) from error
     children: set[int] = set()
-    for _ in range(config.workers):
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                asyncio.run(_serve_until_signal(apps_dir, config, sockets))
-            except BaseException:
-                log.exception("worker failed")
-                code = 1
-            os._exit(code)
-        children.add(pid)
-    for sock in sockets:
-        sock.close()
 
     def forward(signum: int, _frame: object) -> None:
         for child in list(children):
@@ -151,8 +160,31 @@ def _run_workers(apps_dir: Path, config: KernelConfig) -> int:
             except ProcessLookupError:
                 children.discard(child)
 
+    # Installed before forking: a signal arriving mid-fork is still forwarded.
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    for _ in range(config.workers):
+        # Blocked across fork, so neither side sees a signal before its handler is set.
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        pid = os.fork()
+        if pid == 0:
+            _EarlySignal.install()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+            code = 0
+            try:
+                asyncio.run(_serve_until_signal(apps_dir, config, sockets))
+            except ConfigError as error:
+                print(f"fazt: error: worker {os.getpid()}: {error}", file=sys.stderr)
+                code = 2
+            except BaseException:
+                log.exception("worker %d failed", os.getpid())
+                code = 1
+            os._exit(code)
+        children.add(pid)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+    for sock in sockets:
+        sock.close()
     log.info("fazt: %d workers started: %s", config.workers, sorted(children))
     status = 0
     while children:
@@ -175,6 +207,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"apps folder {apps_dir} does not exist")
     if config.workers > 1:
         return _run_workers(apps_dir, config)
+    _EarlySignal.install()
     # Build plugins and the kernel inside the loop they will run on.
     asyncio.run(_serve_until_signal(apps_dir, config, None))
     return 0

@@ -31,7 +31,8 @@ def test_signal_runs_stop_hooks_then_exits_0(tmp_path: Path, signum: int) -> Non
         with urllib.request.urlopen(process.url("chat", "/_recording"), timeout=5) as response:
             assert json.loads(response.read()) == {"app": "chat", "greeting": "hello"}
         process.send_signal(signum)
-        assert process.wait(timeout=10) == 0
+        code = process.wait(timeout=10)
+        assert code == 0, process.log_text()
     assert record.read_text().split() == [
         "recording.configure",
         "recording.start",
@@ -131,7 +132,8 @@ def test_workers_share_the_port_and_stop_on_sigterm(tmp_path: Path) -> None:
         for _ in range(10):
             with urllib.request.urlopen(process.url("chat"), timeout=5) as response:
                 assert response.read() == b"hello"
-        assert process.terminate(timeout=15) == 0
+        code = process.terminate(timeout=15)
+        assert code == 0, process.log_text()
     events = record.read_text().split()
     assert events.count("recording.start") == 2 and events.count("recording.stop") == 2
     assert "2 workers started" in process.log_text()
