@@ -1,0 +1,30 @@
+// @ts-check
+/** Where to connect: the explicit URL, or the page's own `/_ws`. */
+
+/**
+ * The WebSocket URL for `url` as given to `new FaztRealtime(url)`.
+ *
+ * - no URL: the page's host plus `/_ws` (`/_app/<slug>/_ws` when the page is
+ *   served under the path route `/_app/<slug>/`), with `wss:` on an `https:`
+ *   page and `ws:` otherwise;
+ * - `ws:` / `wss:` URLs are used as they are;
+ * - `http(s):` and relative URLs are resolved against the page and switched
+ *   to `ws(s):`.
+ *
+ * Throws an `Error` when no URL is given and there is no page to derive it from.
+ *
+ * @param {string | undefined | null} url
+ * @param {{href: string, pathname: string} | undefined | null} location
+ * @returns {string}
+ */
+export function resolveUrl(url, location) {
+  if (!url) {
+    if (!location) throw new Error('FaztRealtime: no URL given and no page location to derive one from');
+    const route = /^\/_app\/[^/]+\//.exec(location.pathname);
+    url = (route ? route[0] : '/') + '_ws';
+  }
+  if (/^wss?:/i.test(url)) return url;
+  const resolved = new URL(url, location ? location.href : undefined);
+  resolved.protocol = resolved.protocol === 'https:' ? 'wss:' : 'ws:';
+  return resolved.href;
+}
