@@ -1,0 +1,129 @@
+"""The fast write path against real sockets, and a pin on the Tornado internals it uses.
+
+If a Tornado upgrade renames ``WebSocketProtocol.stream``, ``IOStream.socket``,
+``IOStream._write_buffer`` or ``server_terminated``, these tests fail first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tornado.iostream
+import tornado.websocket
+
+from fazt.realtime.protocol import text_frame
+from fazt.realtime.transport import TornadoTransport
+from tests.realtime.wsclient import realtime_kernel
+
+
+class _FakeWs:
+    """Just what TornadoTransport reads from a WebSocketProtocol13."""
+
+    def __init__(self, stream: tornado.iostream.IOStream) -> None:
+        self.stream = stream
+        self.server_terminated = False
+
+
+class _FakeHandler:
+    def __init__(self, stream: tornado.iostream.IOStream) -> None:
+        self.ws_connection = _FakeWs(stream)
+        self.closed_with: tuple[int, str] | None = None
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed_with = (code, reason)
+
+
+def _pair(sndbuf: int = 4096) -> tuple[tornado.iostream.IOStream, socket.socket]:
+    server, client = socket.socketpair()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, sndbuf)
+    server.setblocking(False)
+    return tornado.iostream.IOStream(server), client
+
+
+def _transport(stream: tornado.iostream.IOStream, queue: int) -> tuple[TornadoTransport, Any]:
+    handler = _FakeHandler(stream)
+    return TornadoTransport(handler, queue), handler  # type: ignore[arg-type]
+
+
+@pytest.mark.gen_test
+async def test_short_writes_queue_exactly_the_tail_and_keep_order() -> None:
+    stream, peer = _pair()
+    transport, handler = _transport(stream, queue=10_000)
+    frames = [text_frame(b'{"n":%d,"pad":"%s"}' % (i, b"y" * 3000)) for i in range(200)]
+    for frame in frames:
+        transport.send_frame(frame)
+    assert transport.queued > 0  # the socket buffer filled up: later frames were queued
+    assert handler.closed_with is None
+    expected = b"".join(frames)
+    peer.setblocking(False)
+    received = b""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while len(received) < len(expected) and loop.time() < deadline:
+        try:
+            received += peer.recv(1 << 16)
+        except BlockingIOError:
+            await asyncio.sleep(0.001)
+    assert received == expected  # byte-exact: no frame lost, duplicated or reordered
+    assert transport.queued == 0
+    stream.close()
+    peer.close()
+
+
+@pytest.mark.gen_test
+async def test_full_queue_closes_4101_and_stays_bounded() -> None:
+    stream, peer = _pair()
+    transport, handler = _transport(stream, queue=5)
+    frame = text_frame(b"z" * 8000)
+    for _ in range(100):
+        transport.send_frame(frame)
+    assert handler.closed_with == (4101, "slow consumer")
+    assert transport.closing and transport.queued <= 5
+    assert len(stream._write_buffer) <= 5 * len(frame)
+    stream.close()
+    peer.close()
+
+
+@pytest.mark.gen_test
+async def test_broken_pipe_closes_quietly() -> None:
+    stream, peer = _pair()
+    transport, _ = _transport(stream, queue=5)
+    peer.close()
+    for _ in range(3):
+        transport.send_frame(text_frame(b"{}"))  # EPIPE/ECONNRESET: no exception, no SIGPIPE
+    assert transport.closing
+    await asyncio.sleep(0)
+    assert stream.closed()
+    transport.send_frame(text_frame(b"{}"))  # after close: a no-op
+    transport.abort()
+
+
+@pytest.mark.gen_test
+async def test_tornado_internals_used_by_the_fast_path(tmp_path: Path) -> None:
+    async with realtime_kernel(tmp_path) as rt:
+        client = await rt.client("chat")
+        session = rt.plugin.hub.session(rt.app("chat").uuid, client.client_id)
+        assert session is not None
+        transport = session.transport
+        assert isinstance(transport, TornadoTransport)
+        handler = transport._handler
+        assert isinstance(handler, tornado.websocket.WebSocketHandler)
+        ws = handler.ws_connection
+        assert isinstance(ws, tornado.websocket.WebSocketProtocol13)
+        assert transport._stream is ws.stream
+        assert isinstance(ws.stream, tornado.iostream.IOStream)
+        assert transport._socket is ws.stream.socket
+        assert transport._buffer is ws.stream._write_buffer
+        assert len(ws.stream._write_buffer) == 0
+        assert ws.server_terminated is False
+        assert handler.ping_interval is None
+        assert handler.get_compression_options() is None
+        # The direct path is really used: the frame reached the client without a queue.
+        await rt.plugin.api(rt.app("chat")).broadcast_all("hello")
+        assert (await client.recv())["data"] == "hello"
+        assert transport.queued == 0
