@@ -16,7 +16,7 @@ from urllib.parse import unquote
 import tornado.web
 
 from fazt.kernel.app import App
-from fazt.kernel.paths import api_handler_file, decode_segments, is_served, served_relative
+from fazt.kernel.paths import api_handler_file, decode_segments, is_served, static_path_ok
 from fazt.kernel.plugin import HostCallContext
 from fazt.kernel.tokens import TokenError
 
@@ -84,6 +84,7 @@ class StaticHandler(JsonErrorsMixin, tornado.web.StaticFileHandler):
     def initialize(self, app: App, inner_path: str) -> None:  # type: ignore[override]
         super().initialize(path=str(app.root), default_filename="index.html")
         self._inner_path = inner_path
+        self._real_root = str(app.root)  # resolved by the registry
 
     async def get(self, path: str = "", include_body: bool = True) -> None:
         segments = decode_segments(self._inner_path)
@@ -95,13 +96,30 @@ class StaticHandler(JsonErrorsMixin, tornado.web.StaticFileHandler):
         await self.get(path, include_body=False)
 
     def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
-        # Check before Tornado does, so a symlink out answers 404 (not 403).
-        if not served_relative(self.root, absolute_path):  # type: ignore[arg-type]
+        # Our own check first (Tornado before 6.6 did not resolve symlinks),
+        # so that a symlink out answers 404 like any other refusal, not 403.
+        if not static_path_ok(self._real_root, absolute_path):
             raise tornado.web.HTTPError(404, "not found")
-        checked = super().validate_absolute_path(root, absolute_path)
-        if checked is not None and not served_relative(self.root, checked):  # type: ignore[arg-type]
+        try:
+            checked = super().validate_absolute_path(root, absolute_path)
+        except tornado.web.HTTPError as error:
+            if error.status_code == 403:
+                raise tornado.web.HTTPError(404, "not found") from error
+            raise
+        # Again for the folder's index.html (and Tornado's resolved target).
+        if checked is not None and not static_path_ok(self._real_root, checked):
             raise tornado.web.HTTPError(404, "not found")
         return checked
+
+    def compute_etag(self) -> str | None:
+        # Tornado's default hashes the content once and caches it for the
+        # process's life, so an edited file would keep its old ETag and
+        # browsers would get 304s for stale content. mtime + size changes
+        # with every edit and costs one stat.
+        if self.absolute_path is None:
+            return None
+        info = os.stat(self.absolute_path)
+        return f'"{info.st_mtime_ns:x}-{info.st_size:x}"'
 
 
 class AssetHandler(JsonErrorsMixin, tornado.web.StaticFileHandler):

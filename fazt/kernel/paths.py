@@ -69,6 +69,31 @@ def served_relative(root: Path, candidate: Path) -> bool:
     return is_served(parts) and not any(part.startswith(".") for part in parts)
 
 
+def static_path_ok(root: str, candidate: str) -> bool:
+    """Physical check for a static file, cheap when no symlink is involved.
+
+    ``candidate`` has passed the lexical checks and lies lexically under
+    ``root`` (a resolved path). One ``lstat`` per segment below ``root``; only
+    when a segment is a symlink is the full ``served_relative`` check run. A
+    missing segment passes (the caller answers 404 for missing files).
+    """
+    relative = os.path.relpath(candidate, root)
+    if relative == ".":
+        return True
+    if relative.startswith(".."):
+        return served_relative(Path(root), Path(candidate))
+    path = root
+    for part in relative.split(os.sep):
+        path = f"{path}{os.sep}{part}"
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            return True
+        if stat.S_ISLNK(mode):
+            return served_relative(Path(root), Path(candidate))
+    return True
+
+
 def api_handler_file(app_root: Path, raw_name: str) -> Path | None:
     """The handler file for ``/api/<raw_name>``, or None when there is none.
 

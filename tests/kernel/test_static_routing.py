@@ -163,3 +163,19 @@ async def test_custom_domain(tmp_path: Path) -> None:
         assert hit.body == b"<h1>chat home</h1>"
         miss = await fetch(f"{k.base_url}/", headers={"Host": "chat.localhost"})
         assert miss.code == 404
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_edited_file_gets_a_new_etag(tmp_path: Path) -> None:
+    apps = tmp_path / "apps"
+    page = make_app(apps, "chat", files={"page.txt": "one"}) / "page.txt"
+    async with running_kernel(apps, data_dir=tmp_path / "d", config={"plugins": []}) as k:
+        first = await fetch(k.url("chat", "/page.txt"))
+        etag = first.headers["Etag"]
+        cached = await fetch(k.url("chat", "/page.txt"), headers={"If-None-Match": etag})
+        assert cached.code == 304
+        page.write_text("two, longer")
+        os.utime(page, ns=(page.stat().st_atime_ns, page.stat().st_mtime_ns + 10**9))
+        fresh = await fetch(k.url("chat", "/page.txt"), headers={"If-None-Match": etag})
+        assert fresh.code == 200 and fresh.body == b"two, longer"
+        assert fresh.headers["Etag"] != etag
