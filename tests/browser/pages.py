@@ -19,6 +19,21 @@ class ExamplePage:
     def status(self) -> Locator:
         return self.page.locator("#status")
 
+    def record_status_changes(self) -> None:
+        """Start keeping every state the badge shows (read with ``status_history``)."""
+        self.page.evaluate(
+            """() => {
+              const badge = document.getElementById('status');
+              window.__statusHistory = [];
+              new MutationObserver(() => window.__statusHistory.push(badge.dataset.state))
+                .observe(badge, { attributes: true, attributeFilter: ['data-state'] });
+            }"""
+        )
+
+    def status_history(self) -> list[str]:
+        history: list[str] = self.page.evaluate("window.__statusHistory")
+        return history
+
     def expect_status(self, state: str, timeout_ms: float | None = None) -> None:
         expect(self.status).to_have_attribute("data-state", state, timeout=timeout_ms)
 

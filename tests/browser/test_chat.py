@@ -55,12 +55,17 @@ def test_pages_reconnect_by_themselves_after_a_server_restart(
     alice = ChatPage(new_page("alice")).open(url).sign_in("Alice")
     bob = ChatPage(new_page("bob")).open(url).sign_in("Bob")
     bob.expect_members("alice", "bob")
+    alice.record_status_changes()
+    bob.record_status_changes()
 
     examples_server.restart()  # same port, same data folder (so the same JWT secret)
 
     # The SDK backs off with full jitter (0.5 s doubling), so allow a few attempts.
     alice.expect_status("connected", RECONNECT_TIMEOUT_MS)
     bob.expect_status("connected", RECONNECT_TIMEOUT_MS)
+    for page in (alice, bob):  # they really lost the connection and came back
+        assert "reconnecting" in page.status_history()
+        assert page.status_history()[-1] == "connected"
     # The SDK subscribed again by itself: presence and messages flow again.
     alice.expect_members("alice", "bob")
     bob.expect_members("alice", "bob")
