@@ -30,6 +30,7 @@ import queue
 import re
 import threading
 import time
+import traceback
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -86,6 +87,31 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[JsResponse]
     abandoned: bool = field(default=False)
+
+
+def _traceback() -> str:
+    """The current exception's traceback as text.
+
+    Worker-side log records must not hold exception objects: their frames
+    reference contexts, and a context freed later on another thread (e.g. when
+    a log handler drops the record) can abort the process.
+    """
+    return traceback.format_exc().rstrip()
+
+
+def _forget(error: BaseException) -> None:
+    """Drop the frames an exception chain holds, here on the worker thread.
+
+    Those frames reference the context; released later by the cyclic GC they
+    could be freed on another thread, which the wrapper does not survive.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if current.__traceback__ is not None:
+            traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__
 
 
 def _deliver(future: asyncio.Future[JsResponse], response: JsResponse) -> None:
@@ -159,9 +185,18 @@ class JsEngine:
         if self._closed:
             return error_response(503, "the JS engine is shut down")
         try:
+            # ASCII-only: lone surrogates from a lenient body decode cannot reach C.
             request_json = json.dumps(request, ensure_ascii=True, allow_nan=False)
-        except (TypeError, ValueError) as error:
-            log.error("request for %s cannot be passed to JS: %s", handler_file, error)
+        except ValueError as error:
+            if "float" in str(error):
+                # Python's json accepts NaN/Infinity in a body; JSON (and JS) does not.
+                return error_response(
+                    400, "the request JSON holds NaN or Infinity, which JSON forbids"
+                )
+            log.error("request for %s cannot be passed to JS: %s", handler_file, str(error))
+            return error_response(500, "the request cannot be passed to the handler")
+        except (TypeError, RecursionError) as error:
+            log.error("request for %s cannot be passed to JS: %s", handler_file, str(error))
             return error_response(500, "the request cannot be passed to the handler")
         loop = asyncio.get_running_loop()
         job = _Job(
@@ -219,8 +254,9 @@ class JsEngine:
                 else:
                     try:
                         response = self._execute(job, runtimes)
-                    except Exception:  # a bug here must not kill the worker
-                        log.exception("JS worker failed on %s", job.handler_file)
+                    except Exception as error:  # a bug here must not kill the worker
+                        log.error("JS worker failed on %s\n%s", job.handler_file, _traceback())
+                        _forget(error)
                         response = error_response(500, "internal error in the JS engine")
                 # A closed loop raises RuntimeError: then nobody is waiting any more.
                 with contextlib.suppress(RuntimeError):
@@ -259,7 +295,7 @@ class JsEngine:
         try:
             key = self._modules.handler_key(job.api_root, job.handler_file)
         except HandlerPathError as error:
-            log.error("app %s: %s", app.slug, error)
+            log.error("app %s: %s", app.slug, str(error))
             return error_response(404, "no such handler")
         modules = self._modules.closure(job.api_root, key)
         entry = modules[0]  # closure() lists the entry first
@@ -276,20 +312,24 @@ class JsEngine:
                 lambda calls: self._run_host_calls(job, calls),
             )
         except LimitExceeded as error:
+            _forget(error)
             runtimes.pop(cache_key, None)
             return self._limit_response(app_log, key, error.kind)
         except quickjs.JSException as error:
+            _forget(error)
             runtimes.pop(cache_key, None)
             first = str(error).split("\n", 1)[0]
-            app_log.error("api/%s failed: %s", key, error, extra={"app": app.slug})
+            app_log.error("api/%s failed: %s", key, str(error), extra={"app": app.slug})
             return error_response(500, first.removeprefix("RangeError: "))
         except BridgeFault as error:
+            _forget(error)
             runtimes.pop(cache_key, None)
-            log.error("app %s: api/%s: JS bridge fault: %s", app.slug, key, error)
+            log.error("app %s: api/%s: JS bridge fault: %s", app.slug, key, str(error))
             return error_response(500, "internal error in the JS engine")
-        except Exception:
+        except Exception as error:
+            log.error("app %s: api/%s: JS engine error\n%s", app.slug, key, _traceback())
+            _forget(error)
             runtimes.pop(cache_key, None)
-            log.exception("app %s: api/%s: unexpected JS engine error", app.slug, key)
             return error_response(500, "internal error in the JS engine")
 
         if "error" in envelope:
@@ -314,7 +354,7 @@ class JsEngine:
         try:
             return response_from_envelope(envelope)
         except BadResponseError as error:
-            app_log.error("api/%s: %s", key, error, extra={"app": app.slug})
+            app_log.error("api/%s: %s", key, str(error), extra={"app": app.slug})
             return error_response(500, str(error))
 
     def _limit_response(self, app_log: logging.Logger, key: str, kind: str) -> JsResponse:

@@ -1,5 +1,9 @@
 // The JS half of the fazt bridge, evaluated once in every new QuickJS context.
 //
+// Every call from Python into JS releases and re-takes the GIL, a thread switch
+// when the IOLoop is busy, so the protocol keeps them few: a synchronous handler
+// costs two calls (__fazt_run, one execute_pending_job), an async one four.
+//
 // It is a function expression: Python calls it with a config object and it
 // installs `fazt`, `console` and five internal functions (__fazt_run, __fazt_poll,
 // __fazt_settle, __fazt_define, __fazt_reset). Python takes handles on the
@@ -274,9 +278,16 @@
     state.envelope = text;
   }
 
-  G.__fazt_run = function (key, req) {
+  // Starts the handler. Returns the poll string when it finished synchronously
+  // (Python then needs no job-queue round trip), else "".
+  G.__fazt_run = function (key, requestText) {
     const state = { done: false, envelope: null };
     current = state;
+    start(state, key, requestText);
+    return state.done ? poll() : "";
+  };
+
+  function start(state, key, requestText) {
     let result;
     try {
       const handler = load(key);
@@ -286,23 +297,23 @@
           name: "BadHandler", stack: "", limit: null }));
         return;
       }
-      result = handler(req);
+      result = handler(parse(requestText));
+      if (result === null || (typeof result !== "object" && typeof result !== "function") ||
+          typeof result.then !== "function") {
+        finish(state, () => responseEnvelope(result)); // a sync handler needs no job queue
+        return;
+      }
     } catch (e) {
       finish(state, () => errorEnvelope(e));
-      return;
-    }
-    if (result === null || (typeof result !== "object" && typeof result !== "function") ||
-        typeof result.then !== "function") {
-      finish(state, () => responseEnvelope(result)); // a sync handler needs no job queue
       return;
     }
     resolved(result).then(
       (v) => finish(state, () => responseEnvelope(v)),
       (e) => finish(state, () => errorEnvelope(e)));
-  };
+  }
 
   // One string: {"calls":[...],"logs":[...],"dropped":n,"done":<envelope JSON or null>}.
-  G.__fazt_poll = function () {
+  function poll() {
     const out = join(['{"calls":[', join(calls, ","), '],"logs":', stringify(logs),
       ',"dropped":', String(droppedLogs), ',"done":',
       current && current.done ? current.envelope : "null", "}"], "");
@@ -310,14 +321,20 @@
     logs = [];
     droppedLogs = 0;
     return out;
-  };
+  }
+  G.__fazt_poll = poll;
 
-  G.__fazt_settle = function (id, ok, text) {
-    const entry = waiting.get(id);
-    if (!entry) return;
-    waiting.delete(id);
-    if (ok) entry[0](parse(text));
-    else entry[1](new ErrorCtor(text));
+  // Settles a batch of host calls: [[id, true, result], [id, false, "message"], ...].
+  G.__fazt_settle = function (resultsText) {
+    const results = parse(resultsText);
+    for (let i = 0; i < results.length; i++) {
+      const [id, ok, value] = results[i];
+      const entry = waiting.get(id);
+      if (!entry) continue;
+      waiting.delete(id);
+      if (ok) entry[0](value);
+      else entry[1](new ErrorCtor(String(value)));
+    }
   };
 
   // Python compiles each file as "(function (module, exports, require) {...})" and

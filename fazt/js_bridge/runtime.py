@@ -41,6 +41,15 @@ MAX_LOG_LINES_PER_POLL = 1000
 MAX_LOG_CHARS = 8192
 
 
+def _encode_results(results: Sequence[HostResult]) -> str:
+    """``[[id, true, <result JSON>], [id, false, "message"], ...]`` without re-encoding results."""
+    parts = [
+        f"[{call_id},true,{text}]" if ok else f"[{call_id},false,{json.dumps(text)}]"
+        for call_id, ok, text in results
+    ]
+    return "[" + ",".join(parts) + "]"
+
+
 class LimitExceeded(Exception):
     """The request ran out of CPU time or memory; its context must be discarded."""
 
@@ -130,10 +139,11 @@ class AppRuntime:
         try:
             return fn(*args)
         except Exception as error:  # the wrapper raises JSException, StackOverflow, SystemError
-            mapped = classify(error)
-            if mapped is error:
+            # No local may hold the raised exception: its traceback holds this frame,
+            # and a cycle would leave the context to the cyclic GC, on any thread.
+            if classify(error) is error:
                 raise
-            raise mapped from error
+            raise classify(error) from error
 
     # -- modules -------------------------------------------------------------------
 
@@ -180,25 +190,26 @@ class AppRuntime:
         """
         self._budget = budget
         self._sync_modules(modules)
-        request = self._ctx.parse_json(request_json)
-        self._slice(self._run, entry_key, request)
+        raw = self._slice(self._run, entry_key, request_json)  # a poll, or "" if not done
+        drained = False  # whether the job queue is known to be empty
         while True:
-            while self._slice(self._ctx.execute_pending_job):
-                pass
-            raw = self._slice(self._poll)
-            try:
-                poll = json.loads(raw)
-                calls = [(int(c[0]), str(c[1]), list(c[2])) for c in poll["calls"]]
-                logs = poll["logs"]
-                dropped = int(poll["dropped"])
-                done = poll["done"]
-            except (TypeError, ValueError, KeyError, IndexError) as error:
-                raise BridgeFault(f"unreadable poll from the context: {error}") from error
-            self._write_logs(logs, dropped)
+            if not raw:
+                while self._slice(self._ctx.execute_pending_job):
+                    pass
+                raw = self._slice(self._poll)
+                drained = True
+            calls, done = self._read_poll(raw)
+            raw = ""
             if calls:
-                for call_id, ok, text in run_host_calls(calls):
-                    self._slice(self._settle, call_id, ok, text)
+                results = run_host_calls(calls)
+                self._slice(self._settle, _encode_results(results))
+                drained = False
                 continue
+            # A synchronous finish may leave jobs (a then() nobody awaited): run them too.
+            if not drained:
+                drained = True
+                if self._slice(self._ctx.execute_pending_job):
+                    continue
             if isinstance(done, dict):
                 return done
             return {
@@ -208,6 +219,19 @@ class AppRuntime:
                 "stack": "",
                 "limit": None,
             }
+
+    def _read_poll(self, raw: Any) -> tuple[list[HostCall], Any]:
+        """Decode one poll string, write its log lines, return (host calls, done envelope)."""
+        try:
+            poll = json.loads(raw)
+            calls = [(int(c[0]), str(c[1]), list(c[2])) for c in poll["calls"]]
+            logs = poll["logs"]
+            dropped = int(poll["dropped"])
+            done = poll["done"]
+        except (TypeError, ValueError, KeyError, IndexError) as error:
+            raise BridgeFault(f"unreadable poll from the context: {error}") from error
+        self._write_logs(logs, dropped)
+        return calls, done
 
     def _write_logs(self, logs: Any, dropped: int) -> None:
         if isinstance(logs, list):

@@ -223,3 +223,19 @@ async def test_promise_that_never_settles_is_500_not_a_hang(js: JsHarness) -> No
     result = await js.run("forever.js")
     assert result.status == 500
     assert "never settled" in json.loads(result.body)["error"]
+
+
+async def test_nan_in_the_request_json_is_a_400(js: JsHarness) -> None:
+    js.write("echo.js", "module.exports = (req) => ({ json: req.json });")
+    response = await js.run("echo.js", request=make_request(json={"x": float("nan")}))
+    assert response.status == 400
+    assert "NaN or Infinity" in json.loads(response.body)["error"]
+
+
+async def test_unicode_and_lone_surrogates_in_the_request_survive(js: JsHarness) -> None:
+    js.write("echo.js", "module.exports = (req) => ({ json: [req.body, req.body.length] });")
+    response = await js.run("echo.js", request=make_request(body="héllo \U0001f600"))
+    assert json.loads(response.body) == ["héllo \U0001f600", 8]  # UTF-16 length, as in JS
+    response = await js.run("echo.js", request=make_request(body="bad \udc80"))
+    assert response.status == 200
+    assert json.loads(response.body)[1] == 5
