@@ -130,6 +130,7 @@ def node_available() -> str | None:
 
 
 FAZT_APP_JSON = {
+    "slug": "bench",
     "name": "bench",
     "realtime": {"channels": {"bench": {"publish": True}}},
 }
@@ -145,7 +146,7 @@ module.exports = async (req) => {
 
 def fazt_available() -> str | None:
     probe = subprocess.run(
-        [PYTHON, "-c", "import fazt.cli, fazt.realtime.plugin"],
+        [PYTHON, "-c", "import fazt.cli, fazt.realtime.plugin, fazt.js_bridge"],
         capture_output=True,
         text=True,
     )
@@ -167,16 +168,20 @@ def fazt_start(port: int, tmp: Path) -> Server:
     argv = [
         PYTHON,
         "-m",
-        "fazt.cli",
+        "fazt",
+        # Access logs off, as in the bare peers (they have no log handler).
+        "--log-level",
+        "WARNING",
         "serve",
-        "--apps",
         str(work / "apps"),
-        "--host",
+        "--address",
         "127.0.0.1",
         "--port",
         str(port),
         "--config",
         str(config),
+        "--data",
+        str(work / "data"),
     ]
     proc = spawn(argv, log, cwd=work)
     return Server(
@@ -192,10 +197,12 @@ def fazt_start(port: int, tmp: Path) -> Server:
 
 # Limits raised so the bench measures the fan-out path, not the admission limits.
 FAZT_CONFIG: dict[str, Any] = {
-    "limits": {
-        "maxConnectionsTotal": 20000,
-        "maxConnectionsPerApp": 20000,
-        "maxMessagesPerSecond": 100000,
+    "realtime": {
+        "limits": {
+            "maxConnectionsTotal": 20000,
+            "maxConnectionsPerApp": 20000,
+            "maxMessagesPerSecond": 100000,
+        }
     }
 }
 

@@ -111,6 +111,7 @@ class Run:
         self.channel: str = job.get("channel", "bench")
         self.fast_parser = job.get("parser", "fast") == "fast"
         self.delivered = 0  # message frames received by subscriber (non-publisher) connections
+        self.pub_delivered = 0  # message frames received by publisher connections
         self.wake_at = 1 << 62
         self.wake = asyncio.Event()
         self.record_latency = False
@@ -282,9 +283,12 @@ class Conn(asyncio.Protocol):
             run.note_error(f"server error: {payload[:200]!r}")
 
     def on_message(self, message: dict[str, Any], size: int, now: float) -> None:
-        if self.is_pub:
-            return
         run = self.run
+        if self.is_pub:
+            # Counted for the CPU per delivery only: fazt does not echo a client's
+            # publish to its sender, the other peers do.
+            run.pub_delivered += 1
+            return
         run.bytes_in_messages += size
         if run.record_latency:
             run.latencies.append(now - message["data"]["t"])
@@ -465,12 +469,14 @@ async def burst(job: dict[str, Any]) -> dict[str, Any]:
         return published, stalled
 
     await publish_for(None, job.get("warmup", 20))
-    base = run.delivered
+    base, pub_base = run.delivered, run.pub_delivered
     run.bytes_in_messages = 0
     meter = CpuMeter(job["server_pid"])
     published, stalled = await publish_for(job["duration"], None)
     cpu = meter.close()
     delivered = run.delivered - base
+    # Every frame the server wrote counts for its CPU per delivery, publishers' too.
+    frames = delivered + run.pub_delivered - pub_base
     for conn in subs + pubs:
         conn.close()
     seconds = cpu["seconds"]
@@ -482,9 +488,10 @@ async def burst(job: dict[str, Any]) -> dict[str, Any]:
         "expected": published * n,
         "delivered": delivered,
         "complete": delivered >= published * n and not stalled,
-        "deliveries_per_s": delivered / seconds if seconds else 0.0,
-        "server_us_per_delivery": cpu["server_cpu_s"] / delivered * 1e6 if delivered else None,
-        "client_us_per_delivery": cpu["client_cpu_s"] / delivered * 1e6 if delivered else None,
+        "frames": frames,
+        "deliveries_per_s": frames / seconds if seconds else 0.0,
+        "server_us_per_delivery": cpu["server_cpu_s"] / frames * 1e6 if frames else None,
+        "client_us_per_delivery": cpu["client_cpu_s"] / frames * 1e6 if frames else None,
         "frame_bytes": run.bytes_in_messages / delivered if delivered else None,
         "errors": run.errors,
     }
