@@ -51,6 +51,11 @@
       const item = document.createElement('li');
       item.dataset.id = member.id;
       item.textContent = member.name || member.id;
+      item.title = 'Send ' + (member.name || member.id) + ' a direct message';
+      item.addEventListener('click', () => {
+        $('dm-to').value = member.id;
+        $('dm-message').focus();
+      });
       list.append(item);
     }
   }
@@ -149,7 +154,9 @@
     event.preventDefault();
     const input = $('dm-message');
     try {
-      await post('dm', { to: $('dm-to').value.trim(), message: input.value });
+      // A user id is the name in lower case with "-" for spaces (api/lib/users.js).
+      const to = $('dm-to').value.trim().toLowerCase().replace(/ +/g, '-');
+      await post('dm', { to, message: input.value });
       input.value = '';
       showError(null);
     } catch (error) {

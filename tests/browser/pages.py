@@ -52,6 +52,9 @@ class ChatPage(ExamplePage):
         self.expect_status("connected")
         return self
 
+    def switch_room(self, room: str) -> None:
+        self.page.select_option("#room", room)
+
     def say(self, text: str) -> None:
         self.page.fill("#message", text)
         self.page.press("#message", "Enter")

@@ -73,6 +73,46 @@ def test_pages_reconnect_by_themselves_after_a_server_restart(
     expect(bob.message("back after the restart")).to_be_visible()
 
 
+def test_rooms_are_separate_channels_with_their_own_presence(
+    examples_server: ExamplesServer, new_page: NewPage
+) -> None:
+    url = examples_server.url("chat")
+    alice = ChatPage(new_page("alice")).open(url).sign_in("Alice")
+    bob = ChatPage(new_page("bob")).open(url).sign_in("Bob")
+    alice.expect_members("alice", "bob")
+
+    bob.switch_room("random")
+
+    alice.expect_members("alice")  # Bob left general's presence channel...
+    bob.expect_members("bob")  # ...and is alone in random
+    # Each say() returns once the server accepted the post, and one connection
+    # gets its frames in order: had a page received the other room's earlier
+    # message, it would be on screen before the page's own later one.
+    bob.say("random 1")
+    alice.say("general 1")
+    bob.say("random 2")
+    expect(alice.message("general 1")).to_be_visible()
+    expect(bob.message("random 2")).to_be_visible()
+    expect(alice.page.locator("#messages li")).to_have_count(1)
+    expect(bob.page.locator("#messages li")).to_have_count(2)
+
+
+def test_clicking_someone_online_sends_them_a_direct_message(
+    examples_server: ExamplesServer, new_page: NewPage
+) -> None:
+    url = examples_server.url("chat")
+    alice = ChatPage(new_page("alice")).open(url).sign_in("Alice")
+    ChatPage(new_page("bob")).open(url).sign_in("Bob Smith")
+    bob = ChatPage(new_page("bob")).open(url).sign_in("Bob Smith")  # a second tab: one member
+    alice.expect_members("alice", "bob-smith")
+
+    alice.member("bob-smith").click()
+    alice.page.fill("#dm-message", "hi Bob")
+    alice.page.press("#dm-message", "Enter")
+
+    expect(bob.dm("hi Bob")).to_be_visible()
+
+
 def test_direct_message_reaches_only_the_recipient(
     examples_server: ExamplesServer, new_page: NewPage
 ) -> None:
