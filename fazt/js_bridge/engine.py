@@ -69,8 +69,8 @@ HOST_CALL_TIMEOUT_SECONDS = 30.0
 MAX_CONTEXTS_PER_THREAD = 256
 #: QuickJS's own stack limit, and the worker threads' C stack (kept well above it:
 #: the limit is checked against the real C stack, and overrunning that crashes).
-JS_STACK_BYTES = 4 * 1024 * 1024
-WORKER_STACK_BYTES = 16 * 1024 * 1024
+JS_STACK_BYTES = 8 * 1024 * 1024
+WORKER_STACK_BYTES = 32 * 1024 * 1024
 #: Names the kernel itself defines on ``fazt``.
 RESERVED_NAMESPACES = frozenset({"app", "log"})
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
 
 import pytest
 
+import fazt.js_bridge.engine as engine_module
 from tests.js_bridge.conftest import HostRecorder, JsHarness
 
 pytestmark = pytest.mark.gen_test(timeout=10)
@@ -190,3 +192,47 @@ async def test_namespace_registered_later_reaches_warm_contexts(js1: JsHarness) 
     js1.engine.register_namespace("late", {"ping": ping})
     js1.write("ping.js", "module.exports = () => fazt.late.ping();")
     assert await js1.json("ping.js") == "pong"
+
+
+async def test_a_host_call_that_hangs_times_out(
+    js: JsHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "HOST_CALL_TIMEOUT_SECONDS", 0.3)
+    js.write(
+        "hang.js",
+        "module.exports = async () => {"
+        " try { await fazt.test.wait(); } catch (e) { return e.message; } };",
+    )
+    # `wait` blocks until `release`, which nobody calls (its own 2 s timeout is longer).
+    assert await js.json("hang.js") == "fazt.test.wait: timed out after 0.3 s"
+
+
+async def test_close_while_a_handler_waits_rejects_its_host_calls(
+    js: JsHarness, host: HostRecorder
+) -> None:
+    js.write("hang.js", "module.exports = async () => { await fazt.test.wait(); };")
+    pending = asyncio.ensure_future(js.run("hang.js"))
+    while not host.calls:
+        await asyncio.sleep(0.01)
+    js.engine.close()
+    response = await pending
+    assert response.status == 500
+    assert json.loads(response.body) == {"error": "fazt.test.wait: the server is shutting down"}
+    after = await js.run("hang.js")
+    assert (after.status, json.loads(after.body)) == (503, {"error": "the JS engine is shut down"})
+
+
+async def test_large_host_payloads_and_logs_cross_intact(js: JsHarness) -> None:
+    # Long strings built with + are ropes inside QuickJS; the bridge must flatten them.
+    js.write(
+        "big.js",
+        "module.exports = async () => {\n"
+        "  let s = ''; for (let i = 0; i < 20000; i++) s += 'ab';\n"
+        "  console.log(s.slice(0, 10) + s.slice(10));\n"
+        "  const echoed = await fazt.test.echo(s + '!');\n"
+        "  return { body: echoed.args[0] + s };\n"
+        "};",
+    )
+    response = await js.run("big.js")
+    assert response.status == 200
+    assert response.body == b"ab" * 20000 + b"!" + b"ab" * 20000
