@@ -30,8 +30,8 @@ export const CLOSED = 'closed';
  * @property {import('./policy.js').BackoffOptions} [backoff] reconnect delays, default `{min: 500, max: 20000}` ms
  * @property {number} [connectTimeout] ms to wait for the server's `connected` before retrying (10000)
  * @property {number} [callTimeout] ms a call waits for the connection or for its answer (10000)
- * @property {number} [pingInterval] the server's ping interval in ms (30000)
- * @property {number} [pingGrace] extra silence allowed after a missed ping before the connection is declared dead (10000)
+ * @property {number} [pingInterval] ms of silence from the server after which the client pings it (35000; the server pings every 30000)
+ * @property {number} [pingGrace] ms to wait for any frame after that ping before the connection is declared dead (10000)
  * @property {number} [checkTimeout] ms to wait for a `pong` when the page comes back (visible, online) (5000)
  * @property {boolean} [autoConnect] connect in the constructor (true)
  * @property {any} [WebSocket] the WebSocket class (default: the global one)
@@ -160,7 +160,7 @@ export class FaztRealtime extends Emitter {
       backoff: {},
       connectTimeout: 10000,
       callTimeout: 10000,
-      pingInterval: 30000,
+      pingInterval: 35000,
       pingGrace: 10000,
       checkTimeout: 5000,
       ...options,
@@ -202,7 +202,7 @@ export class FaztRealtime extends Emitter {
     };
     this._onOnline = () => this._check();
     this._onOffline = () => {
-      if (this.state === CONNECTED) this._probe();
+      if (this.state === CONNECTED) this._probe(this.options.checkTimeout);
     };
     if (options.autoConnect !== false) this.connect();
   }
@@ -481,20 +481,22 @@ export class FaztRealtime extends Emitter {
   }
 
   /**
-   * Declare the connection dead when the server sends nothing for
-   * `pingInterval + pingGrace` ms: the server pings every `pingInterval`, so
-   * silence that long means a half-open socket (sleeping laptop, lost Wi-Fi)
-   * that the browser may not notice for minutes. One timer, re-armed lazily,
-   * so a busy channel costs no timer churn per message.
+   * Notice a dead connection: after `pingInterval` ms without any frame from
+   * the server, ping it; no frame within `pingGrace` more means a half-open
+   * socket (sleeping laptop, lost Wi-Fi) that the browser may not notice for
+   * minutes, so reconnect at once. The server pings every 30 s, so with the
+   * default 35 s this client pings only when the server has gone quiet, and
+   * it works with any server ping interval. One timer, re-armed lazily: a
+   * busy channel costs no timer work per message.
    */
   _watchHeartbeat() {
-    const limit = this.options.pingInterval + this.options.pingGrace;
+    const { pingInterval, pingGrace } = this.options;
     const check = () => {
       const silent = this._now() - this._lastSeen;
-      if (silent >= limit) this._drop(1006, 'heartbeat timeout', NOW);
-      else this._heartbeatTimer = this._after(limit - silent, check);
+      if (silent >= pingInterval) this._probe(pingGrace);
+      this._heartbeatTimer = this._after(silent >= pingInterval ? pingInterval : pingInterval - silent, check);
     };
-    this._heartbeatTimer = this._after(limit, check);
+    this._heartbeatTimer = this._after(pingInterval, check);
   }
 
   /** The page came back (visible, online): make sure the connection is alive now. */
@@ -503,15 +505,18 @@ export class FaztRealtime extends Emitter {
       this._attempt = 0;
       this._open();
     } else if (this.state === CONNECTED) {
-      this._probe();
+      this._probe(this.options.checkTimeout);
     }
   }
 
-  /** Ping the server; no frame back within `checkTimeout` means dead: reconnect now. */
-  _probe() {
+  /**
+   * Ping the server; no frame back within `timeout` ms means dead: reconnect now.
+   * @param {number} timeout
+   */
+  _probe(timeout) {
     if (this._probeTimer) return;
     this._send({ type: 'ping' });
-    this._probeTimer = this._after(this.options.checkTimeout, () => {
+    this._probeTimer = this._after(timeout, () => {
       this._probeTimer = null;
       this._drop(1006, 'heartbeat timeout', NOW);
     });
@@ -532,7 +537,7 @@ export class FaztRealtime extends Emitter {
     } catch {
       m = null;
     }
-    if (!m || typeof m !== 'object') {
+    if (!m || typeof m !== 'object' || Array.isArray(m)) {
       this.emit('error', fail('invalid_frame', 'the server sent a frame that is not a JSON object'));
       return;
     }
@@ -559,7 +564,12 @@ export class FaztRealtime extends Emitter {
       case 'unsubscribed':
         // Without a reason it answers our own unsubscribe: nothing to do.
         if (m.reason && channel !== null) {
-          if (sub) {
+          if (sub && m.reason === 'reauthenticated') {
+            // setToken() switched users: the server dropped what needed the
+            // old identity; ask again as the new one (after its auth, in order).
+            sub.state = 'pending';
+            this._send({ type: 'subscribe', channel });
+          } else if (sub) {
             this._subs.delete(channel);
             sub.state = 'unsubscribed';
             if (m.reason === 'token_expired') this._expired.set(channel, sub);

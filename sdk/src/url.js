@@ -11,7 +11,8 @@
  * - `http(s):` and relative URLs are resolved against the page and switched
  *   to `ws(s):`.
  *
- * Throws an `Error` when no URL is given and there is no page to derive it from.
+ * Throws an `Error` when no URL is given and there is no page to derive it
+ * from, or when the URL is malformed or of another scheme.
  *
  * @param {string | undefined | null} url
  * @param {{href: string, pathname: string} | undefined | null} location
@@ -23,8 +24,14 @@ export function resolveUrl(url, location) {
     const route = /^\/_app\/[^/]+\//.exec(location.pathname);
     url = (route ? route[0] : '/') + '_ws';
   }
-  if (/^wss?:/i.test(url)) return url;
-  const resolved = new URL(url, location ? location.href : undefined);
+  let resolved;
+  try {
+    resolved = new URL(url, location ? location.href : undefined);
+  } catch {
+    throw new Error(`FaztRealtime: invalid URL ${url}`);
+  }
+  if (/^wss?:$/.test(resolved.protocol)) return url;
+  if (!/^https?:$/.test(resolved.protocol)) throw new Error(`FaztRealtime: not a ws, wss, http or https URL: ${url}`);
   resolved.protocol = resolved.protocol === 'https:' ? 'wss:' : 'ws:';
   return resolved.href;
 }
