@@ -27,6 +27,8 @@ export async function bundle() {
     mangleProps: /^_/,
     sourcemap: true,
     legalComments: 'none',
+    // Explicit, so sdk/tsconfig.json (type checking only) never changes the bundle.
+    tsconfigRaw: { compilerOptions: { alwaysStrict: true } },
     banner: { js: '/*! fazt realtime SDK (FaztRealtime) | MIT | source: sdk/src */' },
     write: false,
     logLevel: 'warning',
