@@ -47,6 +47,16 @@ class Client:
         await self.send(message)
         return await self.recv()
 
+    async def alive(self) -> bool:
+        """Ping the server and wait for the pong, answering server pings meanwhile."""
+        await self.send({"type": "ping"})
+        while True:
+            message = await self.recv()
+            if message == {"type": "pong"}:
+                return True
+            assert message == {"type": "ping"}, message
+            await self.send({"type": "pong"})
+
     async def subscribe(self, channel: str) -> dict[str, Any]:
         reply = await self.request({"type": "subscribe", "channel": channel})
         assert reply["type"] == "subscribed", reply
