@@ -4,7 +4,7 @@
   'use strict';
 
   const $ = (id) => document.getElementById(id);
-  const state = { token: null, user: null, rt: null, options: [], mine: null, results: null };
+  const state = { token: null, user: null, rt: null, options: [], mine: null, counted: null, results: null };
 
   async function call(path, body) {
     const headers = {};
@@ -65,8 +65,10 @@
     try {
       if (state.mine && state.mine !== option) await state.rt.unsubscribe('vote-' + state.mine);
       state.mine = option;
+      state.counted = null;
       await state.rt.subscribe('vote-' + option);
       renderResults(await call('vote', { option }));
+      state.counted = option;
       showError(null);
     } catch (error) {
       showError(error);
@@ -100,6 +102,13 @@
       if (channel === null && data && data.type === 'announcement') announce(data);
     });
     rt.subscribe('poll', { onMessage: renderResults });
+    // Back after a reconnect (a server restart, say), the SDK renewed our vote
+    // subscription: ask for a recount so every viewer sees the vote again.
+    rt.on('subscribed', (channel) => {
+      if (state.counted && channel === 'vote-' + state.counted) {
+        call('vote', { option: state.counted }).then(renderResults, showError);
+      }
+    });
   }
 
   // After sign-in the same connection authenticates (an `auth` message, sent

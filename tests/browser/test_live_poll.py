@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import NewPage
+from tests.browser.conftest import NewPage, PageErrors
 from tests.browser.pages import PollPage
 from tests.browser.server import ExamplesServer
 
 pytestmark = pytest.mark.browser
 
 DEMO_ADMIN_CODE = "demo-admin"  # examples/live-poll/api/lib/auth.js, demo only
+RECONNECT_TIMEOUT_MS = 30_000
 
 
 def test_a_vote_updates_every_viewer(examples_server: ExamplesServer, new_page: NewPage) -> None:
@@ -44,3 +45,25 @@ def test_admin_announcement_reaches_every_page_and_admin_sees_votes(
     admin.announce("Poll closes soon")
     for page in (viewer, admin, voter):
         expect(page.announcement).to_contain_text("Poll closes soon")
+
+
+def test_votes_come_back_after_a_server_restart(
+    examples_server: ExamplesServer, new_page: NewPage, page_errors: PageErrors
+) -> None:
+    # Refused reconnect attempts while the server is down are console errors.
+    page_errors.allow("WebSocket connection to")
+    url = examples_server.url("live-poll")
+    viewer = PollPage(new_page("viewer")).open(url)
+    voter = PollPage(new_page("voter")).open(url).sign_in("Vera")
+    voter.vote("replay")
+    expect(viewer.count("replay")).to_have_text("1")
+    viewer.record_status_changes()
+
+    examples_server.restart()  # the hub forgets everything; the pages do not
+
+    viewer.expect_status("connected", RECONNECT_TIMEOUT_MS)
+    voter.expect_status("connected", RECONNECT_TIMEOUT_MS)
+    assert "reconnecting" in viewer.status_history()
+    # The voter's page renewed its vote-replay subscription and asked for a recount.
+    expect(viewer.count("replay")).to_have_text("1", timeout=RECONNECT_TIMEOUT_MS)
+    expect(viewer.page.locator("#total")).to_have_text("1")
