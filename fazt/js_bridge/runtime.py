@@ -4,6 +4,11 @@ The ``quickjs`` wrapper aborts the process when two threads touch one runtime,
 even one after the other, so an :class:`AppRuntime` is created, used and dropped
 on the same thread (the engine's worker that owns it); nothing here locks.
 
+Create one only on a thread whose C stack is far larger than ``stack_bytes``
+(the engine's workers have 32 MB): QuickJS's stack check trusts that number,
+and with an 8 MB limit on an 8 MB main-thread stack, deep recursion in
+``JSON.stringify`` segfaults (seen on this machine).
+
 A request is a sequence of *slices*: the ``__fazt_run`` call, each
 ``execute_pending_job``, each ``__fazt_poll`` and ``__fazt_settle``. Between
 slices the host calls that JS queued are run (by the engine, on the IOLoop) and
