@@ -30,6 +30,9 @@ from typing import Literal
 #: Largest file the loader reads (bigger ones become error modules).
 MAX_MODULE_BYTES = 4 * 1024 * 1024
 
+#: Handler paths whose module key is remembered (the lexical check runs per request).
+MAX_CACHED_KEYS = 10_000
+
 #: ``require('./x')`` / ``require("../y.js")`` with a literal relative path.
 _LITERAL_REQUIRE = re.compile(r"""\brequire\s*\(\s*(['"])(\.{1,2}/[^'"\r\n]*)\1\s*\)""")
 
@@ -110,6 +113,7 @@ class ModuleStore:
         self._max_bytes = max_module_bytes
         self._lock = threading.Lock()
         self._cache: dict[str, ModuleSource] = {}  # absolute path -> last loaded source
+        self._keys: dict[tuple[str, str], str] = {}  # (api_root, handler_file) -> key
 
     def handler_key(self, api_root: Path, handler_file: Path) -> str:
         """The module key of ``handler_file``; raises :class:`HandlerPathError`.
@@ -117,11 +121,20 @@ class ModuleStore:
         Only a lexical check (it runs on every request); symlinks are checked when
         the file is read, in :meth:`closure`.
         """
+        cache_key = (str(api_root), str(handler_file))
+        key = self._keys.get(cache_key)
+        if key is not None:
+            return key
         root = os.path.abspath(api_root)
         path = os.path.abspath(handler_file)
         if path == root or not _inside(path, root):
             raise HandlerPathError(f"{handler_file} is not inside {api_root}")
-        return path[len(root) :].lstrip(os.sep).replace(os.sep, "/")
+        key = path[len(root) :].lstrip(os.sep).replace(os.sep, "/")
+        with self._lock:
+            if len(self._keys) >= MAX_CACHED_KEYS:
+                self._keys.clear()  # a crude bound; recomputing a key is cheap
+            self._keys[cache_key] = key
+        return key
 
     def closure(self, api_root: Path, entry_key: str) -> list[ModuleSource]:
         """``entry_key`` (first) and every module reachable from it through literal requires.
