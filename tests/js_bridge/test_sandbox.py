@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import time
@@ -287,3 +288,24 @@ async def test_many_concurrent_requests_across_threads_and_apps(js: JsHarness) -
         }
 
     await asyncio.gather(*(one(i) for i in range(200)))
+
+
+async def test_a_handler_that_breaks_the_bridge_only_breaks_its_own_context(
+    js1: JsHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Settling destructures arrays; sabotage that, then await a host call.
+    js1.write(
+        "sabotage.js",
+        "module.exports = async () => {\n"
+        "  Array.prototype[Symbol.iterator] = function () { throw new Error('sabotaged'); };\n"
+        "  await fazt.test.echo(1);\n"
+        "  return 'unreachable?';\n"
+        "};",
+    )
+    js1.write("ok.js", "module.exports = async () => (await fazt.test.echo('fine')).args;")
+    with caplog.at_level(logging.ERROR):
+        response = await js1.run("sabotage.js")
+    assert response.status == 500
+    assert "sabotaged" in json.loads(response.body)["error"]
+    gc.collect()  # on the IOLoop thread: must find no context to free here
+    assert await js1.json("ok.js") == ["fine"]
