@@ -24,7 +24,7 @@ import tornado.netutil
 from fazt.config import ConfigError, KernelConfig
 from fazt.kernel.kernel import Kernel, load_plugin
 from fazt.kernel.manifest import ManifestValidator, build_schema
-from fazt.kernel.registry import scan_apps
+from fazt.kernel.registry import AppStoreError, scan_apps
 from fazt.kernel.tokens import TokenError, TokenService, load_secret
 
 log = logging.getLogger("fazt")
@@ -260,6 +260,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("tornado.access").setLevel(logging.WARNING)
     try:
         return COMMANDS[args.command](args)
-    except ConfigError as error:
+    except (ConfigError, AppStoreError) as error:
+        print(f"fazt: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        # The environment (permissions, disk, ports) refused: one line, no traceback.
+        log.debug("fazt failed", exc_info=True)
         print(f"fazt: error: {error}", file=sys.stderr)
         return 2

@@ -215,7 +215,8 @@ class FaztProcess:
         try:
             with urllib.request.urlopen(self.base_url + "/", timeout=1):
                 return True
-        except urllib.error.HTTPError:
+        except urllib.error.HTTPError as error:
+            error.close()  # its response holds the socket
             return True  # any HTTP answer (the root is a 404 JSON) means it serves
         except OSError:
             return False

@@ -31,7 +31,7 @@ from fazt.kernel.auth_api import auth_namespace
 from fazt.kernel.jsengine import JsEngineLike, create_engine
 from fazt.kernel.manifest import ManifestError, ManifestValidator, build_schema
 from fazt.kernel.notifications import Notification, Notifications
-from fazt.kernel.plugin import Plugin
+from fazt.kernel.plugin import Plugin, PluginRoute
 from fazt.kernel.registry import AppRegistry, scan_apps
 from fazt.kernel.router import KernelRouter
 from fazt.kernel.tokens import TokenService, load_public_keys, load_secret
@@ -126,7 +126,12 @@ class Kernel:
             )
         except (OSError, ValueError) as error:
             raise ConfigError(f"{self.config.source}: $.jwt: cannot load keys: {error}") from error
-        secret = load_secret(jwt.get("secret"), self.data_dir)
+        try:
+            secret = load_secret(jwt.get("secret"), self.data_dir)
+        except OSError as error:
+            raise ConfigError(
+                f"cannot read or create the JWT secret in {self.data_dir}: {error}"
+            ) from error
         return TokenService(secret, keys, leeway_seconds=float(jwt.get("leewaySeconds", 0)))
 
     # -- plugins -------------------------------------------------------------
@@ -174,9 +179,23 @@ class Kernel:
 
     # -- HTTP ----------------------------------------------------------------
 
+    def _plugin_routes(self) -> list[PluginRoute]:
+        routes: dict[str, PluginRoute] = {}
+        for plugin in self._plugins:
+            for route in plugin.routes():
+                if not route.path.startswith("/_") or route.path.startswith(("/_fazt", "/_app")):
+                    raise ValueError(
+                        f"plugin {plugin.name!r}: route {route.path!r} must start with '/_' "
+                        "and not be under /_fazt or /_app"
+                    )
+                if route.path in routes:
+                    raise ValueError(f"plugin {plugin.name!r}: route {route.path!r} is taken")
+                routes[route.path] = route
+        return list(routes.values())
+
     def make_application(self) -> tornado.web.Application:
         """The Tornado application that routes every request (see router)."""
-        routes = [route for plugin in self._plugins for route in plugin.routes()]
+        routes = self._plugin_routes()
         application = tornado.web.Application()
         router = KernelRouter(application, self, routes)
         application.wildcard_router.add_rules(
@@ -203,6 +222,7 @@ class Kernel:
             raise RuntimeError("kernel already started")
         self._running = True
         self.config.validate_plugins(self._plugins)
+        self._plugin_routes()
         self._collect_assets()
         self.load_apps()
         for plugin in self._plugins:

@@ -35,6 +35,10 @@ UUID_PATTERN = re.compile(r"^app_[A-Za-z0-9]{6,40}$")
 _UUID_ALPHABET = string.ascii_letters + string.digits
 
 
+class AppStoreError(Exception):
+    """``<data_dir>/apps.json`` cannot be read or written; the kernel must not start."""
+
+
 def new_app_uuid() -> str:
     """A fresh app uuid: ``app_`` + 20 random alphanumerics (~119 bits)."""
     return "app_" + "".join(secrets.choice(_UUID_ALPHABET) for _ in range(20))
@@ -62,20 +66,23 @@ class UuidStore:
         except (OSError, ValueError) as error:
             # A damaged store must not silently hand out new uuids: that would
             # orphan every app's data. Refuse to start instead.
-            raise RuntimeError(f"{self.path}: unreadable app uuid store: {error}") from error
+            raise AppStoreError(f"{self.path}: unreadable app uuid store: {error}") from error
         if not isinstance(document, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in document.items()
         ):
-            raise RuntimeError(f"{self.path}: app uuid store must map slugs to uuid strings")
+            raise AppStoreError(f"{self.path}: app uuid store must map slugs to uuid strings")
         return dict(document)
 
     def write(self, mapping: dict[str, str]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".apps.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(mapping, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".apps.", suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(mapping, handle, indent=2, sort_keys=True)
+                handle.write("\n")
+            os.replace(tmp, self.path)
+        except OSError as error:
+            raise AppStoreError(f"{self.path}: cannot write app uuid store: {error}") from error
 
 
 def scan_apps(apps_dir: Path, data_dir: Path, validator: ManifestValidator) -> LoadResult:

@@ -73,6 +73,26 @@ def test_serve_flag_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert code == 2 and "plugin 'nosuch' is not installed" in capsys.readouterr().err
 
 
+def test_unusable_data_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    apps = tmp_path / "apps"
+    make_app(apps, "chat")
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"plugins": []}))
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    code = main(["serve", str(apps), "--config", str(config), "--data", str(not_a_folder)])
+    assert code == 2
+    assert "fazt: error: cannot read or create the JWT secret in" in capsys.readouterr().err
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "apps.json").write_text("[1, 2]")
+    code = main(
+        ["serve", str(apps), "--config", str(config), "--data", str(data), "--jwt-secret", "s" * 20]
+    )
+    assert code == 2
+    assert "app uuid store must map slugs to uuid strings" in capsys.readouterr().err
+
+
 def test_fazt_token_verifies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     secret = "a-test-secret-of-32-characters!!"
     argv = ["token", "--sub", "alice", "--name", "Alice", "--role", "admin", "--role", "mod"]
@@ -98,8 +118,9 @@ def test_unknown_host_answers_while_serving(tmp_path: Path) -> None:
     with FaztProcess(tmp_path / "apps", data_dir=tmp_path / "d", config={"plugins": []}) as p:
         with pytest.raises(urllib.error.HTTPError) as raised:
             urllib.request.urlopen(p.url("nosuch"), timeout=5)
-        assert raised.value.code == 404
-        assert json.loads(raised.value.read()) == {"error": "unknown app 'nosuch'"}
+        with raised.value as error:
+            assert error.code == 404
+            assert json.loads(error.read()) == {"error": "unknown app 'nosuch'"}
 
 
 def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:

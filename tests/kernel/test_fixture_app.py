@@ -39,4 +39,5 @@ def test_fazt_serve_serves_a_page_and_a_js_handler(tmp_path: Path) -> None:
             assert json.loads(response.read()) == {"message": "edited"}
         with pytest.raises(urllib.error.HTTPError) as raised:
             urllib.request.urlopen(process.url("hello", "/private/notes.txt"), timeout=5)
-        assert raised.value.code == 404
+        with raised.value as error:
+            assert error.code == 404

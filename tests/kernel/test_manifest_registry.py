@@ -10,7 +10,7 @@ import pytest
 
 from fazt.cli import main
 from fazt.kernel.manifest import ManifestValidator, build_schema
-from fazt.kernel.registry import UUID_STORE_NAME, scan_apps
+from fazt.kernel.registry import UUID_STORE_NAME, AppStoreError, scan_apps
 from tests.harness import make_app, running_kernel
 from tests.kernel.sample_plugin import RecordingPlugin
 from tests.kernel.util import fetch
@@ -100,7 +100,7 @@ def test_damaged_uuid_store_is_an_error(tmp_path: Path) -> None:
     make_app(tmp_path / "apps", "a")
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / UUID_STORE_NAME).write_text("{oops")
-    with pytest.raises(RuntimeError, match="unreadable app uuid store"):
+    with pytest.raises(AppStoreError, match="unreadable app uuid store"):
         scan(tmp_path / "apps", tmp_path / "d")
 
 

@@ -9,8 +9,9 @@ import pytest
 
 from fazt.config import ConfigError, KernelConfig
 from fazt.kernel.kernel import Kernel, load_plugin
+from fazt.kernel.plugin import PluginRoute
 from tests.harness import make_app, running_kernel
-from tests.kernel.sample_plugin import RecordingEngine, RecordingPlugin
+from tests.kernel.sample_plugin import EchoRouteHandler, RecordingEngine, RecordingPlugin
 from tests.kernel.util import fetch, json_body
 
 
@@ -163,3 +164,33 @@ def test_config_file_errors(tmp_path: Path) -> None:
     assert config.port == 9100 and config.domain == "localhost"
     assert config.jwt == {"secret": "x" * 20}
     assert config.plugins == ["realtime"] and config.redis_url is None and config.workers == 1
+
+
+class _RoutePlugin(RecordingPlugin):
+    def __init__(self, name: str, path: str) -> None:
+        super().__init__(name)
+        self._path = path
+
+    def routes(self) -> list[PluginRoute]:
+        return [PluginRoute(self._path, EchoRouteHandler, {"greeting": "x"})]
+
+
+@pytest.mark.parametrize(
+    ("paths", "message"),
+    [
+        (["/ws"], "must start with '/_'"),
+        (["/_fazt/x"], "not be under /_fazt or /_app"),
+        (["/_app"], "not be under /_fazt or /_app"),
+        (["/_ws", "/_ws"], "route '/_ws' is taken"),
+    ],
+)
+@pytest.mark.gen_test(timeout=10)
+async def test_bad_plugin_routes_refused_at_start(
+    tmp_path: Path, paths: list[str], message: str
+) -> None:
+    kernel = Kernel(tmp_path / "apps", data_dir=tmp_path / "d", config={"plugins": []})
+    for index, path in enumerate(paths):
+        kernel.use(_RoutePlugin(f"p{index}", path))
+    with pytest.raises(ValueError, match=message):
+        await kernel.start(port=0)
+    await kernel.stop()
