@@ -56,6 +56,7 @@ from fazt.js_bridge.runtime import (
     HostCall,
     HostResult,
     LimitExceeded,
+    classify,
 )
 from fazt.kernel.plugin import HostCallContext, HostCallError, HostFunction
 
@@ -276,14 +277,21 @@ class JsEngine:
             runtimes.move_to_end(cache_key)
             return runtime
         runtimes.pop(cache_key, None)
-        runtime = AppRuntime(
-            slug=app.slug,
-            uuid=app.uuid,
-            namespaces={name: sorted(fns) for name, fns in spaces.items()},
-            memory_limit_bytes=self.memory_limit_mb * 1024 * 1024,
-            stack_bytes=JS_STACK_BYTES,
-            generation=generation,
-        )
+        try:
+            runtime = AppRuntime(
+                slug=app.slug,
+                uuid=app.uuid,
+                namespaces={name: sorted(fns) for name, fns in spaces.items()},
+                memory_limit_bytes=self.memory_limit_mb * 1024 * 1024,
+                stack_bytes=JS_STACK_BYTES,
+                generation=generation,
+            )
+        except Exception as error:
+            # The original stays as __context__; _execute clears its frames (_forget).
+            if isinstance(classify(error), LimitExceeded):
+                raise LimitExceeded("memory") from None
+            reason = str(error).split("\n", 1)[0] or type(error).__name__
+            raise BridgeFault(f"cannot create a JS context: {reason}") from None
         runtimes[cache_key] = runtime
         while len(runtimes) > MAX_CONTEXTS_PER_THREAD:
             runtimes.popitem(last=False)
