@@ -203,7 +203,10 @@ class JsEngine:
         job = _Job(
             context, Path(handler_file), Path(api_root), request_json, loop, loop.create_future()
         )
-        self._jobs.put(job)
+        with self._lock:  # never queue behind close()'s stop markers
+            if self._closed:
+                return error_response(503, "the JS engine is shut down")
+            self._jobs.put(job)
         try:
             return await job.future
         except asyncio.CancelledError:
@@ -216,15 +219,16 @@ class JsEngine:
         Waits briefly for the workers; one busy in a runaway handler finishes
         when its time limit stops it (workers are daemon threads).
         """
-        if self._closed:
-            return
-        self._closed = True
-        self._stop.set()
-        for _ in self._workers:
-            self._jobs.put(None)
-        deadline = min(self.time_limit_seconds, 2.0) + 0.5
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._stop.set()
+            for _ in self._workers:
+                self._jobs.put(None)
+        deadline = time.monotonic() + min(self.time_limit_seconds, 2.0) + 0.5
         for worker in self._workers:
-            worker.join(timeout=deadline)
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
             if worker.is_alive():
                 log.warning("JS worker %s still busy at shutdown", worker.name)
 
