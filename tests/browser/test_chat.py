@@ -28,6 +28,12 @@ def test_message_from_a_shows_up_in_b(examples_server: ExamplesServer, new_page:
     expect(bob.message("hello from alice").locator(".author")).to_have_text("Alice")
     expect(alice.message("hello from alice")).to_be_visible()
 
+    # User text is shown as text, never parsed as HTML.
+    alice.say('<img src="x" onerror="window.pwned = 1"><b>bold</b>')
+    expect(bob.message("<b>bold</b>")).to_be_visible()
+    expect(bob.page.locator("#messages img, #messages b")).to_have_count(0)
+    assert bob.page.evaluate("window.pwned") is None
+
 
 def test_presence_lists_both_users_and_shows_b_leaving(
     examples_server: ExamplesServer, new_page: NewPage
