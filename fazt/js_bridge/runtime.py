@@ -161,7 +161,7 @@ class AppRuntime:
             changed = True
             if module.kind == "js":
                 try:
-                    # One line of wrapper before the source keeps line numbers right.
+                    # The wrapper shares the first line of the source: line numbers match.
                     factory = self._slice(
                         self._ctx.eval,
                         "(function (module, exports, require) {" + module.text + "\n})",
