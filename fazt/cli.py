@@ -22,7 +22,7 @@ from typing import Any
 import tornado.netutil
 
 from fazt.config import ConfigError, KernelConfig
-from fazt.kernel.kernel import Kernel, load_plugin
+from fazt.kernel.kernel import Kernel, check_secret_length, load_plugin
 from fazt.kernel.manifest import ManifestValidator, build_schema
 from fazt.kernel.registry import AppStoreError, scan_apps
 from fazt.kernel.tokens import TokenError, TokenService, load_secret
@@ -232,6 +232,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     data_dir = Path(args.data) if args.data else config.data
     secret = load_secret(args.jwt_secret or config.jwt.get("secret"), data_dir)
+    check_secret_length(secret)
     roles: list[str] | None = args.role
     role: str | list[str] | None = roles[0] if roles and len(roles) == 1 else roles
     if args.ttl < 1:

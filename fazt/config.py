@@ -25,7 +25,8 @@ DEFAULT_PLUGINS = ("realtime",)
 _JWT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "secret": {"type": "string", "minLength": 16},
+        # pyjwt warns below 32 bytes for HS256 (RFC 7518 section 3.2).
+        "secret": {"type": "string", "minLength": 32},
         "publicKeyFiles": {"type": "array", "items": {"type": "string", "minLength": 1}},
         "jwksFiles": {"type": "array", "items": {"type": "string", "minLength": 1}},
         "leewaySeconds": {"type": "number", "minimum": 0, "maximum": 300},

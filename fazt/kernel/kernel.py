@@ -49,6 +49,19 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 CLOSE_TIMEOUT_SECONDS = 5.0
 
 
+#: pyjwt warns for shorter HS256 keys (RFC 7518 section 3.2).
+MIN_SECRET_BYTES = 32
+
+
+def check_secret_length(secret: bytes) -> None:
+    """Refuse an HS256 secret shorter than 32 bytes (``ConfigError``)."""
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"the JWT secret must be at least {MIN_SECRET_BYTES} bytes long, got {len(secret)}"
+            " (--jwt-secret, $FAZT_JWT_SECRET or jwt.secret)"
+        )
+
+
 def load_plugin(name: str) -> Plugin:
     """Instantiate the plugin ``name``.
 
@@ -132,6 +145,7 @@ class Kernel:
             raise ConfigError(
                 f"cannot read or create the JWT secret in {self.data_dir}: {error}"
             ) from error
+        check_secret_length(secret)
         return TokenService(secret, keys, leeway_seconds=float(jwt.get("leewaySeconds", 0)))
 
     # -- plugins -------------------------------------------------------------

@@ -87,7 +87,7 @@ def test_unusable_data_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     data.mkdir()
     (data / "apps.json").write_text("[1, 2]")
     code = main(
-        ["serve", str(apps), "--config", str(config), "--data", str(data), "--jwt-secret", "s" * 20]
+        ["serve", str(apps), "--config", str(config), "--data", str(data), "--jwt-secret", "s" * 32]
     )
     assert code == 2
     assert "app uuid store must map slugs to uuid strings" in capsys.readouterr().err
@@ -111,6 +111,8 @@ def test_fazt_token_verifies(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert TokenService(secret_bytes).verify(token)["sub"] == "bob"
     assert main(["token", "--sub", "bob", "--ttl", "0", "--data", str(data)]) == 2
     assert "--ttl must be a positive" in capsys.readouterr().err
+    assert main(["token", "--sub", "bob", "--jwt-secret", "short-secret"]) == 2
+    assert "the JWT secret must be at least 32 bytes long, got 12" in capsys.readouterr().err
 
 
 def test_unknown_host_answers_while_serving(tmp_path: Path) -> None:

@@ -159,10 +159,10 @@ def test_config_file_errors(tmp_path: Path) -> None:
         KernelConfig.from_file(path)
     with pytest.raises(ConfigError, match="cannot read config"):
         KernelConfig.from_file(tmp_path / "missing.json")
-    path.write_text(json.dumps({"port": 9000, "jwt": {"secret": "x" * 20}}))
+    path.write_text(json.dumps({"port": 9000, "jwt": {"secret": "x" * 32}}))
     config = KernelConfig.from_file(path).with_overrides({"port": 9100, "domain": None})
     assert config.port == 9100 and config.domain == "localhost"
-    assert config.jwt == {"secret": "x" * 20}
+    assert config.jwt == {"secret": "x" * 32}
     assert config.plugins == ["realtime"] and config.redis_url is None and config.workers == 1
 
 
