@@ -49,7 +49,7 @@
 
   // ---- console and fazt.log -------------------------------------------------
 
-  function describe(value, seen) {
+  function describe(value) {
     if (typeof value === "string") return value;
     if (value instanceof ErrorCtor) {
       const head = String(value.name) + ": " + String(value.message);
@@ -72,7 +72,7 @@
     let text = "";
     for (let i = 0; i < args.length; i++) {
       if (i) text += " ";
-      text += describe(args[i]);
+      try { text += describe(args[i]); } catch (e) { text += "[unprintable]"; }
       if (text.length > MAX_LOG_CHARS) break;
     }
     if (text.length > MAX_LOG_CHARS) text = text.slice(0, MAX_LOG_CHARS) + "... [truncated]";
