@@ -85,9 +85,10 @@ class RealtimeHandler(tornado.websocket.WebSocketHandler):
             self.close(protocol.CLOSE_UNKNOWN_APP, protocol.CLOSE_REASONS[4001])
             return
         self.set_nodelay(True)
-        self.transport = TornadoTransport(self, self.plugin.outgoing_queue_size)
+        self.transport = TornadoTransport(
+            self, self.plugin.outgoing_queue_size, self.plugin.coalescer
+        )
         self.session = await self.plugin.hub.connect(self.app, self.transport, self.claims)
-        # The request is not needed any more; dropping it keeps idle connections small.
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         session = self.session

@@ -26,6 +26,7 @@ from fazt.realtime.heartbeat import SharedHeartbeat, sweep_period
 from fazt.realtime.hub import Hub
 from fazt.realtime.limits import Limits, limits_schema
 from fazt.realtime.session import HeartbeatPolicy
+from fazt.realtime.transport import WriteCoalescer
 
 if TYPE_CHECKING:
     from fazt.kernel.kernel import Kernel
@@ -72,6 +73,7 @@ class RealtimePlugin(Plugin):
         self._hub: Hub | None = None
         self._heartbeat: SharedHeartbeat | None = None
         self._kernel: Kernel | None = None
+        self._coalescer: WriteCoalescer | None = None
 
     # -- schema and config -------------------------------------------------------
     def config_schema(self) -> dict[str, Any]:
@@ -135,6 +137,12 @@ class RealtimePlugin(Plugin):
         return self._hub
 
     @property
+    def coalescer(self) -> WriteCoalescer:
+        if self._coalescer is None:
+            raise RuntimeError("the realtime plugin is not started")
+        return self._coalescer
+
+    @property
     def outgoing_queue_size(self) -> int:
         return int(self._settings["outgoingQueueSize"])
 
@@ -167,6 +175,7 @@ class RealtimePlugin(Plugin):
         hub = Hub(backplane, kernel.tokens, limits=limits, heartbeat=policy, notify=self._notify)
         await backplane.start(hub)
         self._hub = hub
+        self._coalescer = WriteCoalescer()
         self._heartbeat = SharedHeartbeat(
             hub, sweep_period(policy.ping_interval, policy.pong_timeout, policy.idle_timeout)
         )

@@ -16,7 +16,7 @@ import tornado.iostream
 import tornado.websocket
 
 from fazt.realtime.protocol import text_frame
-from fazt.realtime.transport import TornadoTransport
+from fazt.realtime.transport import TornadoTransport, WriteCoalescer
 from tests.realtime.wsclient import realtime_kernel
 
 
@@ -47,7 +47,7 @@ def _pair(sndbuf: int = 4096) -> tuple[tornado.iostream.IOStream, socket.socket]
 
 def _transport(stream: tornado.iostream.IOStream, queue: int) -> tuple[TornadoTransport, Any]:
     handler = _FakeHandler(stream)
-    return TornadoTransport(handler, queue), handler  # type: ignore[arg-type]
+    return TornadoTransport(handler, queue, WriteCoalescer()), handler  # type: ignore[arg-type]
 
 
 @pytest.mark.gen_test
@@ -55,8 +55,11 @@ async def test_short_writes_queue_exactly_the_tail_and_keep_order() -> None:
     stream, peer = _pair()
     transport, handler = _transport(stream, queue=10_000)
     frames = [text_frame(b'{"n":%d,"pad":"%s"}' % (i, b"y" * 3000)) for i in range(200)]
-    for frame in frames:
+    for index, frame in enumerate(frames):
         transport.send_frame(frame)
+        if index % 7 == 0:
+            await asyncio.sleep(0)  # end of a loop turn: the coalesced writes go out
+    await asyncio.sleep(0)
     assert transport.queued > 0  # the socket buffer filled up: later frames were queued
     assert handler.closed_with is None
     expected = b"".join(frames)
@@ -82,6 +85,7 @@ async def test_full_queue_closes_4101_and_stays_bounded() -> None:
     frame = text_frame(b"z" * 8000)
     for _ in range(100):
         transport.send_frame(frame)
+        await asyncio.sleep(0)
     assert handler.closed_with == (4101, "slow consumer")
     assert transport.closing and transport.queued <= 5
     assert len(stream._write_buffer) <= 5 * len(frame)
@@ -96,11 +100,36 @@ async def test_broken_pipe_closes_quietly() -> None:
     peer.close()
     for _ in range(3):
         transport.send_frame(text_frame(b"{}"))  # EPIPE/ECONNRESET: no exception, no SIGPIPE
+        await asyncio.sleep(0)
     assert transport.closing
     await asyncio.sleep(0)
     assert stream.closed()
     transport.send_frame(text_frame(b"{}"))  # after close: a no-op
     transport.abort()
+
+
+@pytest.mark.gen_test
+async def test_one_turn_is_one_write_and_close_flushes_first() -> None:
+    stream, peer = _pair(sndbuf=1 << 20)
+    transport, handler = _transport(stream, queue=10)
+    frames = [text_frame(b'{"n":%d}' % i) for i in range(5)]
+    for frame in frames:
+        transport.send_frame(frame)
+    peer.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        peer.recv(100)  # nothing written yet: the turn is not over
+    await asyncio.sleep(0)
+    assert peer.recv(1000) == b"".join(frames)  # one coalesced write, in order
+    transport.send_frame(frames[0])
+    transport.close(4003, "kicked")  # the pending frame goes out before the close
+    assert peer.recv(1000) == frames[0]
+    assert handler.closed_with == (4003, "kicked")
+    transport.send_frame(frames[1])
+    await asyncio.sleep(0)
+    with pytest.raises(BlockingIOError):
+        peer.recv(100)  # nothing after the close
+    stream.close()
+    peer.close()
 
 
 @pytest.mark.gen_test
