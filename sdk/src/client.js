@@ -53,6 +53,8 @@ export const CLOSED = 'closed';
 // Channel names as the server accepts them (docs/protocol.md): checked here so
 // a typo fails at once with a clear error instead of after a round trip.
 const CHANNEL = /^[A-Za-z0-9_\-=@,.;:]{1,200}$/;
+/** @param {unknown} channel */
+const validChannel = (channel) => typeof channel === 'string' && CHANNEL.test(channel);
 const noop = () => {};
 
 /**
@@ -247,7 +249,7 @@ export class FaztRealtime extends Emitter {
       this._send({ type: 'subscribe', channel });
     } else if (!sub) {
       sub = new Subscription(this, channel);
-      if (!CHANNEL.test(channel)) {
+      if (!validChannel(channel)) {
         sub.state = 'failed';
         sub._settle(fail('invalid_channel', `invalid channel name: ${String(channel).slice(0, 64)}`, channel));
         return sub;
@@ -281,13 +283,14 @@ export class FaztRealtime extends Emitter {
   /**
    * The members of a presence channel this client is subscribed to. Waits for
    * the connection when disconnected; rejects with `not_subscribed` (server),
-   * `timeout` (no answer in `callTimeout`) or `closed`.
+   * `timeout` (no answer in `callTimeout`) or `closed` (at once when closed).
    * @param {string} channel
    * @returns {Promise<any[]>}
    */
   members(channel) {
     return new Promise((resolve, reject) => {
-      if (!CHANNEL.test(channel)) return reject(fail('invalid_channel', 'invalid channel name', channel));
+      if (!validChannel(channel)) return reject(fail('invalid_channel', 'invalid channel name', channel));
+      if (this.state === CLOSED) return reject(fail('closed', 'not connected: call connect() first', channel));
       let calls = this._membersCalls.get(channel);
       if (!calls) this._membersCalls.set(channel, (calls = new Set()));
       const call = {
@@ -314,7 +317,7 @@ export class FaztRealtime extends Emitter {
    * @returns {Promise<void>}
    */
   publish(channel, data) {
-    if (!CHANNEL.test(channel)) return Promise.reject(fail('invalid_channel', 'invalid channel name', channel));
+    if (!validChannel(channel)) return Promise.reject(fail('invalid_channel', 'invalid channel name', channel));
     // Encoded now, so data that JSON cannot carry fails here and not later.
     let text;
     try {

@@ -289,6 +289,7 @@ describe('close-code classes', () => {
       assert.deepEqual(of('reconnecting'), []);
       await assert.rejects(sub.ready, { code: code === 4003 ? 'kicked' : 'closed' });
       await assert.rejects(rt.publish('news', 1), { code: 'closed' });
+      await assert.rejects(rt.members('presence-news'), { code: 'closed' });
       mock.timers.tick(120_000);
       assert.equal(WS.instances.length, 1);
       assert.equal(win.count('online'), 0, 'page hooks removed');
@@ -437,7 +438,7 @@ describe('subscriptions', () => {
   test('an invalid channel name fails at once, without a round trip', async () => {
     const { rt, WS } = setup();
     const ws = connect(WS);
-    for (const bad of ['', 'a b', 'x'.repeat(201), 'é']) {
+    for (const bad of ['', 'a b', 'x'.repeat(201), 'é', 42, null, undefined, ['a']]) {
       await assert.rejects(rt.subscribe(bad).ready, { code: 'invalid_channel' });
       await assert.rejects(rt.publish(bad, 1), { code: 'invalid_channel' });
       await assert.rejects(rt.members(bad), { code: 'invalid_channel' });
