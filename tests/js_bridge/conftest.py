@@ -82,7 +82,13 @@ class HostRecorder:
             self.gate.set()
             return "done"
 
+        async def nap(ctx: HostCallContext, args: list[Any]) -> Any:
+            self._note("nap", ctx, args)
+            await asyncio.sleep(float(args[0]))
+            return "rested"
+
         return {
+            "nap": nap,
             "echo": echo,
             "fail": fail,
             "crash": crash,

@@ -10,6 +10,7 @@ import threading
 import pytest
 
 import fazt.js_bridge.engine as engine_module
+from fazt.js_bridge import JsEngine
 from tests.js_bridge.conftest import HostRecorder, JsHarness
 
 pytestmark = pytest.mark.gen_test(timeout=10)
@@ -129,7 +130,7 @@ async def test_unknown_functions_do_not_exist(js: JsHarness) -> None:
     assert await js.json("probe.js") == {
         "nope": "undefined",
         "ns": "undefined",
-        "names": ["crash", "echo", "fail", "release", "unjsonable", "wait"],
+        "names": ["crash", "echo", "fail", "nap", "release", "unjsonable", "wait"],
         "top": ["app", "log", "test"],
         "frozen": True,
     }
@@ -236,3 +237,29 @@ async def test_large_host_payloads_and_logs_cross_intact(js: JsHarness) -> None:
     response = await js.run("big.js")
     assert response.status == 200
     assert response.body == b"ab" * 20000 + b"!" + b"ab" * 20000
+
+
+async def test_waiting_for_host_calls_is_not_charged_to_the_cpu_budget(js: JsHarness) -> None:
+    # The budget is 0.5 s of CPU; waiting 0.8 s for the IOLoop costs none.
+    js.write(
+        "nap.js",
+        "module.exports = async () => [await fazt.test.nap(0.4), await fazt.test.nap(0.4)];",
+    )
+    response = await js.run("nap.js")
+    assert (response.status, json.loads(response.body)) == (200, ["rested", "rested"])
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"time_limit_seconds": 0},
+        {"time_limit_seconds": -1},
+        {"memory_limit_mb": 0},
+        {"memory_limit_mb": 1.5},
+        {"threads": 0},
+        {"threads": True},
+    ],
+)
+async def test_engine_rejects_bad_settings(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        JsEngine(**kwargs)  # type: ignore[arg-type]
