@@ -115,7 +115,14 @@ class Processes:
         apps = self.work / "apps"
         (apps / "bench").mkdir(parents=True, exist_ok=True)
         (apps / "bench" / "app.json").write_text(json.dumps(APP_JSON))
-        config: dict[str, Any] = {"realtime": {"limits": LIMITS, "shutdownGraceSeconds": 0.5}}
+        config: dict[str, Any] = {
+            "realtime": {
+                "limits": LIMITS,
+                "shutdownGraceSeconds": 0.5,
+                # Pings are answered, but they are not what is measured.
+                "pingIntervalSeconds": 600,
+            }
+        }
         if redis_url:
             config["redis"] = redis_url
         config_path = self.work / f"{name}.json"
@@ -177,25 +184,40 @@ async def _client_main(pipe: Connection, urls: list[str]) -> None:
         expected, timeout = command[1], command[2]
         latencies: list[int] = []
         lasts: list[int] = [0]
+        unexpected: list[str] = []
         pipe.send("armed")
-        drains = (_drain(ws, expected, latencies, lasts) for ws in conns)
+        drains = (_drain(ws, expected, latencies, lasts, unexpected) for ws in conns)
         try:
             await asyncio.wait_for(asyncio.gather(*drains), timeout)
             ok = True
         except asyncio.TimeoutError:
             ok = False
-        pipe.send({"ok": ok, "latencies": latencies, "last": max(lasts)})
+        result = {"ok": ok, "latencies": latencies, "last": max(lasts), "unexpected": unexpected}
+        pipe.send(result)
     for ws in conns:
         await ws.close()
 
 
-async def _drain(ws: Any, expected: int, latencies: list[int], lasts: list[int]) -> None:
-    """Read ``expected`` messages; record each latency and the last receive time."""
-    for _ in range(expected):
+async def _drain(
+    ws: Any, expected: int, latencies: list[int], lasts: list[int], unexpected: list[str]
+) -> None:
+    """Read ``expected`` broadcasts; record each latency and the last receive time.
+
+    Other frames (a server ``ping``, which gets its ``pong``) are not counted.
+    """
+    got, now = 0, 0
+    while got < expected:
         text = await ws.recv()
         now = time.time_ns()
-        latencies.append(now - json.loads(text)["data"]["t"])
-    lasts.append(now if expected else 0)
+        message = json.loads(text)
+        if message.get("type") == "message":
+            latencies.append(now - message["data"]["t"])
+            got += 1
+        elif message.get("type") == "ping":
+            await ws.send('{"type":"pong"}')
+        else:
+            unexpected.append(str(message)[:200])
+    lasts.append(now)
 
 
 class Subscribers:
@@ -220,7 +242,7 @@ class Subscribers:
             assert pipe.recv() == "armed"
 
     def results(self, timeout: float) -> dict[str, Any]:
-        out: dict[str, Any] = {"ok": True, "latencies": [], "last": 0}
+        out: dict[str, Any] = {"ok": True, "latencies": [], "last": 0, "unexpected": []}
         for pipe in self.pipes:
             if not pipe.poll(timeout + 30):
                 raise RuntimeError("subscriber process did not answer")
@@ -228,6 +250,7 @@ class Subscribers:
             out["ok"] &= part["ok"]
             out["latencies"].extend(part["latencies"])
             out["last"] = max(out["last"], part["last"])
+            out["unexpected"].extend(part["unexpected"])
         return out
 
     def close(self) -> None:
@@ -294,6 +317,7 @@ def run_setup(
             "p50_ms": percentile(result["latencies"], 0.50),
             "p99_ms": percentile(result["latencies"], 0.99),
             "server_cpu_us_per_delivery": cpu / deliveries * 1e6 if deliveries else None,
+            "unexpected_frames": result["unexpected"][:5],
         }
         # Paced.
         count = int(sizes["rate"] * sizes["duration"])
@@ -306,6 +330,7 @@ def run_setup(
             "rate_msgs_per_s": sizes["rate"],
             "p50_ms": percentile(result["latencies"], 0.50),
             "p99_ms": percentile(result["latencies"], 0.99),
+            "unexpected_frames": result["unexpected"][:5],
         }
     finally:
         subs.close()
@@ -323,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "cluster.json")
     args = parser.parse_args(argv)
     sizes = dict(SMOKE if args.smoke else FULL)
+    # SIGTERM (a timeout, the harness) unwinds through the finally blocks that
+    # stop every process this bench started.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     setups = ["1 node (memory)", "1 node (Redis)", "2 nodes (Redis)"]
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label in setups}

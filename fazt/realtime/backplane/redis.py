@@ -349,6 +349,10 @@ class RedisBackplane(Backplane):
             await asyncio.sleep(delay)
             attempt += 1
             try:
+                # Drop every pooled connection first: after a Redis restart they
+                # are all dead, and one handed out later would start a new outage.
+                if self._client is not None:
+                    await self._client.connection_pool.disconnect()
                 await self._connect()
             except Exception as exc:
                 log.debug("Redis reconnection attempt %d failed: %s", attempt, exc)
