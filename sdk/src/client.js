@@ -192,6 +192,8 @@ export class FaztRealtime extends Emitter {
     this._ws = null;
     this._attempt = 0;
     this._lastSeen = 0;
+    /** When the current connection got `connected` (0: not connected). */
+    this._connectedAt = 0;
     this._kicked = false;
     this._listening = false;
     /** @type {any} */ this._retryTimer = null;
@@ -428,6 +430,11 @@ export class FaztRealtime extends Emitter {
       );
       return;
     }
+    // "Reconnect now" is for a connection that worked: one that the server
+    // closes within a second of connecting backs off instead, so a server that
+    // keeps doing so never sees a tight reconnect loop.
+    if (policy === NOW && this._now() - this._connectedAt < 1000) policy = RETRY;
+    this._connectedAt = 0;
     const attempt = this._attempt++;
     const delay =
       policy === NOW && attempt === 0
@@ -466,6 +473,7 @@ export class FaztRealtime extends Emitter {
   _connected() {
     this._clear(this._connectTimer);
     this._attempt = 0;
+    this._connectedAt = this._now();
     this._setState(CONNECTED);
     // Sent before any subscribe: the server handles a connection's frames in
     // order, so private channels see the token.

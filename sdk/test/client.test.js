@@ -318,6 +318,7 @@ describe('close-code classes', () => {
     test(`close ${code}: reconnect now, then back off if that fails`, () => {
       const { WS, of } = setup();
       connect(WS);
+      mock.timers.tick(5000);
       WS.last.serverClose(code);
       assert.equal(of('reconnecting')[0][0].delay, 0);
       mock.timers.tick(0);
@@ -326,6 +327,18 @@ describe('close-code classes', () => {
       assert.equal(of('reconnecting')[1][0].delay, 1000, 'second attempt backs off');
     });
   }
+
+  test('a connection closed with 42xx within a second of connecting backs off instead', () => {
+    const { WS, of } = setup();
+    for (let i = 0; i < 3; i++) {
+      connect(WS);
+      mock.timers.tick(100);
+      WS.last.serverClose(4200);
+      const { delay } = of('reconnecting').at(-1)[0];
+      assert.ok(delay >= 500, `attempt ${i}: delay ${delay}`);
+      mock.timers.tick(delay);
+    }
+  });
 
   for (const code of [1000, 1001, 1006, 1009, 1011]) {
     test(`close ${code}: reconnect with backoff`, () => {

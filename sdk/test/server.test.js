@@ -168,6 +168,13 @@ describe('against a real fazt serve', { skip }, () => {
     rmSync(root, { recursive: true, force: true });
   });
 
+  test('the kernel serves this very bundle at /_fazt/realtime.min.js', async () => {
+    const response = await fetch(`http://127.0.0.1:${server.port}/_app/it/_fazt/realtime.min.js`);
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get('content-type') ?? '', /javascript/);
+    assert.equal(await response.text(), readFileSync(join(SDK_DIR, 'realtime.min.js'), 'utf8'));
+  });
+
   test('subscribe, server broadcast and broadcastAll', async () => {
     const { rt, of } = client();
     const sub = rt.subscribe('news');
