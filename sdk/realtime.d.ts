@@ -7,6 +7,12 @@ export type State = 'connecting' | 'connected' | 'reconnecting' | 'closed';
 /** A close code's reconnect class (docs/protocol.md, "Close codes"). */
 export type ClosePolicy = 'now' | 'slow' | 'retry' | 'stop';
 
+/**
+ * A token, or a function that gives one (sync or async). A function is called
+ * on every connection and again when the server says the token expired.
+ */
+export type TokenSource = string | null | (() => string | null | Promise<string | null>);
+
 export interface BackoffOptions {
   /** Smallest delay and base of the exponential, ms. Default 500. */
   min?: number;
@@ -15,8 +21,8 @@ export interface BackoffOptions {
 }
 
 export interface Options {
-  /** A JWT, sent in an `auth` message first thing on every connection. */
-  token?: string | null;
+  /** A JWT (or a function giving one), sent in an `auth` message first thing on every connection. */
+  token?: TokenSource;
   /** Reconnect delays (full jitter). Default `{min: 500, max: 20000}`. */
   backoff?: BackoffOptions;
   /** ms to wait for the server's `connected` before retrying. Default 10000. */
@@ -91,7 +97,7 @@ export interface MessageMeta {
 /** An Error from the SDK or the server. */
 export interface RealtimeError extends Error {
   /**
-   * `timeout`, `closed`, `kicked`, `unsubscribed`, `invalid_url`, `invalid_frame`,
+   * `timeout`, `closed`, `kicked`, `unsubscribed`, `invalid_url`, `invalid_frame`, `token`,
    * or a server code: `invalid_json`, `invalid_message`, `unknown_type`,
    * `invalid_channel`, `unauthorized`, `forbidden`, `not_subscribed`,
    * `subscription_limit`, `channel_limit`, `rate_limited`.
@@ -174,7 +180,7 @@ export declare class FaztRealtime {
   readonly state: State;
   readonly clientId: string | null;
   readonly user: User | null;
-  readonly token: string | null;
+  readonly token: TokenSource;
   readonly options: Options;
 
   on<E extends keyof EventMap>(event: E, fn: EventMap[E]): () => void;
@@ -185,7 +191,7 @@ export declare class FaztRealtime {
   unsubscribe(channel: string): Promise<void>;
   members(channel: string): Promise<Member[]>;
   publish(channel: string, data: unknown): Promise<void>;
-  setToken(token: string | null): void;
+  setToken(token: TokenSource): void;
   close(): void;
 }
 

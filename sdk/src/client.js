@@ -26,7 +26,8 @@ export const CLOSED = 'closed';
 
 /**
  * @typedef {object} Options
- * @property {string | null} [token] a JWT, sent in an `auth` message first thing on every connection
+ * @property {TokenSource} [token] a JWT, sent in an `auth` message first thing on every connection;
+ *   or a function returning one (or a Promise of one), called on every connection and when the token expires
  * @property {import('./policy.js').BackoffOptions} [backoff] reconnect delays, default `{min: 500, max: 20000}` ms
  * @property {number} [connectTimeout] ms to wait for the server's `connected` before retrying (10000)
  * @property {number} [callTimeout] ms a call waits for the connection or for its answer (10000)
@@ -49,6 +50,7 @@ export const CLOSED = 'closed';
  */
 
 /** @typedef {{channel: string | null, timestamp?: number, from?: string}} MessageMeta */
+/** @typedef {string | null | (() => string | null | Promise<string | null>)} TokenSource */
 
 // Channel names as the server accepts them (docs/protocol.md): checked here so
 // a typo fails at once with a clear error instead of after a round trip.
@@ -172,8 +174,9 @@ export class FaztRealtime extends Emitter {
     this._WebSocket = options.WebSocket || g.WebSocket;
     if (!this._WebSocket) throw new Error('FaztRealtime: no WebSocket class (pass options.WebSocket)');
     this.url = resolveUrl(url, this._window && this._window.location);
-    /** @type {string | null} */
+    /** @type {TokenSource} */
     this.token = options.token || null;
+    this._refreshing = false;
     /** @type {State} */
     this.state = CLOSED;
     /** The id the server gave this connection (`null` before the first one). @type {string | null} */
@@ -333,21 +336,23 @@ export class FaztRealtime extends Emitter {
   }
 
   /**
-   * Set or replace the token (null to forget it). When connected it is sent at
-   * once in an `auth` message; it is also sent first on every new connection.
-   * Subscriptions the server dropped with reason `token_expired` are wanted
-   * again and resubscribed after the new token.
-   * @param {string | null} token
+   * Set or replace the token (null to forget it), or the function that gives
+   * one. When connected it is sent at once in an `auth` message; it is also
+   * sent first on every new connection. Subscriptions the server dropped with
+   * reason `token_expired` are wanted again and resubscribed after the new token.
+   * @param {TokenSource} token
    */
   setToken(token) {
     this.token = token || null;
-    if (this.token) this._send({ type: 'auth', token: this.token });
-    for (const [channel, sub] of this._expired) {
-      this._expired.delete(channel);
-      this._subs.set(channel, sub);
-      sub.state = 'pending';
-      this._send({ type: 'subscribe', channel });
-    }
+    this._withToken((value) => {
+      if (value) this._send({ type: 'auth', token: value });
+      for (const [channel, sub] of this._expired) {
+        this._expired.delete(channel);
+        this._subs.set(channel, sub);
+        sub.state = 'pending';
+        this._send({ type: 'subscribe', channel });
+      }
+    });
   }
 
   /**
@@ -470,14 +475,44 @@ export class FaztRealtime extends Emitter {
   }
 
   /** The server said `connected`: authenticate, resubscribe, release waiting calls. */
-  _connected() {
+  /**
+   * Call `fn` with the token: at once for a string (or none), after the
+   * function's result for a token function. A function that throws or
+   * rejects gives an `error` event (`token`) and an anonymous connection.
+   * Skipped when the connection changed meanwhile: the new one asks again.
+   * @param {(token: string | null) => void} fn
+   */
+  _withToken(fn) {
+    const source = this.token;
+    if (typeof source !== 'function') return fn(source);
+    const ws = this._ws;
+    Promise.resolve()
+      .then(source)
+      .then(
+        (value) => value || null,
+        (error) => {
+          this.emit('error', fail('token', `the token function failed: ${error}`));
+          return null;
+        },
+      )
+      .then((value) => {
+        this._refreshing = false;
+        if (this._ws === ws) fn(value);
+      });
+  }
+
+  /**
+   * The server said `connected`: authenticate, resubscribe, release waiting calls.
+   * @param {string | null} token
+   */
+  _connected(token) {
     this._clear(this._connectTimer);
     this._attempt = 0;
     this._connectedAt = this._now();
     this._setState(CONNECTED);
     // Sent before any subscribe: the server handles a connection's frames in
     // order, so private channels see the token.
-    if (this.token) this._send({ type: 'auth', token: this.token });
+    if (token) this._send({ type: 'auth', token });
     for (const channel of this._subs.keys()) this._send({ type: 'subscribe', channel });
     for (const [channel, calls] of this._membersCalls) {
       if (calls.size) this._send({ type: 'members', channel });
@@ -558,7 +593,9 @@ export class FaztRealtime extends Emitter {
       case 'connected':
         this.clientId = m.clientId || null;
         this.user = m.user || null;
-        this._connected();
+        // With a token function the state stays `connecting` until it answers
+        // (bounded by connectTimeout): nothing is sent before the token.
+        this._withToken((token) => this._connected(token));
         break;
       case 'authenticated':
         this.user = m.user || null;
@@ -584,6 +621,11 @@ export class FaztRealtime extends Emitter {
             this._subs.delete(channel);
             sub.state = 'unsubscribed';
             if (m.reason === 'token_expired') this._expired.set(channel, sub);
+          }
+          // A token function gets a fresh token, which brings the channels back.
+          if (m.reason === 'token_expired' && typeof this.token === 'function' && !this._refreshing) {
+            this._refreshing = true;
+            this.setToken(this.token);
           }
           this.emit('unsubscribed', channel, m.reason);
         }

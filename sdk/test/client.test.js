@@ -617,6 +617,79 @@ describe('tokens', () => {
     assert.equal(sub.state, 'subscribed');
   });
 
+  test('a token function is asked on every connection; nothing is sent before it answers', async () => {
+    let calls = 0;
+    /** @type {(token: string) => void} */
+    let answer = () => {};
+    const { rt, WS, of } = setup({
+      token: () => {
+        calls += 1;
+        return new Promise((resolve) => (answer = resolve));
+      },
+    });
+    rt.subscribe('private-a');
+    let ws = connect(WS);
+    await flush();
+    assert.equal(calls, 1);
+    assert.equal(rt.state, 'connecting', 'still connecting while the token is fetched');
+    assert.deepEqual(ws.sent, []);
+    answer('t1');
+    await flush();
+    assert.equal(rt.state, 'connected');
+    assert.deepEqual(ws.sent, [
+      { type: 'auth', token: 't1' },
+      { type: 'subscribe', channel: 'private-a' },
+    ]);
+    assert.equal(of('connected').length, 1);
+    ws.serverClose(1006);
+    mock.timers.tick(1000);
+    ws = connect(WS);
+    await flush();
+    assert.equal(calls, 2);
+    answer('t2');
+    await flush();
+    assert.deepEqual(ws.sent[0], { type: 'auth', token: 't2' });
+  });
+
+  test('a failing token function is an error event and the connection goes on anonymous', async () => {
+    const { rt, WS, of } = setup({
+      token: () => {
+        throw new Error('no session');
+      },
+    });
+    rt.subscribe('news');
+    const ws = connect(WS);
+    await flush();
+    assert.equal(rt.state, 'connected');
+    assert.deepEqual(ws.sent, [{ type: 'subscribe', channel: 'news' }]);
+    assert.equal(of('error')[0][0].code, 'token');
+    assert.match(of('error')[0][0].message, /no session/);
+  });
+
+  test('token_expired with a token function: one refresh brings every dropped channel back', async () => {
+    const tokens = ['t1', 't2', 't3'];
+    let calls = 0;
+    const { rt, WS } = setup({ token: async () => tokens[calls++] });
+    const a = rt.subscribe('private-a');
+    const b = rt.subscribe('presence-b');
+    const ws = connect(WS);
+    await flush();
+    ws.serverSend({ type: 'subscribed', channel: 'private-a' });
+    ws.serverSend({ type: 'subscribed', channel: 'presence-b', members: [] });
+    ws.sent.length = 0;
+    ws.serverSend({ type: 'unsubscribed', channel: 'private-a', reason: 'token_expired' });
+    ws.serverSend({ type: 'unsubscribed', channel: 'presence-b', reason: 'token_expired' });
+    ws.serverSend({ type: 'error', code: 'unauthorized', error: 'token expired' });
+    await flush();
+    assert.equal(calls, 2, 'one refresh for the burst');
+    assert.deepEqual(ws.sent, [
+      { type: 'auth', token: 't2' },
+      { type: 'subscribe', channel: 'private-a' },
+      { type: 'subscribe', channel: 'presence-b' },
+    ]);
+    assert.deepEqual([a.state, b.state], ['pending', 'pending']);
+  });
+
   test('an unsubscribed answer to our own unsubscribe is not an event', () => {
     const { rt, WS, of } = setup();
     rt.subscribe('news');

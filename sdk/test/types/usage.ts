@@ -29,6 +29,7 @@ async function usage(): Promise<void> {
   await rt.unsubscribe('chat');
   await sub.unsubscribe();
   rt.setToken(null);
+  rt.setToken(async () => (await fetch('/api/token')).text());
   rt.connect().close();
   void [members, again, list, sub.members, sub.state, rt.state, rt.clientId];
 }
@@ -36,6 +37,9 @@ void usage;
 const delay: number = backoff(3) + FaztRealtime.backoff(2, { max: 1000 }, Math.random);
 const policy: 'now' | 'slow' | 'retry' | 'stop' = FaztRealtime.closePolicy(4003);
 void [delay, policy, globalThis.FaztRealtime];
+new FaztRealtime('wss://chat.example.com/_ws', { token: () => localStorage.getItem('token') });
+// @ts-expect-error a token is a string, not a number
+new FaztRealtime(null, { token: 42 });
 
 // @ts-expect-error unknown event name
 rt.on('conected', () => {});
