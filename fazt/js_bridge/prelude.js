@@ -28,6 +28,7 @@
   const rejected = Promise.reject.bind(Promise);
   const MapCtor = Map;
   const ErrorCtor = Error;
+  const InternalErrorCtor = InternalError;
   const apply = Reflect.apply;
   const ArrayJoin = Array.prototype.join;
   // Strings built with "+" can be ropes, which the wrapper cannot convert
@@ -238,8 +239,7 @@
     }
     let limit = null;
     // QuickJS throws null when it cannot even allocate the "out of memory" error.
-    if (e === null) limit = "memory";
-    if (name === "InternalError" && message === "out of memory") limit = "memory";
+    if (isOutOfMemory(e)) limit = "memory";
     if (name === "InternalError" && message === "interrupted") limit = "time";
     return { error: message, name: name, stack: stack, limit: limit };
   }
@@ -265,14 +265,30 @@
     return { kind: "json", status: null, headers: null, body: text === undefined ? "null" : text };
   }
 
+  // Made now: when memory is exhausted, reporting it must not allocate.
+  const MEMORY_ENVELOPE = stringify({ error: "out of memory", name: "InternalError", stack: "",
+                                      limit: "memory" });
+
+  function isOutOfMemory(e) {
+    return e === null || (e instanceof InternalErrorCtor && e.message === "out of memory");
+  }
+
   function finish(state, makeEnvelope) {
     let text;
     try {
       text = stringify(makeEnvelope());
     } catch (e) {
-      const why = e instanceof ErrorCtor ? String(e.message) : "unknown reason";
-      text = stringify({ error: "the handler's response is not JSON-serialisable: " + why,
-                         name: "BadResponse", stack: "", limit: null });
+      try {
+        if (isOutOfMemory(e)) {
+          text = MEMORY_ENVELOPE;
+        } else {
+          const why = e instanceof ErrorCtor ? String(e.message) : "unknown reason";
+          text = stringify({ error: "the handler's response is not JSON-serialisable: " + why,
+                             name: "BadResponse", stack: "", limit: null });
+        }
+      } catch (e2) {
+        text = MEMORY_ENVELOPE; // describing the failure failed: memory is exhausted
+      }
     }
     state.done = true;
     state.envelope = text;

@@ -8,10 +8,12 @@ import itertools
 import json
 import logging
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.js_bridge.conftest import MEMORY_LIMIT_MB, TIME_LIMIT, JsHarness
+from fazt.js_bridge import JsEngine
+from tests.js_bridge.conftest import MEMORY_LIMIT_MB, TIME_LIMIT, HostRecorder, JsHarness
 
 pytestmark = pytest.mark.gen_test(timeout=20)
 
@@ -215,6 +217,31 @@ async def test_memory_bomb_is_500_then_the_next_request_works(js: JsHarness) -> 
         response = await js.run("bomb.js")
         assert (response.status, json.loads(response.body)) == (500, MEMORY_ERROR)
         assert await js.json("ok.js") == "undefined"  # a fresh context
+
+
+@pytest.mark.parametrize("kind", ["", "async "])
+@pytest.mark.parametrize("size", [37, 1000, 4096, 100000])
+async def test_memory_bomb_held_by_a_global_never_reaches_the_next_request(
+    tmp_path: Path, host: HostRecorder, kind: str, size: int
+) -> None:
+    # One worker, so the next request would meet the same context if it were kept; no
+    # namespaces, a layout where small objects used to leave no memory to report the
+    # error ("never settled").
+    engine = JsEngine(time_limit_seconds=TIME_LIMIT, memory_limit_mb=16, threads=1)
+    js1 = JsHarness(engine, tmp_path, host)
+    js1.write(
+        "bomb.js",
+        f"module.exports = {kind}() => {{ globalThis.keep = [];"
+        f" for (let i = 0; ; i++) keep.push({{ a: 'x'.repeat({size}) + i }}); }};",
+    )
+    js1.write("ok.js", "module.exports = async () => ({ json: typeof keep });")
+    try:
+        for _ in range(3):
+            response = await js1.run("bomb.js")
+            assert (response.status, json.loads(response.body)) == (500, MEMORY_ERROR)
+            assert await js1.json("ok.js") == "undefined"
+    finally:
+        engine.close()
 
 
 async def test_memory_bomb_in_a_caught_allocation(js: JsHarness) -> None:
