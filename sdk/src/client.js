@@ -371,6 +371,7 @@ export class FaztRealtime extends Emitter {
   _open() {
     this._clearTimers();
     this._setState(CONNECTING);
+    if (this.state !== CONNECTING) return; // closed by a 'state' listener
     let ws;
     try {
       ws = new this._WebSocket(this.url);
@@ -426,6 +427,8 @@ export class FaztRealtime extends Emitter {
     for (const sub of this._subs.values()) sub.state = 'pending';
     if (this._kicked) policy = STOP;
     this.emit('disconnected', { code, reason: reason || '', reconnect: policy !== STOP });
+    // A listener may have called close() (or connect() after it): that wins.
+    if (this.state === CLOSED || this._ws) return;
     if (policy === STOP) {
       this._shut(
         error ||
@@ -446,8 +449,10 @@ export class FaztRealtime extends Emitter {
         ? 0
         : backoff(policy === SLOW ? attempt + 2 : attempt, this.options.backoff, this.options.random);
     this._setState(RECONNECTING);
-    this.emit('reconnecting', { attempt: attempt + 1, delay, code });
+    if (this.state !== RECONNECTING) return; // closed by a 'state' listener
+    // Armed before the event, so a listener's close() can still cancel it.
     this._retryTimer = this._after(delay, () => this._open());
+    this.emit('reconnecting', { attempt: attempt + 1, delay, code });
   }
 
   /**

@@ -120,6 +120,18 @@ describe('connecting', () => {
     assert.equal(rt.state, 'connected');
   });
 
+  for (const event of ['disconnected', 'reconnecting', 'state']) {
+    test(`close() from a '${event}' listener wins over the reconnect`, () => {
+      const { rt, WS } = setup();
+      connect(WS);
+      rt.on(event, () => rt.close());
+      WS.last.serverClose(1006);
+      mock.timers.tick(60_000);
+      assert.equal(rt.state, 'closed');
+      assert.equal(WS.instances.length, 1);
+    });
+  }
+
   test('a throwing listener neither breaks the SDK nor hides the error', async () => {
     const thrown = [];
     const original = globalThis.queueMicrotask;
