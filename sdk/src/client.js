@@ -479,7 +479,6 @@ export class FaztRealtime extends Emitter {
     for (const sub of this._subs.values()) sub._settle(error);
   }
 
-  /** The server said `connected`: authenticate, resubscribe, release waiting calls. */
   /**
    * Call `fn` with the token: at once for a string (or none), after the
    * function's result for a token function. A function that throws or
@@ -515,6 +514,7 @@ export class FaztRealtime extends Emitter {
     this._attempt = 0;
     this._connectedAt = this._now();
     this._setState(CONNECTED);
+    if (this.state !== CONNECTED) return; // closed by a 'state' listener
     // Sent before any subscribe: the server handles a connection's frames in
     // order, so private channels see the token.
     if (token) this._send({ type: 'auth', token });
