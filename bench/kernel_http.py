@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -41,8 +42,25 @@ HANDLER_JS = "module.exports = () => ({json: {ok: true, n: 1}});\n"
 # -- server side (runs in a child process) ------------------------------------------
 
 
+def raise_priority() -> None:
+    """Ask for a little more CPU priority (root only); neighbours skew results less."""
+    with contextlib.suppress(OSError):
+        os.nice(-5)
+
+
+def wait_for_quiet(max_wait: float) -> float:
+    """Wait (up to ``max_wait`` s) for the 1-minute load average to drop below the core
+    count; returns the load average when the run starts."""
+    cores = os.cpu_count() or 1
+    deadline = time.monotonic() + max_wait
+    while os.getloadavg()[0] >= cores and time.monotonic() < deadline:
+        time.sleep(5)
+    return os.getloadavg()[0]
+
+
 def serve(apps_dir: Path, data_dir: Path, threads: int) -> None:
     """Run the kernel and a plain Tornado app; print their ports as one JSON line."""
+    raise_priority()
     import tornado.httpserver
     import tornado.netutil
     import tornado.web
@@ -148,6 +166,8 @@ async def measure(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    raise_priority()
+    load_at_start = wait_for_quiet(args.quiet_wait)
     with tempfile.TemporaryDirectory(prefix="fazt-bench-") as scratch:
         apps = Path(scratch) / "apps"
         (apps / "bench" / "api").mkdir(parents=True)
@@ -198,6 +218,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
+            "load_average_at_start": round(load_at_start, 2),
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         },
         "settings": {
@@ -249,6 +270,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="JS engine worker threads")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=120.0,
+        help="wait up to this many seconds for the load average to drop below the core count",
+    )
     parser.add_argument("--smoke", action="store_true", help="1 s, 1 repeat, no JSON written")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--serve", nargs=2, metavar=("APPS", "DATA"), help=argparse.SUPPRESS)
@@ -257,7 +284,7 @@ def main() -> int:
         serve(Path(args.serve[0]), Path(args.serve[1]), args.threads)
         return 0
     if args.smoke:
-        args.duration, args.repeats = 1.0, 1
+        args.duration, args.repeats, args.quiet_wait = 1.0, 1, 0.0
     result = run(args)
     print(markdown(result))
     if not args.smoke:
