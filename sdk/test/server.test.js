@@ -4,135 +4,17 @@
 // private channels, kick, heartbeat pings, and a server restart on the same port.
 // Skipped (with a message) when the Python virtualenv ../.venv is missing.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { SDK_DIR } from '../build.mjs';
 import { FaztRealtime } from '../src/index.js';
+import { Server, noServer, sleep, token, until } from './support/server.js';
 
-const REPO = join(SDK_DIR, '..');
-const PYTHON = process.env.FAZT_PYTHON || join(REPO, '.venv', 'bin', 'python');
-const SECRET = 'sdk-test-secret-that-is-long-enough-for-hs256';
-const skip = existsSync(PYTHON) ? false : `no Python virtualenv at ${PYTHON} (run scripts/setup-env)`;
-
-const APP = {
-  'app.json': JSON.stringify({ realtime: { channels: { 'chat-*': { publish: true } } } }),
-  'api/send.js': `module.exports = async (req) => {
-    await fazt.realtime.broadcast(req.json.channel, req.json.data);
-    return { json: { sent: true } };
-  };`,
-  'api/all.js': `module.exports = async (req) => {
-    await fazt.realtime.broadcastAll(req.json.data);
-    return { json: { sent: true } };
-  };`,
-  'api/kick.js': `module.exports = async (req) => ({ json: { kicked: await fazt.realtime.kick(req.json.clientId, 'bye') } });`,
-};
-
-/** A port that was free a moment ago. @returns {Promise<number>} */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** @param {number} ms */
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/**
- * Wait until `predicate()` is true (polling), or fail with `what`.
- * @param {() => boolean} predicate
- * @param {string} what
- */
-async function until(predicate, what, timeout = 10_000) {
-  const deadline = Date.now() + timeout;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-/** `fazt serve` in a subprocess; `start()` resolves once it answers HTTP. */
-class Server {
-  /** @param {string} root @param {number} port */
-  constructor(root, port) {
-    this.root = root;
-    this.port = port;
-    /** @type {import('node:child_process').ChildProcess | null} */
-    this.process = null;
-    this.log = join(root, `fazt-${port}.log`);
-  }
-
-  async start() {
-    const config = join(this.root, 'fazt.json');
-    // Short heartbeat and shutdown grace: the test sees several pings and a quick restart.
-    writeFileSync(config, JSON.stringify({ realtime: { pingIntervalSeconds: 0.5, pongTimeoutSeconds: 1, shutdownGraceSeconds: 0.3 } }));
-    const log = openSync(this.log, 'a');
-    const args = ['-m', 'fazt', 'serve', join(this.root, 'apps'), '--port', String(this.port), '--address', '127.0.0.1'];
-    args.push('--data', join(this.root, 'data'), '--config', config, '--jwt-secret', SECRET);
-    this.process = spawn(PYTHON, args, { cwd: REPO, stdio: ['ignore', log, log], env: { ...process.env, PYTHONUNBUFFERED: '1' } });
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      if (this.process.exitCode !== null) throw new Error(`fazt exited: ${readFileSync(this.log, 'utf8')}`);
-      try {
-        await fetch(`http://127.0.0.1:${this.port}/`);
-        return;
-      } catch {
-        if (Date.now() > deadline) throw new Error(`fazt did not answer: ${readFileSync(this.log, 'utf8')}`);
-        await sleep(50);
-      }
-    }
-  }
-
-  /** SIGTERM (graceful: server_restart, then 4200), SIGKILL after 10 s. */
-  async stop() {
-    const child = this.process;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-  }
-
-  /** POST to the app's api/<name>.js. @param {string} name @param {any} body */
-  async api(name, body) {
-    const response = await fetch(`http://127.0.0.1:${this.port}/_app/it/api/${name}`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify(body),
-    });
-    assert.equal(response.status, 200, await response.clone().text());
-    return response.json();
-  }
-
-  get wsUrl() {
-    return `ws://127.0.0.1:${this.port}/_app/it/_ws`;
-  }
-}
-
-/** @param {string} sub */
-function token(sub) {
-  const run = spawnSync(PYTHON, ['-m', 'fazt', 'token', '--sub', sub, '--name', sub.toUpperCase(), '--jwt-secret', SECRET], {
-    cwd: REPO,
-    encoding: 'utf8',
-  });
-  assert.equal(run.status, 0, run.stderr);
-  return run.stdout.trim();
-}
-
-describe('against a real fazt serve', { skip }, () => {
+describe('against a real fazt serve', { skip: noServer }, () => {
   /** @type {Server} */
   let server;
-  let root = '';
   /** @type {FaztRealtime[]} */
   const clients = [];
   /** Minted before any client connects: spawnSync blocks the loop, and so the pongs. @type {Record<string, string>} */
@@ -151,25 +33,18 @@ describe('against a real fazt serve', { skip }, () => {
   }
 
   before(async () => {
-    root = mkdtempSync(join(tmpdir(), 'fazt-sdk-'));
-    for (const [path, text] of Object.entries(APP)) {
-      const file = join(root, 'apps', 'it', path);
-      mkdirSync(join(file, '..'), { recursive: true });
-      writeFileSync(file, text);
-    }
     for (const sub of ['alice', 'bob']) tokens[sub] = token(sub);
-    server = new Server(root, await freePort());
+    server = new Server();
     await server.start();
   });
 
   after(async () => {
     for (const rt of clients) rt.close();
-    await server?.stop();
-    rmSync(root, { recursive: true, force: true });
+    await server?.dispose();
   });
 
   test('the kernel serves this very bundle at /_fazt/realtime.min.js', async () => {
-    const response = await fetch(`http://127.0.0.1:${server.port}/_app/it/_fazt/realtime.min.js`);
+    const response = await fetch(`${server.appUrl}/_fazt/realtime.min.js`);
     assert.equal(response.status, 200);
     assert.match(response.headers.get('content-type') ?? '', /javascript/);
     assert.equal(await response.text(), readFileSync(join(SDK_DIR, 'realtime.min.js'), 'utf8'));
