@@ -363,7 +363,7 @@ def pad_for(frame_bytes: int) -> str:
     sample = {
         "type": "message",
         "channel": "bench",
-        "data": {"seq": 100000, "t": 123456.123456789, "pad": ""},
+        "data": {"seq": 1000, "t": time.monotonic(), "pad": ""},
         "timestamp": 1764000000000,
     }
     return "x" * max(0, frame_bytes - len(json.dumps(sample, separators=(",", ":"))))
