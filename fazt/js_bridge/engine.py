@@ -11,7 +11,8 @@ Host calls. JS never calls Python. A ``fazt.<ns>.<fn>(...)`` call queues
 ``execute_pending_job`` calls, runs each host coroutine on the IOLoop that called
 ``run_handler`` (``asyncio.run_coroutine_threadsafe``), waits for them, and
 settles each JS Promise. Calls queued in the same turn run concurrently. While
-it waits, the worker is idle but held by that request (see docs/js-handlers.md).
+it waits, the worker is held by that request (its context is mid-request), so
+if no other worker is free it first starts a spare worker, which exits when idle.
 
 Limits. CPU time per request (``time_limit_seconds``, see ``CpuBudget`` for how
 it is measured) gives 503; memory per context (``memory_limit_mb``) gives 500.
@@ -72,6 +73,11 @@ MAX_CONTEXTS_PER_THREAD = 256
 #: the limit is checked against the real C stack, and overrunning that crashes).
 JS_STACK_BYTES = 8 * 1024 * 1024
 WORKER_STACK_BYTES = 32 * 1024 * 1024
+#: Spare workers, per configured thread, started while every worker waits on host
+#: calls (a waiting worker holds its request's context, so it cannot take another).
+SPARE_WORKERS_PER_THREAD = 4
+#: A spare worker exits after this long without a job.
+SPARE_IDLE_SECONDS = 10.0
 #: Names the kernel itself defines on ``fazt``.
 RESERVED_NAMESPACES = frozenset({"app", "log"})
 
@@ -124,9 +130,9 @@ class JsEngine:
     """A pool of QuickJS worker threads that run app handlers.
 
     ``time_limit_seconds`` is the CPU budget of one request, ``memory_limit_mb``
-    the memory limit of one app's context, ``threads`` the number of workers
-    (handlers run in parallel up to that number). Raises ValueError for
-    non-positive values.
+    the memory limit of one app's context, ``threads`` the number of permanent
+    workers; up to ``SPARE_WORKERS_PER_THREAD * threads`` spares join while all
+    workers wait on host calls. Raises ValueError for non-positive values.
     """
 
     def __init__(
@@ -149,7 +155,13 @@ class JsEngine:
         self._namespaces: tuple[int, dict[str, dict[str, HostFunction]]] = (0, {})
         self._closed = False
         self._stop = threading.Event()
-        self._workers = [self._start_worker(i) for i in range(threads)]
+        self._max_workers = threads * (1 + SPARE_WORKERS_PER_THREAD)
+        self._idle = 0  # workers blocked in the job queue (guarded by _lock)
+        self._started = 0  # workers ever started, for thread names (guarded by _lock)
+        self._workers: list[threading.Thread] = []  # guarded by _lock
+        with self._lock:
+            for _ in range(threads):
+                self._start_worker_locked(spare=False)
 
     # -- public API ------------------------------------------------------------------
 
@@ -224,18 +236,22 @@ class JsEngine:
                 return
             self._closed = True
             self._stop.set()
-            for _ in self._workers:
+            workers = [worker for worker in self._workers if worker.is_alive()]
+            for _ in workers:
                 self._jobs.put(None)
         deadline = time.monotonic() + min(self.time_limit_seconds, 2.0) + 0.5
-        for worker in self._workers:
+        for worker in workers:
             worker.join(timeout=max(0.0, deadline - time.monotonic()))
             if worker.is_alive():
                 log.warning("JS worker %s still busy at shutdown", worker.name)
 
     # -- workers -----------------------------------------------------------------------
 
-    def _start_worker(self, index: int) -> threading.Thread:
-        thread = threading.Thread(target=self._work, name=f"fazt-js-{index}", daemon=True)
+    def _start_worker_locked(self, *, spare: bool) -> None:
+        """Start a worker (the caller holds ``_lock``); a spare one exits when idle."""
+        name = f"fazt-js-{self._started}" + ("-spare" if spare else "")
+        self._started += 1
+        thread = threading.Thread(target=self._work, args=(spare,), name=name, daemon=True)
         # threading.stack_size is process-wide: set it just around this start.
         with _stack_size_lock:
             previous = threading.stack_size(WORKER_STACK_BYTES)
@@ -243,13 +259,35 @@ class JsEngine:
                 thread.start()
             finally:
                 threading.stack_size(previous)
-        return thread
+        self._workers = [worker for worker in self._workers if worker.is_alive()]
+        self._workers.append(thread)
 
-    def _work(self) -> None:
+    def _add_spare_if_all_busy(self) -> None:
+        """Called by a worker about to wait on host calls: keep one worker free for jobs."""
+        with self._lock:
+            if self._closed or self._idle > 0:
+                return
+            alive = sum(1 for worker in self._workers if worker.is_alive())
+            if alive < self._max_workers:
+                self._start_worker_locked(spare=True)
+
+    def _next_job(self, spare: bool) -> _Job | None:
+        """The next job; ``None`` to stop (engine closed, or a spare idle too long)."""
+        with self._lock:
+            self._idle += 1
+        try:
+            return self._jobs.get(timeout=SPARE_IDLE_SECONDS) if spare else self._jobs.get()
+        except queue.Empty:
+            return None
+        finally:
+            with self._lock:
+                self._idle -= 1
+
+    def _work(self, spare: bool) -> None:
         runtimes: OrderedDict[tuple[str, str], AppRuntime] = OrderedDict()
         try:
             while True:
-                job = self._jobs.get()
+                job = self._next_job(spare)
                 if job is None:
                     break
                 if job.abandoned:
@@ -403,6 +441,8 @@ class JsEngine:
                 results[call_id] = (call_id, False, f"{name}: the server is shutting down")
                 continue
             pending[future] = (call_id, name)
+        if pending:
+            self._add_spare_if_all_busy()
         waiting = set(pending)
         stop = self._stop
         deadline = time.monotonic() + HOST_CALL_TIMEOUT_SECONDS

@@ -263,3 +263,18 @@ async def test_waiting_for_host_calls_is_not_charged_to_the_cpu_budget(js: JsHar
 async def test_engine_rejects_bad_settings(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         JsEngine(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_worker_waiting_on_host_calls_does_not_hold_up_other_requests(
+    js1: JsHarness, host: HostRecorder
+) -> None:
+    # One configured worker. `hold` waits for a host call that only `free` resolves;
+    # a spare worker must serve `free` meanwhile, or `hold` times out.
+    js1.write("hold.js", "module.exports = async () => await fazt.test.wait();")
+    js1.write("free.js", "module.exports = async () => await fazt.test.release();")
+    holding = asyncio.ensure_future(js1.json("hold.js"))
+    while not host.calls:
+        await asyncio.sleep(0.01)
+    assert await js1.json("free.js") == "done"
+    assert await holding == "released"
+    assert any(worker.name.endswith("-spare") for worker in js1.engine._workers)
