@@ -100,6 +100,9 @@ class RedisBackplane(Backplane):
     clusters can share one Redis. ``reconnect_max_seconds`` caps the backoff
     between reconnection attempts; ``socket_timeout_seconds`` bounds each Redis
     command, so an unreachable server turns into an outage instead of a hang.
+    ``max_connections`` bounds this node's Redis connections (the subscriber
+    connection included); when all stay busy for the socket timeout, the call
+    fails soft (counted in ``busy_failures``) without declaring an outage.
 
     Raises ``ValueError`` for bad arguments and ``RuntimeError`` (with the
     install hint) when redis-py is missing. ``start`` raises ``ConnectionError``
@@ -115,6 +118,7 @@ class RedisBackplane(Backplane):
         prefix: str = "fazt",
         reconnect_max_seconds: float = 5.0,
         socket_timeout_seconds: float = 2.0,
+        max_connections: int = 32,
     ) -> None:
         try:
             import redis.asyncio  # noqa: F401  (lazy: the redis extra is optional)
@@ -133,6 +137,9 @@ class RedisBackplane(Backplane):
         ):
             if not isinstance(value, int | float) or not value > 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if not isinstance(max_connections, int) or max_connections < 2:
+            raise ValueError("max_connections must be an integer >= 2 (one is the subscriber)")
+        self._max_connections = max_connections
         self.node_id = check_node_id(node_id) if node_id is not None else new_node_id()
         self.url = url
         self._safe_url = redact_url(url)
@@ -170,6 +177,9 @@ class RedisBackplane(Backplane):
         self.invalid_messages = 0
         #: Outages seen since start.
         self.outages = 0
+        #: Calls that failed because every pooled connection stayed busy.
+        self.busy_failures = 0
+        self._last_busy_log = -_INVALID_LOG_INTERVAL_SECONDS
 
     @property
     def connected(self) -> bool:
@@ -190,7 +200,7 @@ class RedisBackplane(Backplane):
     async def start(self, handler: BackplaneHandler) -> None:
         if self._client is not None:
             raise RuntimeError("backplane already started")
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
@@ -200,12 +210,18 @@ class RedisBackplane(Backplane):
         try:
             # No retries inside redis-py: an unreachable server must become an
             # outage at once (handled here), not a command stuck in retries.
-            self._client = Redis.from_url(
+            # A blocking pool bounds this node's connections to Redis: under load,
+            # commands wait for a free connection (up to the socket timeout)
+            # instead of opening one per concurrent request.
+            pool = BlockingConnectionPool.from_url(
                 self.url,
+                max_connections=self._max_connections,
+                timeout=self._socket_timeout,
                 retry=Retry(NoBackoff(), 0),
                 socket_timeout=self._socket_timeout,
                 socket_connect_timeout=self._socket_timeout,
             )
+            self._client = Redis.from_pool(pool)
         except ValueError as exc:
             raise ValueError(f"invalid Redis URL {self._safe_url!r}: {exc}") from exc
         self._scripts = {
@@ -385,7 +401,15 @@ class RedisBackplane(Backplane):
 
         try:
             return await call()
-        except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError) as exc:
+        except RedisConnectionError as exc:
+            if isinstance(exc.__cause__, asyncio.TimeoutError):
+                # Every pooled connection stayed busy for the socket timeout: Redis
+                # is slow or this node is overloaded, not cut off. This call fails.
+                self.busy_failures += 1
+                self._note_busy()
+            else:
+                self._mark_down(exc)
+        except (RedisTimeoutError, OSError, TimeoutError) as exc:
             self._mark_down(exc)
         except RedisError as exc:
             # A server-side error (a script error on corrupted keys, READONLY...):
@@ -505,6 +529,19 @@ class RedisBackplane(Backplane):
                 self.node_id,
                 what,
                 self.invalid_messages,
+            )
+
+    def _note_busy(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._last_busy_log >= _INVALID_LOG_INTERVAL_SECONDS:
+            self._last_busy_log = now
+            log.warning(
+                "backplane node %s: all %d Redis connections stayed busy for %.1f s; "
+                "%d calls failed so far (messages dropped, local answers used)",
+                self.node_id,
+                self._max_connections,
+                self._socket_timeout,
+                self.busy_failures,
             )
 
     def _call(self, action: Callable[[BackplaneHandler], None]) -> None:

@@ -7,6 +7,7 @@ outage tests start and kill a server of their own.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import sys
@@ -22,6 +23,7 @@ from tests.realtime.backplane.conformance import (
     BackplaneConformance,
     Cluster,
     Node,
+    RecordingHandler,
     eventually,
     eventually_async,
     new_app,
@@ -129,6 +131,39 @@ async def test_every_app_key_and_topic_carries_the_app_uuid(cluster: RedisCluste
     assert f"{p}:app:{app}:ch:room" in topics
     assert f"{p}:app:{app}:all" in topics
     assert f"{p}:app:{app}:kick:{a.backplane.node_id}" in topics
+
+
+@pytest.mark.gen_test
+async def test_connections_to_redis_are_bounded_under_concurrency(
+    redis_server: RedisServer,
+) -> None:
+    prefix = f"t{next(_prefixes)}"
+    node = RedisBackplane(redis_server.url, prefix=prefix, max_connections=3)
+    other = RedisBackplane(redis_server.url, prefix=prefix)
+    receiver = RecordingHandler()
+    await node.start(RecordingHandler())
+    await other.start(receiver)
+    try:
+        app = new_app()
+        await other.subscribe_channel(app, "room")
+        await asyncio.gather(
+            *(node.publish_channel(app, "room", b'{"n":%d}' % i) for i in range(200)),
+            *(node.add_connection(app, f"c{i}") for i in range(200)),
+        )
+        await eventually(lambda: len(receiver.payloads()) == 200, "every message")
+        assert await other.count_connections(app) == 200
+        assert node.dropped_messages == 0 and node.busy_failures == 0
+        inspector = await _inspector(redis_server.url)
+        try:
+            clients = await inspector.client_list()
+        finally:
+            await inspector.aclose()
+        # 400 concurrent calls went through at most 3 connections of the bounded
+        # node; an unbounded pool would have opened one per call in flight.
+        assert len(clients) < 20
+    finally:
+        await node.stop()
+        await other.stop()
 
 
 # -- hostile data ------------------------------------------------------------------
@@ -329,6 +364,8 @@ def test_bad_arguments_are_clear_errors() -> None:
         RedisBackplane("redis://127.0.0.1:1/0", presence_ttl_seconds=0)
     with pytest.raises(ValueError, match="node id"):
         RedisBackplane("redis://127.0.0.1:1/0", node_id="a b")
+    with pytest.raises(ValueError, match="max_connections"):
+        RedisBackplane("redis://127.0.0.1:1/0", max_connections=1)
 
 
 @pytest.mark.gen_test
