@@ -27,7 +27,7 @@ from tornado.httpclient import AsyncHTTPClient
 from fazt.kernel.tokens import TokenService
 from tests.harness import FaztProcess, make_app
 from tests.realtime.backplane.redis_server import RedisServer, needs_redis_server
-from tests.realtime.wsclient import Client, open_client
+from tests.realtime.wsclient import Client, open_client, upgrade_status
 
 pytestmark = [pytest.mark.redis, needs_redis_server]
 
@@ -74,11 +74,17 @@ class ClusterRig:
         self.nodes: list[FaztProcess] = []
         self.clients: list[Client] = []
         self.tokens = TokenService(SECRET.encode())
+        #: Extra keys for the "realtime" section of every node's config.
+        self.realtime: dict[str, Any] = {}
 
     def config(self, redis: bool = True) -> dict[str, Any]:
         config: dict[str, Any] = {
             "jwt": {"secret": SECRET},
-            "realtime": {"presenceTtlSeconds": PRESENCE_TTL, "shutdownGraceSeconds": 0.2},
+            "realtime": {
+                "presenceTtlSeconds": PRESENCE_TTL,
+                "shutdownGraceSeconds": 0.2,
+                **self.realtime,
+            },
         }
         if redis:
             config["redis"] = self.redis.url
@@ -176,6 +182,24 @@ async def test_cross_node_delivery_is_exactly_once(rig: ClusterRig) -> None:
         assert {"type": "kicked", "reason": "bye"} in seen
         assert await rig.api(one, "kick", id="no-such-client") == {"kicked": False}
         await eventually_equal(lambda: rig.api(one, "count"), {"count": 2}, "count after kick")
+    finally:
+        await rig.close_clients()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_connection_limit_holds_cluster_wide(rig: ClusterRig) -> None:
+    rig.realtime = {"limits": {"maxConnectionsPerApp": 3}}
+    one, two = rig.start_node(), rig.start_node()
+    try:
+        await rig.client(one)
+        await rig.client(one)
+        await rig.client(two)
+        # Each node holds fewer than 3, but the app has 3 across the cluster.
+        assert await upgrade_status(one.ws_url("chat")) == 503
+        assert await upgrade_status(two.ws_url("chat")) == 503
+        await rig.clients.pop().close()
+        await eventually_equal(lambda: rig.api(one, "count"), {"count": 2}, "count after close")
+        assert await upgrade_status(one.ws_url("chat")) == 101
     finally:
         await rig.close_clients()
 
