@@ -230,6 +230,7 @@ class RedisBackplane(Backplane):
                 "REFRESH",
                 "SWEEP",
                 "LEAVE_CLUSTER",
+                "RESET_NODE",
                 "ADD_CONNECTION",
                 "REMOVE_CONNECTION",
                 "COUNT_ALL_CONNECTIONS",
@@ -312,10 +313,16 @@ class RedisBackplane(Backplane):
         self._reader = asyncio.create_task(self._read(pubsub))
 
     async def _register_all(self) -> None:
-        """Write this node's liveness and every mirrored entry, in one pipeline."""
+        """Replace this node's registry entries with its mirror, atomically.
+
+        One MULTI/EXEC: the node's old entries are removed (clients that left
+        while Redis was unreachable must not linger) and the mirror written
+        back, so other nodes never see the node half-registered.
+        """
         assert self._client is not None
-        async with self._client.pipeline(transaction=False) as pipe:
+        async with self._client.pipeline(transaction=True) as pipe:
             node = self.node_id
+            await self._scripts["RESET_NODE"](args=[self._prefix, node], client=pipe)
             await self._scripts["REFRESH"](args=[self._prefix, node, self._ttl_ms()], client=pipe)
             for app_uuid, clients in self._conns.items():
                 for client_id in clients:

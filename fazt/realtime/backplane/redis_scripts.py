@@ -169,6 +169,17 @@ return 1
 """
 )
 
+#: ARGV: prefix, node. Removes the node's entries but keeps it registered: the
+#: first step of re-registering after an outage, so that entries of clients
+#: that left while Redis was unreachable do not linger.
+RESET_NODE = (
+    _PRELUDE
+    + r"""
+purge(ARGV[2])
+return 1
+"""
+)
+
 #: ARGV: prefix, app, node, client.
 ADD_CONNECTION = (
     _PRELUDE

@@ -265,6 +265,27 @@ async def test_a_node_swept_while_alive_puts_its_entries_back(cluster: RedisClus
     assert await a.backplane.presence_members(app, "presence-r") == [{"id": "bob"}]
 
 
+@pytest.mark.gen_test
+async def test_entries_removed_during_an_outage_do_not_linger(cluster: RedisCluster) -> None:
+    a, b = [await cluster.add_node() for _ in range(2)]
+    app = new_app()
+    for client in ("c1", "c2"):
+        await b.backplane.add_connection(app, client)
+        await b.backplane.add_subscription(app, "room", client, {"clientId": client})
+        await b.backplane.presence_join(app, "presence-r", client, {"id": client})
+    assert isinstance(b.backplane, RedisBackplane)
+    # A blip: Redis keeps its data, but b cannot reach it while c2 leaves.
+    b.backplane._mark_down(ConnectionError("simulated network blip"))
+    await b.backplane.remove_subscription(app, "room", "c2")
+    assert await b.backplane.presence_leave(app, "presence-r", "c2", "c2") is True
+    await b.backplane.remove_connection(app, "c2")
+    await eventually(lambda: b.backplane.connected, "reconnection")
+    assert await a.backplane.count_connections(app) == 1
+    assert await a.backplane.subscribers(app, "room") == [{"clientId": "c1"}]
+    assert await a.backplane.presence_members(app, "presence-r") == [{"id": "c1"}]
+    assert await a.backplane.count_channels(app) == 1
+
+
 @pytest.mark.gen_test(timeout=30)
 async def test_redis_restart_during_traffic_resumes_without_restarting_nodes(
     io_loop: tornado.ioloop.IOLoop, caplog: pytest.LogCaptureFixture
