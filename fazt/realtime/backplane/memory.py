@@ -328,7 +328,9 @@ class MemoryBackplane(Backplane):
             return
         now = asyncio.get_running_loop().time()
         if not self._broker.refresh(self.node_id, now + self._ttl):
-            # Swept while alive (the loop stalled past the TTL): come back.
+            # Swept while alive (the loop stalled past the TTL): come back. Unlike
+            # RedisBackplane, which keeps a mirror, the swept entries stay gone;
+            # in one process this needs a loop stalled for the whole TTL.
             log.warning("backplane node %s was declared dead; rejoining", self.node_id)
             self._broker.attach(self, now + self._ttl)
         for app_uuid, channel, member in self._broker.sweep(now):
