@@ -90,7 +90,7 @@ class _Job:
     context: HostCallContext
     handler_file: Path
     api_root: Path
-    request_json: str
+    request: dict[str, Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[JsResponse]
     abandoned: bool = field(default=False)
@@ -195,26 +195,10 @@ class JsEngine:
         Never raises for anything the handler does: errors, limits and bad
         responses all come back as JSON error responses (docs/js-handlers.md).
         """
-        if self._closed:
-            return error_response(503, "the JS engine is shut down")
-        try:
-            # ASCII-only: lone surrogates from a lenient body decode cannot reach C.
-            request_json = json.dumps(request, ensure_ascii=True, allow_nan=False)
-        except ValueError as error:
-            if "float" in str(error):
-                # Python's json accepts NaN/Infinity in a body; JSON (and JS) does not.
-                return error_response(
-                    400, "the request JSON holds NaN or Infinity, which JSON forbids"
-                )
-            log.error("request for %s cannot be passed to JS: %s", handler_file, str(error))
-            return error_response(500, "the request cannot be passed to the handler")
-        except (TypeError, RecursionError) as error:
-            log.error("request for %s cannot be passed to JS: %s", handler_file, str(error))
-            return error_response(500, "the request cannot be passed to the handler")
+        # Kept lean: this is the only part on the IOLoop thread. The worker encodes
+        # `request` (the kernel builds a fresh dict per request and never mutates it).
         loop = asyncio.get_running_loop()
-        job = _Job(
-            context, Path(handler_file), Path(api_root), request_json, loop, loop.create_future()
-        )
+        job = _Job(context, handler_file, api_root, request, loop, loop.create_future())
         with self._lock:  # never queue behind close()'s stop markers
             if self._closed:
                 return error_response(503, "the JS engine is shut down")
@@ -343,6 +327,20 @@ class JsEngine:
         app = job.context.app
         app_log = logging.getLogger(f"fazt.app.{app.slug}")
         try:
+            # ASCII-only: lone surrogates from a lenient body decode cannot reach C.
+            request_json = json.dumps(job.request, ensure_ascii=True, allow_nan=False)
+        except ValueError as error:
+            if "float" in str(error):
+                # Python's json accepts NaN/Infinity in a body; JSON (and JS) does not.
+                return error_response(
+                    400, "the request JSON holds NaN or Infinity, which JSON forbids"
+                )
+            log.error("app %s: request cannot be passed to JS: %s", app.slug, str(error))
+            return error_response(500, "the request cannot be passed to the handler")
+        except (TypeError, RecursionError) as error:
+            log.error("app %s: request cannot be passed to JS: %s", app.slug, str(error))
+            return error_response(500, "the request cannot be passed to the handler")
+        try:
             key = self._modules.handler_key(job.api_root, job.handler_file)
         except HandlerPathError as error:
             log.error("app %s: %s", app.slug, str(error))
@@ -357,7 +355,7 @@ class JsEngine:
             envelope = runtime.run(
                 key,
                 modules,
-                job.request_json,
+                request_json,
                 CpuBudget(self.time_limit_seconds),
                 lambda calls: self._run_host_calls(job, calls),
             )
