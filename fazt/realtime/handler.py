@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+import tornado.http1connection
+import tornado.httputil
 import tornado.web
 import tornado.websocket
 
@@ -26,6 +28,9 @@ if TYPE_CHECKING:
     from fazt.realtime.plugin import RealtimePlugin
 
 log = logging.getLogger("fazt.realtime")
+
+#: Shared, empty and never written: what a connection keeps instead of its headers.
+_NO_HEADERS = tornado.httputil.HTTPHeaders()
 
 #: ``max_message_size`` before the app is known (unknown app: closed at once anyway).
 _UNKNOWN_APP_MAX_BYTES = 1024
@@ -89,6 +94,31 @@ class RealtimeHandler(tornado.websocket.WebSocketHandler):
             self, self.plugin.outgoing_queue_size, self.plugin.coalescer
         )
         self.session = await self.plugin.hub.connect(self.app, self.transport, self.claims)
+        self._shed_request_state()
+
+    def _shed_request_state(self) -> None:
+        """Drop per-request state Tornado keeps for the whole life of a WebSocket.
+
+        After the upgrade nothing reads the request or response headers, query
+        arguments or UI modules again; with thousands of idle connections they
+        are most of what a connection costs. The instance dict is then rebuilt
+        compact (Tornado's ``_detach_stream`` grew it with method guards).
+        """
+        # Tornado's suspended get() still references the original headers: empty them.
+        self.request.headers.clear()
+        self.request.headers = _NO_HEADERS
+        self.request.arguments = self.request.query_arguments = {}
+        self.request.body_arguments = {}
+        self.request.files = {}
+        self._headers = _NO_HEADERS
+        self.ui = None  # type: ignore[assignment]  # as Tornado's own _break_cycles does
+        connection = self.request.connection
+        if isinstance(connection, tornado.http1connection.HTTP1Connection):
+            connection._request_headers = None  # detached: never read again
+        self.path_args, self.path_kwargs = [], {}
+        self.open_args, self.open_kwargs = (), {}
+        self.claims = None
+        self.__dict__ = dict(self.__dict__)
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         session = self.session

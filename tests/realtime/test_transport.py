@@ -151,6 +151,8 @@ async def test_tornado_internals_used_by_the_fast_path(tmp_path: Path) -> None:
         assert len(ws.stream._write_buffer) == 0
         assert ws.server_terminated is False
         assert handler.ping_interval is None
+        # Per-request state was shed after the upgrade (memory per idle connection).
+        assert len(handler.request.headers) == 0 and handler.ui is None
         assert handler.get_compression_options() is None
         # The direct path is really used: the frame reached the client without a queue.
         await rt.plugin.api(rt.app("chat")).broadcast_all("hello")
