@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -427,3 +428,36 @@ async def test_cluster_of_two_hubs() -> None:
     assert t1.closed_with == (4003, "kicked")
     for w in (w1, w2):
         await w.hub.backplane.stop()
+
+
+@pytest.mark.gen_test
+async def test_crashed_node_members_leave_once() -> None:
+    broker = MemoryBroker()
+    w1 = await make_world(backplane=MemoryBackplane(broker, "n1", presence_ttl_seconds=0.06))
+    w2 = await make_world(backplane=MemoryBackplane(broker, "n2", presence_ttl_seconds=0.06))
+    app = make_app()
+    watcher, tw = await w1.connect(app, claims("wat"))
+    ghost, _ = await w2.connect(app, claims("ghost", name="Ghost"))
+    await w1.send(watcher, {"type": "subscribe", "channel": "presence-room"})
+    await w2.send(ghost, {"type": "subscribe", "channel": "presence-room"})
+    await asyncio.sleep(0)
+    assert tw.take()[-1]["event"] == "join"
+    backplane2 = w2.hub.backplane
+    assert isinstance(backplane2, MemoryBackplane)
+    backplane2.crash()  # kill -9 of node 2: its members must leave within the TTL
+    for _ in range(100):
+        if tw.frames:
+            break
+        await asyncio.sleep(0.01)
+    await w1.hub.drain_tasks()
+    assert tw.take() == [
+        {
+            "type": "presence",
+            "channel": "presence-room",
+            "event": "leave",
+            "client": {"id": "ghost", "name": "Ghost"},
+        }
+    ]
+    members = await w1.hub.backplane.presence_members(app.uuid, "presence-room")
+    assert members == [{"id": "wat"}]
+    await w1.hub.backplane.stop()
