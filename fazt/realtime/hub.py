@@ -132,8 +132,15 @@ class Hub:
         if self.closing:
             return False
         limits = self.limits_for(app)
-        total = await self.backplane.count_connections(None)
-        per_app = await self.backplane.count_connections(app.uuid)
+        try:
+            total = await self.backplane.count_connections(None)
+            per_app = await self.backplane.count_connections(app.uuid)
+        except Exception:
+            # The registry is unreachable (e.g. Redis down): keep serving, on local counts.
+            log.warning("realtime: cluster counts unavailable, using local counts", exc_info=True)
+            total = self.connection_count()
+            state = self._apps.get(app.uuid)
+            per_app = len(state.sessions) if state else 0
         if total >= self.limits.maxConnectionsTotal or per_app >= limits.maxConnectionsPerApp:
             return False
         self._watcher.observe("maxConnectionsTotal", total + 1, self.limits.maxConnectionsTotal)
@@ -237,6 +244,10 @@ class Hub:
         except ProtocolError as error:
             if not session.closed:
                 session.send(text_frame(protocol.error_from(error)))
+        except Exception:
+            # A failing backplane call (or a bug) must not cost the client its
+            # connection; it is logged loudly instead.
+            log.exception("realtime: failed to handle a %s message", type(message).__name__)
 
     def _count_message(self, session: Session, now: float) -> bool:
         """Spend a rate token; over the rate, drop and warn at most once a second."""

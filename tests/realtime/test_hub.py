@@ -461,3 +461,29 @@ async def test_crashed_node_members_leave_once() -> None:
     members = await w1.hub.backplane.presence_members(app.uuid, "presence-room")
     assert members == [{"id": "wat"}]
     await w1.hub.backplane.stop()
+
+
+class _BrokenRegistry(MemoryBackplane):
+    """A backplane whose registry calls fail, as with Redis unreachable."""
+
+    async def count_connections(self, app_uuid: str | None = None) -> int:
+        raise ConnectionError("registry down")
+
+    async def add_subscription(
+        self, app_uuid: str, channel: str, client_id: str, info: dict[str, Any]
+    ) -> None:
+        raise ConnectionError("registry down")
+
+
+@pytest.mark.gen_test
+async def test_backplane_failures_do_not_cost_connections(caplog: pytest.LogCaptureFixture) -> None:
+    w = await make_world(backplane=_BrokenRegistry())
+    app = make_app()
+    assert await w.hub.admit(app)  # falls back to local counts
+    s, t = await w.connect(app)
+    t.take()
+    await w.send(s, {"type": "subscribe", "channel": "c"})
+    assert t.closed_with is None
+    await w.send(s, {"type": "ping"})
+    assert t.take()[-1] == {"type": "pong"}
+    assert any("failed to handle a Subscribe message" in r.message for r in caplog.records)
