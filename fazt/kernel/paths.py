@@ -104,7 +104,7 @@ def api_handler_file(app_root: Path, raw_name: str) -> Path | None:
     segments = decode_segments(raw_name)
     if not segments or not all(_API_SEGMENT.match(segment) for segment in segments):
         return None
-    api_root = str(app_root / "api")
+    api_root = f"{app_root}{os.sep}api"
     if segments[-1].endswith(".js"):
         # "/api/x.js" is not a route; only the extension-less name is.
         return None
