@@ -31,6 +31,8 @@ log = logging.getLogger("fazt.realtime")
 
 #: Shared, empty and never written: what a connection keeps instead of its headers.
 _NO_HEADERS = tornado.httputil.HTTPHeaders()
+_NO_ARGUMENTS: dict[str, list[bytes]] = {}
+_NO_FILES: dict[str, list[tornado.httputil.HTTPFile]] = {}
 
 #: ``max_message_size`` before the app is known (unknown app: closed at once anyway).
 _UNKNOWN_APP_MAX_BYTES = 1024
@@ -107,16 +109,14 @@ class RealtimeHandler(tornado.websocket.WebSocketHandler):
         # Tornado's suspended get() still references the original headers: empty them.
         self.request.headers.clear()
         self.request.headers = _NO_HEADERS
-        self.request.arguments = self.request.query_arguments = {}
-        self.request.body_arguments = {}
-        self.request.files = {}
+        request = self.request
+        request.arguments = request.query_arguments = request.body_arguments = _NO_ARGUMENTS
+        request.files = _NO_FILES
         self._headers = _NO_HEADERS
         self.ui = None  # type: ignore[assignment]  # as Tornado's own _break_cycles does
         connection = self.request.connection
         if isinstance(connection, tornado.http1connection.HTTP1Connection):
             connection._request_headers = None  # detached: never read again
-        self.path_args, self.path_kwargs = [], {}
-        self.open_args, self.open_kwargs = (), {}
         self.claims = None
         self.__dict__ = dict(self.__dict__)
 
