@@ -487,3 +487,36 @@ async def test_backplane_failures_do_not_cost_connections(caplog: pytest.LogCapt
     await w.send(s, {"type": "ping"})
     assert t.take()[-1] == {"type": "pong"}
     assert any("failed to handle a Subscribe message" in r.message for r in caplog.records)
+
+
+class _SlowRegistry(MemoryBackplane):
+    """Registry calls that yield to the loop, as Redis round trips do."""
+
+    async def count_subscribers(self, app_uuid: str, channel: str) -> int:
+        await asyncio.sleep(0.01)
+        return await super().count_subscribers(app_uuid, channel)
+
+    async def add_subscription(
+        self, app_uuid: str, channel: str, client_id: str, info: dict[str, Any]
+    ) -> None:
+        await asyncio.sleep(0.01)
+        await super().add_subscription(app_uuid, channel, client_id, info)
+
+
+@pytest.mark.gen_test
+async def test_disconnect_racing_a_subscribe_leaves_nothing_behind() -> None:
+    w = await make_world(backplane=_SlowRegistry())
+    app = make_app()
+    for delay in (0.0, 0.005, 0.015, 0.03):
+        s, _t = await w.connect(app, claims("racer"))
+        subscribing = asyncio.ensure_future(
+            w.send(s, {"type": "subscribe", "channel": "presence-race"})
+        )
+        await asyncio.sleep(delay)
+        await w.hub.disconnect(s)
+        await subscribing
+        await w.hub.drain_tasks()
+        assert await w.hub.count(app, "presence-race") == 0, delay
+        assert await w.hub.backplane.presence_members(app.uuid, "presence-race") == []
+        assert "presence-race" not in w.hub.app_hub(app).channels
+    assert await w.hub.count(app) == 0
