@@ -158,3 +158,20 @@ async def test_tornado_internals_used_by_the_fast_path(tmp_path: Path) -> None:
         await rt.plugin.api(rt.app("chat")).broadcast_all("hello")
         assert (await client.recv())["data"] == "hello"
         assert transport.queued == 0
+
+
+@pytest.mark.gen_test
+async def test_tls_streams_never_use_the_raw_socket() -> None:
+    import ssl
+
+    server, client = socket.socketpair()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    stream = tornado.iostream.SSLIOStream(server, ssl_options=context)
+    transport, _ = _transport(stream, queue=10)
+    assert transport._direct is False  # bytes must go through the SSL object
+    plain, peer = _pair()
+    assert _transport(plain, queue=10)[0]._direct is True
+    for item in (stream, plain):
+        item.close()
+    client.close()
+    peer.close()
