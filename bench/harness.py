@@ -498,6 +498,7 @@ METRICS = [
     ("paced", "p99_ms", "p99 ms (paced)", "{:.2f}"),
     ("memory", "kb_per_connection", "KB / idle subscribed conn", "{:.1f}"),
     ("http", "requests_per_s", "POST→broadcast req/s", "{:,.0f}"),
+    ("http", "server_us_per_request", "POST→broadcast server µs/req", "{:,.0f}"),
 ]
 
 
@@ -636,14 +637,28 @@ def chart(summary: dict[str, Any], peers: list[Peer], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [
-        ("server_us_per_delivery", "server CPU µs per delivery (lower is better)"),
-        ("deliveries_per_s", "burst deliveries/s, 1,000 subscribers"),
-        ("p99_ms", f"p99 latency ms, 20 publishes/s {TIMES} 1,000 subs"),
-        ("kb_per_connection", "KB per idle subscribed connection"),
+    ws_cost = summary.get("websockets", {}).get("server_us_per_delivery", {}).get("median")
+    panels: list[tuple[str, str, bool, float | None, str]] = [
+        # (metric, title, log scale, target line, target label)
+        (
+            "server_us_per_delivery",
+            "server CPU µs per delivery, burst (lower is better)",
+            False,
+            0.6 * ws_cost if ws_cost else None,
+            f"target 0.6{TIMES} websockets",
+        ),
+        ("deliveries_per_s", "burst deliveries/s, 1,000 subscribers", False, None, ""),
+        (
+            "p99_ms",
+            f"p99 latency ms, 20 publishes/s {TIMES} 1,000 subs (log)",
+            True,
+            15.0,
+            "target 15 ms",
+        ),
+        ("kb_per_connection", "KB per idle subscribed connection", False, 10.0, "target 10 KB"),
     ]
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
-    for ax, (key, title) in zip(axes.flat, panels, strict=True):
+    for ax, (key, title, log, target, target_label) in zip(axes.flat, panels, strict=True):
         names, med, low, high, colors = [], [], [], [], []
         for peer in peers:
             stat = summary.get(peer.name, {}).get(key)
@@ -654,11 +669,25 @@ def chart(summary: dict[str, Any], peers: list[Peer], path: Path) -> None:
             low.append(stat["median"] - stat["min"])
             high.append(stat["max"] - stat["median"])
             colors.append("#d62728" if peer.name == "fazt" else "#7f7f7f")
-        ax.barh(names, med, xerr=[low, high], color=colors, capsize=3)
+        if not names:
+            ax.set_visible(False)
+            continue
+        ax.barh(names, med, xerr=[low, high], color=colors, capsize=3, ecolor="#444444")
         ax.invert_yaxis()
         ax.set_title(title, fontsize=10)
-        for i, v in enumerate(med):
-            ax.text(v, i, f" {v:,.1f}", va="center", fontsize=8)
+        if log:
+            ax.set_xscale("log")
+        if target:
+            ax.axvline(target, color="#1f77b4", linestyle="--", linewidth=1, label=target_label)
+            ax.legend(fontsize=8, loc="lower right")
+        right = max(m + h for m, h in zip(med, high, strict=True))
+        if log:
+            ax.set_xlim(left=1, right=right * 3)
+        else:
+            ax.set_xlim(right=right * 1.25)
+        for i, (m, h) in enumerate(zip(med, high, strict=True)):
+            shown = f"{m:,.0f}" if m >= 1000 else f"{m:,.1f}"
+            ax.text(m + h, i, f"  {shown}", va="center", fontsize=8)
     fig.suptitle(f"fazt vs peers: medians of the same run, bars show min{DASH}max", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

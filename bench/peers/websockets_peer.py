@@ -13,6 +13,7 @@ import sys
 import time
 
 from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
 
 CHANNELS: dict[str, set[ServerConnection]] = {}
 
@@ -40,6 +41,8 @@ async def handler(ws: ServerConnection) -> None:
                 broadcast(CHANNELS.get(channel, ()), text)
             elif kind == "ping":
                 await ws.send('{"type":"pong"}')
+    except ConnectionClosed:
+        pass  # the load client drops its connections without a closing handshake
     finally:
         for channel in mine:
             CHANNELS.get(channel, set()).discard(ws)
