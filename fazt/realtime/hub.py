@@ -633,6 +633,11 @@ class Hub:
             await asyncio.sleep(poll_seconds)
         for session in self.sessions():
             session.transport.abort()
+        # Let the handlers report those last closes, so the registry is cleaned
+        # before the backplane stops.
+        deadline = self._clock() + 0.5
+        while self.connection_count() and self._clock() < deadline:
+            await asyncio.sleep(poll_seconds)
         await self.drain_tasks()
 
     async def drain_tasks(self) -> None:
