@@ -346,6 +346,7 @@ class JsEngine:
             log.error("app %s: %s", app.slug, str(error))
             return error_response(404, "no such handler")
         modules = self._modules.closure(job.api_root, key)
+        budget = CpuBudget(self.time_limit_seconds)
         entry = modules[0]  # closure() lists the entry first
         if entry.kind == "error" and entry.version is None:
             return error_response(404, f"no handler api/{key}")
@@ -356,13 +357,13 @@ class JsEngine:
                 key,
                 modules,
                 request_json,
-                CpuBudget(self.time_limit_seconds),
+                budget,
                 lambda calls: self._run_host_calls(job, calls),
             )
         except LimitExceeded as error:
             _forget(error)
             runtimes.pop(cache_key, None)
-            return self._limit_response(app_log, key, error.kind)
+            return self._limit_response(app_log, key, error.kind, budget.used())
         except quickjs.JSException as error:
             _forget(error)
             runtimes.pop(cache_key, None)
@@ -384,7 +385,7 @@ class JsEngine:
             limit = envelope.get("limit")
             if limit in ("time", "memory"):
                 runtimes.pop(cache_key, None)
-                return self._limit_response(app_log, key, limit)
+                return self._limit_response(app_log, key, limit, budget.used())
             if envelope.get("name") == "NeverSettled":
                 runtimes.pop(cache_key, None)  # it may have broken its own bridge
             message = str(envelope.get("error"))
@@ -405,16 +406,31 @@ class JsEngine:
             app_log.error("api/%s: %s", key, str(error), extra={"app": app.slug})
             return error_response(500, str(error))
 
-    def _limit_response(self, app_log: logging.Logger, key: str, kind: str) -> JsResponse:
+    def _limit_response(
+        self, app_log: logging.Logger, key: str, kind: str, used: float
+    ) -> JsResponse:
+        slug = app_log.name.removeprefix("fazt.app.")
         if kind == "time":
+            # The wrapper's clock counts every thread of the process; say so when the
+            # handler itself used clearly less than its budget (see CpuBudget).
+            early = (
+                f", after {used:.2f} s of its own CPU: other threads' time counted"
+                if used < 0.9 * self.time_limit_seconds
+                else ""
+            )
             app_log.error(
-                "api/%s exceeded its CPU time limit (%s); context discarded",
+                "api/%s exceeded its CPU time limit (%s%s); context discarded",
                 key,
                 format_seconds(self.time_limit_seconds),
+                early,
+                extra={"app": slug},
             )
             return time_limit_response(self.time_limit_seconds)
         app_log.error(
-            "api/%s exceeded its memory limit (%d MB); context discarded", key, self.memory_limit_mb
+            "api/%s exceeded its memory limit (%d MB); context discarded",
+            key,
+            self.memory_limit_mb,
+            extra={"app": slug},
         )
         return memory_limit_response(self.memory_limit_mb)
 

@@ -83,8 +83,12 @@ class CpuBudget:
         self.seconds = seconds
         self._start = time.thread_time()
 
+    def used(self) -> float:
+        """CPU seconds this thread spent on the request so far."""
+        return time.thread_time() - self._start
+
     def remaining(self) -> float:
-        return self.seconds - (time.thread_time() - self._start)
+        return self.seconds - self.used()
 
 
 def classify(error: Exception) -> Exception:
