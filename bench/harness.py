@@ -39,6 +39,7 @@ ROOT = BENCH.parent
 PYTHON = sys.executable
 SERVER_CORE = 0
 CLIENT_CORE = 1
+DOCS = ROOT / "docs" / "bench"
 TIMES, DASH = "\u00d7", "\u2013"  # for the markdown table and the chart
 
 
@@ -709,6 +710,39 @@ def scaling(out: Path) -> dict[str, Any] | None:
     }
 
 
+MARK_START, MARK_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def machine_line(env: dict[str, Any]) -> str:
+    packages = env["packages"]
+    return (
+        f"{env['cpu']}, {env['nproc']} cores, Linux {env['kernel']}; Python {env['python']}, "
+        f"Tornado {packages['tornado']}, websockets {packages['websockets']}, "
+        f"python-socketio {packages['python-socketio']}, aiohttp {packages['aiohttp']}, "
+        f"uvloop {packages['uvloop']}, Node {env['node']} with ws {env['ws']}; {env['date_utc']}"
+    )
+
+
+def cluster_table(cluster: dict[str, Any] | None) -> str:
+    if not cluster:
+        return ""
+    text = cluster["stdout"].strip()
+    return text if "|" in text else ""
+
+
+def update_docs(doc: Path, block: str) -> bool:
+    """Replace the generated block of ``docs/benchmarks.md`` (between the markers)."""
+    if not doc.exists():
+        return False
+    text = doc.read_text()
+    if MARK_START not in text or MARK_END not in text:
+        return False
+    head, rest = text.split(MARK_START, 1)
+    _, tail = rest.split(MARK_END, 1)
+    doc.write_text(f"{head}{MARK_START}\n{block.strip()}\n{MARK_END}{tail}")
+    return True
+
+
 def raise_fd_limit() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 65536
@@ -753,9 +787,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             peers.append(peer)
     scenarios = [s for s in args.scenarios.split(",") if s in ("burst", "paced", "memory", "http")]
-    out = args.out or (
-        Path(tempfile.mkdtemp(prefix="bench-smoke-")) if args.smoke else ROOT / "docs" / "bench"
-    )
+    out = args.out or (Path(tempfile.mkdtemp(prefix="bench-smoke-")) if args.smoke else DOCS)
     out.mkdir(parents=True, exist_ok=True)
     sizes["out"] = out
 
@@ -781,6 +813,33 @@ def main(argv: list[str] | None = None) -> int:
         report += "\nSkipped: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()) + "\n"
     print(report)
     (out / "results.md").write_text(report)
+    if out.resolve() == DOCS.resolve() and not args.smoke:
+        others = [
+            r.get("others_cpu_share")
+            for by_peer in results.values()
+            for runs in by_peer.values()
+            for r in runs
+            if r.get("others_cpu_share") is not None
+        ]
+        block = (
+            f"Machine: {machine_line(env)}.\n\n"
+            f"Medians of {sizes['repeats']} runs (min{DASH}max in brackets); "
+            f"1,000 subscribers and {sizes['burst']['duration']:.0f} s of publishing for the "
+            f"burst, {sizes['paced']['rate']} publishes/s for {sizes['paced']['duration']:.0f} s "
+            f"for the latency, {sizes['memory']['connections']:,} idle subscribed connections "
+            f"for the memory, {sizes['http']['concurrency']} keep-alive POST clients and "
+            f"{sizes['http']['subscribers']} subscribers for the handler path. Other processes "
+            f"on the machine used a median of {statistics.median(others or [0]):.2f} cores "
+            f"during the measured windows (max {max(others or [0]):.2f}).\n\n"
+            f"{report}\n"
+        )
+        scaling_md = cluster_table(cluster)
+        if scaling_md:
+            block += (
+                f"\nScenario 5, scaling (`bench/cluster_fanout.py`, same run):\n\n{scaling_md}\n"
+            )
+        if update_docs(ROOT / "docs" / "benchmarks.md", block):
+            print("bench: docs/benchmarks.md updated", file=sys.stderr)
     (out / "results.json").write_text(
         json.dumps(
             {
