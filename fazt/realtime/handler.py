@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-import tornado.http1connection
-import tornado.httputil
 import tornado.web
 import tornado.websocket
 
@@ -19,6 +17,7 @@ from fazt.kernel.app import App
 from fazt.kernel.tokens import TokenError
 from fazt.realtime import protocol
 from fazt.realtime.session import Session
+from fazt.realtime.slim import NO_HEADERS, slim_request, slim_stream
 from fazt.realtime.transport import TornadoTransport
 
 if TYPE_CHECKING:
@@ -28,11 +27,7 @@ if TYPE_CHECKING:
     from fazt.realtime.plugin import RealtimePlugin
 
 log = logging.getLogger("fazt.realtime")
-
-#: Shared, empty and never written: what a connection keeps instead of its headers.
-_NO_HEADERS = tornado.httputil.HTTPHeaders()
-_NO_ARGUMENTS: dict[str, list[bytes]] = {}
-_NO_FILES: dict[str, list[tornado.httputil.HTTPFile]] = {}
+gen_log = logging.getLogger("tornado.general")
 
 #: ``max_message_size`` before the app is known (unknown app: closed at once anyway).
 _UNKNOWN_APP_MAX_BYTES = 1024
@@ -63,6 +58,44 @@ class RealtimeHandler(tornado.websocket.WebSocketHandler):
                 return
         if not await hub.admit(self.app):
             self._refuse(503, "over_capacity", "realtime connection limit reached")
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        """Tornado's ``WebSocketHandler.get``, minus the locals it keeps alive.
+
+        The suspended ``get`` frame lives as long as the connection; Tornado's
+        version holds its ``Connection``-header list and iterator for that whole
+        time. Here every check runs in ``_upgrade_refusal`` (its locals die on
+        return), so the frame keeps nothing but ``self``. Same checks, same
+        answers (400, 403, 426).
+        """
+        self.open_args = args
+        self.open_kwargs = kwargs
+        refusal = self._upgrade_refusal()
+        if refusal is not None:
+            status, text = refusal
+            self.set_status(status)
+            self.finish(text)
+            gen_log.debug(text)
+            return
+        self.ws_connection = self.get_websocket_protocol()
+        if self.ws_connection:
+            await self.ws_connection.accept_connection(self)
+        else:
+            self.set_status(426, "Upgrade Required")
+            self.set_header("Sec-WebSocket-Version", "13")
+
+    def _upgrade_refusal(self) -> tuple[int, str] | None:
+        """Why the upgrade request is refused, as Tornado words it, or None."""
+        headers = self.request.headers
+        if headers.get("Upgrade", "").lower() != "websocket":
+            return 400, 'Can "Upgrade" only to "WebSocket".'
+        tokens = [part.strip().lower() for part in headers.get("Connection", "").split(",")]
+        if "upgrade" not in tokens:
+            return 400, '"Connection" must be "Upgrade".'
+        error = self._check_cross_origin(self.check_origin)
+        if error is not None:
+            return 403, "Cross origin websockets not allowed"
+        return None
 
     def _refuse(self, status: int, code: str, text: str) -> None:
         self.set_status(status)
@@ -103,20 +136,16 @@ class RealtimeHandler(tornado.websocket.WebSocketHandler):
 
         After the upgrade nothing reads the request or response headers, query
         arguments or UI modules again; with thousands of idle connections they
-        are most of what a connection costs. The instance dict is then rebuilt
-        compact (Tornado's ``_detach_stream`` grew it with method guards).
+        are most of what a connection costs (``fazt/realtime/slim.py``). The
+        instance dict is then rebuilt compact (Tornado's ``_detach_stream`` grew
+        it with method guards).
         """
-        # Tornado's suspended get() still references the original headers: empty them.
-        self.request.headers.clear()
-        self.request.headers = _NO_HEADERS
-        request = self.request
-        request.arguments = request.query_arguments = request.body_arguments = _NO_ARGUMENTS
-        request.files = _NO_FILES
-        self._headers = _NO_HEADERS
+        slim_request(self.request)
+        ws = self.ws_connection
+        if ws is not None and ws.stream is not None:
+            slim_stream(ws.stream)
+        self._headers = NO_HEADERS
         self.ui = None  # type: ignore[assignment]  # as Tornado's own _break_cycles does
-        connection = self.request.connection
-        if isinstance(connection, tornado.http1connection.HTTP1Connection):
-            connection._request_headers = None  # detached: never read again
         self.claims = None
         self.__dict__ = dict(self.__dict__)
 

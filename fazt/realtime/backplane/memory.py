@@ -65,8 +65,8 @@ class MemoryBroker:
         self._app_nodes: dict[str, set[str]] = {}
         #: app -> client -> node
         self._connections: dict[str, dict[str, str]] = {}
-        #: app -> channel -> client -> (node, info)
-        self._subscriptions: dict[str, dict[str, dict[str, tuple[str, dict[str, Any]]]]] = {}
+        #: app -> channel -> client -> (node, packed info): see ``_pack_info``
+        self._subscriptions: dict[str, dict[str, dict[str, tuple[str, Any, Any]]]] = {}
         #: app -> channel -> presence
         self._presence: dict[str, dict[str, _PresenceChannel]] = {}
 
@@ -113,7 +113,7 @@ class MemoryBroker:
                 self.remove_connection(app_uuid, client_id)
         for app_uuid, sub_channels in list(self._subscriptions.items()):
             for channel, subs in list(sub_channels.items()):
-                for client_id in [c for c, (n, _) in subs.items() if n == node_id]:
+                for client_id in [c for c, entry in subs.items() if entry[0] == node_id]:
                     self.remove_subscription(app_uuid, channel, client_id)
         left: list[tuple[str, str, dict[str, Any]]] = []
         for app_uuid, pchannels in list(self._presence.items()):
@@ -196,7 +196,7 @@ class MemoryBroker:
         self, node_id: str, app_uuid: str, channel: str, client_id: str, info: dict[str, Any]
     ) -> None:
         channels = self._subscriptions.setdefault(app_uuid, {})
-        channels.setdefault(channel, {})[client_id] = (node_id, copy.deepcopy(info))
+        channels.setdefault(channel, {})[client_id] = (node_id, *_pack_info(client_id, info))
 
     def remove_subscription(self, app_uuid: str, channel: str, client_id: str) -> None:
         channels = self._subscriptions.get(app_uuid)
@@ -210,7 +210,7 @@ class MemoryBroker:
 
     def subscribers(self, app_uuid: str, channel: str) -> list[dict[str, Any]]:
         subs = self._subscriptions.get(app_uuid, {}).get(channel, {})
-        return [copy.deepcopy(info) for _, info in subs.values()]
+        return [_unpack_info(client_id, a, b) for client_id, (_, a, b) in subs.items()]
 
     def count_subscribers(self, app_uuid: str, channel: str) -> int:
         return len(self._subscriptions.get(app_uuid, {}).get(channel, {}))
@@ -432,6 +432,39 @@ class MemoryBackplane(Backplane):
 
     async def presence_members(self, app_uuid: str, channel: str) -> list[dict[str, Any]]:
         return self._broker.presence_members(check_app_uuid(app_uuid), channel)
+
+
+_HUB_INFO_KEYS = frozenset(("clientId", "connectedAt", "metadata"))
+_NO_METADATA = object()  # the second packed field when the first is a whole info dict
+
+
+def _pack_info(client_id: str, info: dict[str, Any]) -> tuple[Any, Any]:
+    """A private copy of a subscriber's info, compact in the common case.
+
+    The hub's info is ``{clientId, connectedAt, metadata}`` with ``clientId``
+    equal to the registry key: it is kept as ``(connectedAt, metadata or None)``,
+    about 100 bytes instead of 400 for the dicts. Any other shape is deep-copied
+    whole, as ``(info, _NO_METADATA)``.
+    """
+    if (
+        info.keys() == _HUB_INFO_KEYS
+        and info["clientId"] == client_id
+        and isinstance(info["metadata"], dict)
+    ):
+        metadata = info["metadata"]
+        return info["connectedAt"], (copy.deepcopy(metadata) if metadata else None)
+    return copy.deepcopy(info), _NO_METADATA
+
+
+def _unpack_info(client_id: str, first: Any, second: Any) -> dict[str, Any]:
+    """A fresh copy of the info ``_pack_info`` stored (callers may mutate it)."""
+    if second is _NO_METADATA:
+        return copy.deepcopy(first)
+    return {
+        "clientId": client_id,
+        "connectedAt": first,
+        "metadata": copy.deepcopy(second) if second is not None else {},
+    }
 
 
 def _expired(
