@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import json
 import logging
 import queue
@@ -33,7 +32,7 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +92,7 @@ class _Job:
     request: dict[str, Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[JsResponse]
+    link: _LoopLink
     abandoned: bool = field(default=False)
 
 
@@ -126,6 +126,60 @@ def _deliver(future: asyncio.Future[JsResponse], response: JsResponse) -> None:
         future.set_result(response)
 
 
+class _LoopLink:
+    """The hand-offs between one IOLoop and the workers, batched per loop iteration.
+
+    Waking a thread is the bridge's dearest step: the woken thread preempts the
+    waker on a busy machine, and each wake-up trades the GIL back and forth.
+    So jobs submitted during one loop iteration go to the queue together at its
+    end (a worker already awake takes the rest without a wake-up), and
+    responses finished while the loop is busy come back with a single
+    ``call_soon_threadsafe`` (one self-pipe write and read for the batch).
+    """
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, enqueue: Callable[[list[_Job]], None]
+    ) -> None:
+        self.loop = loop
+        self._enqueue = enqueue
+        self._outgoing: list[_Job] = []  # loop thread only
+        self._lock = threading.Lock()
+        self._incoming: list[tuple[asyncio.Future[JsResponse], JsResponse]] = []
+        self._drain_scheduled = False  # guarded by _lock
+
+    def submit(self, job: _Job) -> None:
+        """Called on the loop: queue ``job`` when this loop iteration ends."""
+        if not self._outgoing:
+            self.loop.call_soon(self._flush)
+        self._outgoing.append(job)
+
+    def _flush(self) -> None:
+        jobs, self._outgoing = self._outgoing, []
+        self._enqueue(jobs)
+
+    def post(self, future: asyncio.Future[JsResponse], response: JsResponse) -> None:
+        """Called on a worker: deliver ``response`` to ``future`` on the loop."""
+        with self._lock:
+            self._incoming.append((future, response))
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:
+            # A closed loop: nobody is waiting any more.
+            with self._lock:
+                self._incoming.clear()
+                self._drain_scheduled = False
+
+    def _drain(self) -> None:
+        with self._lock:
+            items, self._incoming = self._incoming, []
+            self._drain_scheduled = False
+        for future, response in items:
+            _deliver(future, response)
+
+
 class JsEngine:
     """A pool of QuickJS worker threads that run app handlers.
 
@@ -154,6 +208,8 @@ class JsEngine:
         # (generation, namespace -> function name -> function), replaced whole.
         self._namespaces: tuple[int, dict[str, dict[str, HostFunction]]] = (0, {})
         self._closed = False
+        # The link of the loop that called last (one per process in practice).
+        self._link: _LoopLink | None = None
         self._stop = threading.Event()
         self._max_workers = threads * (1 + SPARE_WORKERS_PER_THREAD)
         self._idle = 0  # workers blocked in the job queue (guarded by _lock)
@@ -198,16 +254,28 @@ class JsEngine:
         # Kept lean: this is the only part on the IOLoop thread. The worker encodes
         # `request` (the kernel builds a fresh dict per request and never mutates it).
         loop = asyncio.get_running_loop()
-        job = _Job(context, handler_file, api_root, request, loop, loop.create_future())
-        with self._lock:  # never queue behind close()'s stop markers
-            if self._closed:
-                return error_response(503, "the JS engine is shut down")
-            self._jobs.put(job)
+        if self._closed:
+            return error_response(503, "the JS engine is shut down")
+        link = self._link
+        if link is None or link.loop is not loop:
+            link = self._link = _LoopLink(loop, self._enqueue)
+        job = _Job(context, handler_file, api_root, request, loop, loop.create_future(), link)
+        link.submit(job)
         try:
             return await job.future
         except asyncio.CancelledError:
             job.abandoned = True  # a worker that has not started it yet skips it
             raise
+
+    def _enqueue(self, jobs: list[_Job]) -> None:
+        """Queue a batch of jobs (on their loop); after close() they get a 503."""
+        with self._lock:  # never queue behind close()'s stop markers
+            if not self._closed:
+                for job in jobs:
+                    self._jobs.put(job)
+                return
+        for job in jobs:
+            _deliver(job.future, error_response(503, "the JS engine is shut down"))
 
     def close(self) -> None:
         """Stop the workers; requests still queued get a 503. Idempotent.
@@ -285,9 +353,7 @@ class JsEngine:
                         log.error("JS worker failed on %s\n%s", job.handler_file, _traceback())
                         _forget(error)
                         response = error_response(500, "internal error in the JS engine")
-                # A closed loop raises RuntimeError: then nobody is waiting any more.
-                with contextlib.suppress(RuntimeError):
-                    job.loop.call_soon_threadsafe(_deliver, job.future, response)
+                job.link.post(job.future, response)
         finally:
             # Contexts must be freed on the thread that used them.
             runtimes.clear()
