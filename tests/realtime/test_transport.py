@@ -7,15 +7,21 @@ If a Tornado upgrade renames ``WebSocketProtocol.stream``, ``IOStream.socket``,
 from __future__ import annotations
 
 import asyncio
+import collections
 import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tornado.http1connection
+import tornado.httpclient
+import tornado.httputil
 import tornado.iostream
+import tornado.web
 import tornado.websocket
 
 from fazt.realtime.protocol import text_frame
+from fazt.realtime.slim import SmallDeque, slim_stream
 from fazt.realtime.transport import TornadoTransport, WriteCoalescer
 from tests.realtime.wsclient import realtime_kernel
 
@@ -175,3 +181,127 @@ async def test_tls_streams_never_use_the_raw_socket() -> None:
         item.close()
     client.close()
     peer.close()
+
+
+# -- Tornado state trimmed after the upgrade (fazt/realtime/slim.py, docs/memory.md) -----
+
+
+def test_tornado_iostream_still_has_the_deques_slim_stream_replaces() -> None:
+    stream, peer = _pair()
+    assert type(stream._write_buffer._buffers) is collections.deque
+    assert type(stream._write_futures) is collections.deque
+    slim_stream(stream)
+    assert type(stream._write_buffer._buffers) is SmallDeque
+    assert type(stream._write_futures) is SmallDeque
+    # The deque methods IOStream uses, on the replacement.
+    small: SmallDeque[int] = SmallDeque()
+    small.append(1)
+    small.append(2)
+    assert small[0] == 1 and small[-1] == 2 and small.popleft() == 1 and list(small) == [2]
+    small.clear()
+    assert not small
+    stream.close()
+    peer.close()
+
+
+def test_slim_stream_keeps_a_non_empty_queue() -> None:
+    stream, peer = _pair()
+    stream._write_futures.append((1, asyncio.Future()))  # type: ignore[arg-type]
+    slim_stream(stream)
+    assert type(stream._write_futures) is collections.deque
+    stream._write_futures.clear()
+    stream.close()
+    peer.close()
+
+
+@pytest.mark.gen_test
+async def test_slimmed_stream_queues_in_order_and_drains() -> None:
+    """The queued path (short writes, write futures, buffer advance) on SmallDeques."""
+    stream, peer = _pair()
+    slim_stream(stream)
+    transport, handler = _transport(stream, queue=10_000)
+    frames = [text_frame(b'{"n":%d,"pad":"%s"}' % (i, b"z" * 3000)) for i in range(200)]
+    for index, frame in enumerate(frames):
+        transport.send_frame(frame)
+        if index % 7 == 0:
+            transport.flush()
+    transport.flush()
+    assert transport.queued > 0  # the socket buffer is tiny: most frames were queued
+    expected = b"".join(frames)
+    received = b""
+    peer.setblocking(False)
+    while len(received) < len(expected):
+        try:
+            received += peer.recv(65536)
+        except BlockingIOError:
+            await asyncio.sleep(0.001)
+    assert received == expected
+    while transport.queued:
+        await asyncio.sleep(0.001)
+    assert not stream._write_futures and len(stream._write_buffer) == 0
+    assert handler.closed_with is None
+    stream.close()
+    peer.close()
+
+
+def test_tornado_http1connection_still_has_the_attributes_slim_request_drops() -> None:
+    stream, peer = _pair()
+    connection = tornado.http1connection.HTTP1Connection(stream, False)
+    for name in ("_request_headers", "_request_start_line", "_pending_write", "context"):
+        assert name in vars(connection), name
+    request = tornado.httputil.HTTPServerRequest(
+        start_line=tornado.httputil.RequestStartLine("GET", "/x?token=t", "HTTP/1.1"),
+        headers=tornado.httputil.HTTPHeaders({"Host": "127.0.0.1"}),
+    )
+    for name in ("server_connection", "query", "path", "uri", "host", "host_name", "version"):
+        assert name in vars(request), name
+    stream.close()
+    peer.close()
+
+
+@pytest.mark.gen_test
+async def test_an_open_connection_keeps_no_request_state(tmp_path: Path) -> None:
+    async with realtime_kernel(tmp_path) as rt:
+        client = await rt.client("chat", token=rt.token("alice"))
+        await client.subscribe("room")
+        session = rt.plugin.hub.session(rt.app("chat").uuid, client.client_id)
+        assert session is not None
+        transport = session.transport
+        assert isinstance(transport, TornadoTransport)
+        handler = transport._handler
+        request = handler.request
+        assert request.query == "" and "token" not in request.uri
+        assert request.server_connection is None and handler.claims is None
+        connection = request.connection
+        assert isinstance(connection, tornado.http1connection.HTTP1Connection)
+        assert connection.context is None and connection._request_start_line is None
+        stream = transport._stream
+        assert type(stream._write_futures) is SmallDeque
+        assert type(stream._write_buffer._buffers) is SmallDeque
+        # The session still knows its user; the connection still works both ways.
+        assert session.claims is not None and session.claims["sub"] == "alice"
+        await rt.plugin.api(rt.app("chat")).broadcast("room", "hi")
+        assert (await client.recv())["data"] == "hi"
+        assert (await client.request({"type": "ping"}))["type"] == "pong"
+
+
+@pytest.mark.gen_test
+async def test_upgrade_refusals_match_tornado(tmp_path: Path) -> None:
+    """RealtimeHandler.get replaces Tornado's; the refusals must stay the same."""
+    assert hasattr(tornado.web.RequestHandler, "_check_cross_origin")
+    async with realtime_kernel(tmp_path) as rt:
+        url = rt.url("chat").replace("ws://", "http://", 1)
+        http = tornado.httpclient.AsyncHTTPClient()
+        cases = [
+            ({}, 400, b'Can "Upgrade" only to "WebSocket".'),
+            ({"Upgrade": "websocket", "Connection": "keep-alive"}, 400, b'"Connection"'),
+            (
+                {"Upgrade": "websocket", "Connection": "keep-alive, Upgrade"},
+                426,
+                b"",
+            ),
+        ]
+        for headers, status, body in cases:
+            response = await http.fetch(url, headers=headers, raise_error=False)
+            assert response.code == status, (headers, response.code)
+            assert body in (response.body or b"")
