@@ -6,10 +6,12 @@ fitting status; Python tracebacks only ever reach the server log.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -31,6 +33,12 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
 _KERNEL_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
 
 ALL_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
+
+
+@functools.lru_cache(maxsize=1024)
+def _api_root(app_root: Path) -> Path:
+    """``app_root / "api"``, made once per app (a ``Path`` join costs ~2 µs per request)."""
+    return app_root / "api"
 
 
 class JsonErrorsMixin(tornado.web.RequestHandler):
@@ -171,10 +179,15 @@ class ApiHandler(JsonErrorsMixin):
         await self._run()
 
     def _bearer_token(self) -> str | None:
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
+        # The hot path: most API calls carry no token, so look before parsing.
+        # (HTTPHeaders.get raises and catches KeyError for a missing header.)
+        values = self.request.headers.get_list("Authorization")
+        if values:
+            scheme, _, value = ",".join(values).partition(" ")
+            if scheme.lower() == "bearer" and value.strip():
+                return value.strip()
+        if "token" not in self.request.query_arguments:
+            return None
         token = self.get_query_argument("token", None)
         return token or None
 
@@ -224,7 +237,7 @@ class ApiHandler(JsonErrorsMixin):
         context = HostCallContext(app=self.app, kernel=self.kernel)
         try:
             response = await self.kernel.js.run_handler(
-                context, handler_file, self.app.root / "api", request
+                context, handler_file, _api_root(self.app.root), request
             )
         except Exception:
             log.exception("app %s: /api/%s failed in the JS bridge", self.app.slug, self._name)
