@@ -8,7 +8,7 @@ the connection's fast transport, and forwards frames and the close to the hub.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import tornado.web
 import tornado.websocket
@@ -136,18 +136,26 @@ class RealtimeHandler(tornado.websocket.WebSocketHandler):
 
         After the upgrade nothing reads the request or response headers, query
         arguments or UI modules again; with thousands of idle connections they
-        are most of what a connection costs (``fazt/realtime/slim.py``). The
-        instance dict is then rebuilt compact (Tornado's ``_detach_stream`` grew
-        it with method guards).
+        are most of what a connection costs (``fazt/realtime/slim.py``,
+        ``docs/memory.md``). The handler then becomes an ``OpenRealtimeHandler``,
+        whose class holds Tornado's post-upgrade method guards and constant
+        flags, and its instance dict is rebuilt with only what differs per
+        connection.
         """
         slim_request(self.request)
         ws = self.ws_connection
         if ws is not None and ws.stream is not None:
             slim_stream(ws.stream)
-        self._headers = NO_HEADERS
-        self.ui = None  # type: ignore[assignment]  # as Tornado's own _break_cycles does
-        self.claims = None
-        self.__dict__ = dict(self.__dict__)
+        state = self.__dict__
+        for name in _DROPPED_AFTER_UPGRADE:
+            state.pop(name, None)
+        for name, value in _OPEN_DEFAULTS.items():
+            # Only a value equal to the class default goes: if Tornado changes
+            # what it leaves behind, the instance simply keeps its own.
+            if name in state and state[name] is value:
+                del state[name]
+        self.__class__ = OpenRealtimeHandler
+        self.__dict__ = dict(state)
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         session = self.session
@@ -162,3 +170,72 @@ class RealtimeHandler(tornado.websocket.WebSocketHandler):
         if session is not None:
             self.session = None
             self.plugin.hub.spawn(self.plugin.hub.disconnect(session))
+
+
+def _not_after_upgrade(*args: Any, **kwargs: Any) -> None:
+    # The same guard Tornado's _detach_stream installs per instance.
+    raise RuntimeError("Method not supported for Web Sockets")
+
+
+#: Read by nothing after the upgrade (or only behind the guards below): dropped
+#: from the instance, the class attributes of OpenRealtimeHandler stand in.
+_DROPPED_AFTER_UPGRADE: Final = (
+    # Tornado's _detach_stream guards, moved to the class.
+    "write",
+    "redirect",
+    "set_header",
+    "set_cookie",
+    "set_status",
+    "flush",
+    "finish",
+    # Response and routing state used only by the guarded methods or before open().
+    "_headers",
+    "_write_buffer",
+    "_transforms",
+    "path_args",
+    "path_kwargs",
+    "open_args",
+    "open_kwargs",
+    "ui",
+    # Ours, used only during the upgrade.
+    "kernel",
+    "claims",
+)
+
+#: Flags whose value after the upgrade is the same on every connection.
+_OPEN_DEFAULTS: Final[dict[str, object]] = {
+    "_auto_finish": True,
+    "_finished": True,
+    "_headers_written": True,
+    "_prepared_future": None,
+    "_status_code": 101,
+    "_on_close_called": False,
+    "close_code": None,
+    "close_reason": None,
+}
+
+
+class OpenRealtimeHandler(RealtimeHandler):
+    """A ``RealtimeHandler`` whose WebSocket is open (set by ``_shed_request_state``).
+
+    Holds as class attributes what every open connection shares, so each
+    instance dict keeps only its own references (request, connection, session,
+    transport). Never routed to directly.
+    """
+
+    _headers = NO_HEADERS
+    _write_buffer: list[bytes] = []  # never appended to: write() is guarded
+    _transforms: list[tornado.web.OutputTransform] = []  # read only by the guarded flush()
+    path_args: list[str] = []
+    path_kwargs: dict[str, str] = {}
+    open_args: tuple[str, ...] = ()
+    open_kwargs: dict[str, str] = {}
+    ui = None  # type: ignore[assignment]  # as Tornado's own _break_cycles leaves it
+    kernel = None  # type: ignore[assignment]
+    claims = None
+
+
+for _name, _value in _OPEN_DEFAULTS.items():
+    setattr(OpenRealtimeHandler, _name, _value)
+for _name in _DROPPED_AFTER_UPGRADE[:7]:
+    setattr(OpenRealtimeHandler, _name, _not_after_upgrade)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import socket
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import tornado.iostream
 import tornado.web
 import tornado.websocket
 
+from fazt.realtime import handler as handler_module
 from fazt.realtime.protocol import text_frame
 from fazt.realtime.slim import SmallDeque, slim_stream
 from fazt.realtime.transport import TornadoTransport, WriteCoalescer
@@ -305,3 +307,48 @@ async def test_upgrade_refusals_match_tornado(tmp_path: Path) -> None:
             response = await http.fetch(url, headers=headers, raise_error=False)
             assert response.code == status, (headers, response.code)
             assert body in (response.body or b"")
+
+
+def test_tornado_still_guards_the_methods_the_open_handler_class_guards() -> None:
+    source = inspect.getsource(tornado.websocket.WebSocketHandler._detach_stream)
+    for name in handler_module._DROPPED_AFTER_UPGRADE[:7]:
+        assert f'"{name}"' in source, name
+        with pytest.raises(RuntimeError, match="not supported for Web Sockets"):
+            getattr(handler_module.OpenRealtimeHandler, name)(None)
+
+
+@pytest.mark.gen_test
+async def test_an_open_handler_keeps_only_its_own_references(tmp_path: Path) -> None:
+    async with realtime_kernel(tmp_path) as rt:
+        client = await rt.client("chat")
+        session = rt.plugin.hub.session(rt.app("chat").uuid, client.client_id)
+        assert session is not None and isinstance(session.transport, TornadoTransport)
+        handler = session.transport._handler
+        assert type(handler) is handler_module.OpenRealtimeHandler
+        # Tornado's flags after the upgrade have the values the class provides.
+        for name, value in handler_module._OPEN_DEFAULTS.items():
+            assert getattr(handler, name) == value, name
+        assert set(vars(handler)) <= {
+            "_reason",
+            "app",
+            "application",
+            "plugin",
+            "request",
+            "session",
+            "transport",
+            "ws_connection",
+        }
+        assert handler.get_status() == 101
+        with pytest.raises(RuntimeError):
+            handler.write(b"x")
+        with pytest.raises(RuntimeError):
+            handler.set_header("X", "y")
+        assert len(handler_module.NO_HEADERS) == 0
+        # The close path (Tornado's on_connection_close, _break_cycles) still works.
+        await client.close()
+        for _ in range(200):
+            if rt.plugin.hub.session(rt.app("chat").uuid, client.client_id) is None:
+                break
+            await asyncio.sleep(0.01)
+        assert rt.plugin.hub.session(rt.app("chat").uuid, client.client_id) is None
+        assert handler.ws_connection is None and handler.ui is None
