@@ -114,6 +114,7 @@ class ModuleStore:
         self._lock = threading.Lock()
         self._cache: dict[str, ModuleSource] = {}  # absolute path -> last loaded source
         self._keys: dict[tuple[str, str], str] = {}  # (api_root, handler_file) -> key
+        self._roots: dict[Path, str] = {}  # api_root -> its absolute path
 
     def handler_key(self, api_root: Path, handler_file: Path) -> str:
         """The module key of ``handler_file``; raises :class:`HandlerPathError`.
@@ -143,23 +144,29 @@ class ModuleStore:
         not exist on disk is simply absent (``require`` then says so); the entry
         itself always appears, as an error module if it cannot be loaded.
         """
-        root = os.path.abspath(api_root)
-        found: dict[str, ModuleSource] = {}
-        queue = [entry_key]
-        while queue:
-            key = queue.pop()
-            if key in found:
-                continue
-            source = self._load(root, key, must_exist=key == entry_key)
-            if source is None:
-                continue
-            found[key] = source
+        root = self._roots.get(api_root)
+        if root is None:
+            root = os.path.abspath(api_root)
+            with self._lock:
+                if len(self._roots) >= MAX_CACHED_KEYS:
+                    self._roots.clear()
+                self._roots[api_root] = root
+        entry = self._load(root, entry_key, must_exist=True)
+        if entry is None:  # not reached: with must_exist a missing entry is an error module
+            return []
+        found: dict[str, ModuleSource] = {entry_key: entry}
+        pending = [entry]  # loaded modules whose requires are not followed yet
+        while pending:
+            source = pending.pop()
             for spec in source.requires:
-                for candidate in candidate_keys(key, spec):
+                for candidate in candidate_keys(source.key, spec):
                     if candidate in found:
                         break
                     if _is_candidate(os.path.join(root, candidate)):
-                        queue.append(candidate)
+                        loaded = self._load(root, candidate, must_exist=False)
+                        if loaded is not None:
+                            found[candidate] = loaded
+                            pending.append(loaded)
                         break
         return list(found.values())
 

@@ -81,13 +81,20 @@ class CpuBudget:
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self._start = time.thread_time()
+        # Started by the first slice, not here: reading a thread's CPU clock is a
+        # syscall (not vDSO), and the first slice has the whole budget anyway.
+        self._start: float | None = None
 
     def used(self) -> float:
-        """CPU seconds this thread spent on the request so far."""
+        """CPU seconds this thread spent on the request since its first slice."""
+        if self._start is None:
+            return 0.0
         return time.thread_time() - self._start
 
     def remaining(self) -> float:
+        if self._start is None:
+            self._start = time.thread_time()
+            return self.seconds
         return self.seconds - self.used()
 
 
