@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import sys
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
@@ -301,6 +302,8 @@ class Hub:
 
     async def _subscribe(self, session: Session, channel: str) -> None:
         state = self._apps[session.app_uuid]
+        # Every subscriber keeps the name: one shared string, not one per client.
+        channel = sys.intern(channel)
         if channel in session.subscriptions:
             await self._send_subscribed(session, channel)  # idempotent
             return

@@ -105,9 +105,9 @@ class Session:
         self.last_activity = now
         self.next_ping_at = now + ping_interval
         self.ping_sent_at: float | None = None
-        self._rate_capacity = float(messages_per_second)
-        self._rate_per_second = float(messages_per_second)
-        self._rate_tokens = float(messages_per_second)
+        # One float object for the three (floats are immutable; 48 bytes a session).
+        rate = float(messages_per_second)
+        self._rate_capacity = self._rate_per_second = self._rate_tokens = rate
         self._rate_refilled_at = now
         self._rate_warned_at: float | None = None
 

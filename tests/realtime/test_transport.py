@@ -352,3 +352,18 @@ async def test_an_open_handler_keeps_only_its_own_references(tmp_path: Path) -> 
             await asyncio.sleep(0.01)
         assert rt.plugin.hub.session(rt.app("chat").uuid, client.client_id) is None
         assert handler.ws_connection is None and handler.ui is None
+
+
+@pytest.mark.gen_test
+async def test_subscribers_share_one_channel_name_string(tmp_path: Path) -> None:
+    async with realtime_kernel(tmp_path) as rt:
+        first, second = await rt.client("chat"), await rt.client("chat")
+        for client in (first, second):
+            await client.subscribe("room")
+        uuid = rt.app("chat").uuid
+        names = []
+        for client in (first, second):
+            session = rt.plugin.hub.session(uuid, client.client_id)
+            assert session is not None
+            names.extend(session.subscriptions)
+        assert names == ["room", "room"] and names[0] is names[1]

@@ -78,3 +78,31 @@ async def test_two_nodes_with_one_id_on_a_broker_are_refused() -> None:
     with pytest.raises(ValueError, match="already used"):
         await MemoryBackplane(broker, node_id="same").start(RecordingHandler())
     await first.stop()
+
+
+@pytest.mark.gen_test
+async def test_subscriber_info_of_any_shape_round_trips_as_private_copies() -> None:
+    """Hub-shaped info is stored packed; any other shape whole; callers get copies."""
+    app = new_app()
+    backplane = MemoryBackplane()
+    await backplane.start(RecordingHandler())
+    try:
+        hub_shaped = {"clientId": "c1", "connectedAt": 5, "metadata": {"roles": ["a"]}}
+        other = {"clientId": "c2", "connectedAt": 6, "metadata": {}, "extra": [1]}
+        mismatched = {"clientId": "not-c3", "connectedAt": 7, "metadata": {}}
+        await backplane.add_subscription(app, "room", "c1", hub_shaped)
+        await backplane.add_subscription(app, "room", "c2", other)
+        await backplane.add_subscription(app, "room", "c3", mismatched)
+        hub_shaped["metadata"]["roles"].append("mutated after the call")
+        found = await backplane.subscribers(app, "room")
+        assert found == [
+            {"clientId": "c1", "connectedAt": 5, "metadata": {"roles": ["a"]}},
+            {"clientId": "c2", "connectedAt": 6, "metadata": {}, "extra": [1]},
+            {"clientId": "not-c3", "connectedAt": 7, "metadata": {}},
+        ]
+        for info in found:
+            info["metadata"]["x"] = 1  # callers may mutate what they got
+        again = await backplane.subscribers(app, "room")
+        assert all("x" not in info["metadata"] for info in again)
+    finally:
+        await backplane.stop()
