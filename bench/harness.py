@@ -808,7 +808,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(results)
     md = table(summary, peers)
     goal = targets(summary)
-    report = f"{md}\n\nTargets (fazt, same run):\n{target_lines(goal)}\n"
+    heading = "Targets (fazt, same run)"
+    if args.smoke:
+        heading += " - smoke sizes, a check that everything runs, not a measurement"
+    report = f"{md}\n\n{heading}:\n{target_lines(goal)}\n"
     if skipped:
         report += "\nSkipped: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()) + "\n"
     print(report)
