@@ -414,6 +414,7 @@ def job_for(scenario: str, server: Server, sizes: dict[str, Any]) -> dict[str, A
         "server_pid": server.proc.pid,
         "channel": "bench",
         "frame_bytes": 170,
+        "parser": sizes.get("parser", "fast"),
         **sizes[scenario],
     }
     if scenario == "http":
@@ -763,6 +764,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", default="burst,paced,memory,http,scaling")
     parser.add_argument("--profile", metavar="PEER", help="py-spy the PEER server during burst")
     parser.add_argument(
+        "--client-parser",
+        choices=["fast", "websockets"],
+        default="fast",
+        help="how the load client parses server frames (websockets: the library's parser)",
+    )
+    parser.add_argument(
         "--out", type=Path, help="output folder (default docs/bench, smoke: a temp dir)"
     )
     args = parser.parse_args(argv)
@@ -771,6 +778,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats:
         sizes["repeats"] = args.repeats
     sizes["profile"] = args.profile
+    sizes["parser"] = args.client_parser
     raise_fd_limit()
     wanted = set(args.peers.split(",")) if args.peers else {p.name for p in PEERS}
     unknown = wanted - {p.name for p in PEERS}
