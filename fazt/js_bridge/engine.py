@@ -96,6 +96,16 @@ class _Job:
     abandoned: bool = field(default=False)
 
 
+#: ASCII-only: lone surrogates from a lenient body decode cannot reach C. Made once:
+#: ``json.dumps`` with options builds a new encoder per call.
+_REQUEST_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False)
+
+
+def _app_log(slug: str) -> logging.Logger:
+    """The app's logger; looked up only when there is something to log."""
+    return logging.getLogger(f"fazt.app.{slug}")
+
+
 def _traceback() -> str:
     """The current exception's traceback as text.
 
@@ -391,10 +401,8 @@ class JsEngine:
 
     def _execute(self, job: _Job, runtimes: OrderedDict[tuple[str, str], AppRuntime]) -> JsResponse:
         app = job.context.app
-        app_log = logging.getLogger(f"fazt.app.{app.slug}")
         try:
-            # ASCII-only: lone surrogates from a lenient body decode cannot reach C.
-            request_json = json.dumps(job.request, ensure_ascii=True, allow_nan=False)
+            request_json = _REQUEST_ENCODER.encode(job.request)
         except ValueError as error:
             if "float" in str(error):
                 # Python's json accepts NaN/Infinity in a body; JSON (and JS) does not.
@@ -429,12 +437,12 @@ class JsEngine:
         except LimitExceeded as error:
             _forget(error)
             runtimes.pop(cache_key, None)
-            return self._limit_response(app_log, key, error.kind, budget.used())
+            return self._limit_response(_app_log(app.slug), key, error.kind, budget.used())
         except quickjs.JSException as error:
             _forget(error)
             runtimes.pop(cache_key, None)
             first = str(error).split("\n", 1)[0]
-            app_log.error("api/%s failed: %s", key, str(error), extra={"app": app.slug})
+            _app_log(app.slug).error("api/%s failed: %s", key, str(error), extra={"app": app.slug})
             return error_response(500, first.removeprefix("RangeError: "))
         except BridgeFault as error:
             _forget(error)
@@ -451,13 +459,13 @@ class JsEngine:
             limit = envelope.get("limit")
             if limit in ("time", "memory"):
                 runtimes.pop(cache_key, None)
-                return self._limit_response(app_log, key, limit, budget.used())
+                return self._limit_response(_app_log(app.slug), key, limit, budget.used())
             if envelope.get("name") == "NeverSettled":
                 runtimes.pop(cache_key, None)  # it may have broken its own bridge
             message = str(envelope.get("error"))
             name = str(envelope.get("name") or "Error")
             stack = str(envelope.get("stack") or "")
-            app_log.error(
+            _app_log(app.slug).error(
                 "api/%s threw %s: %s\n%s",
                 key,
                 name,
@@ -469,7 +477,7 @@ class JsEngine:
         try:
             return response_from_envelope(envelope)
         except BadResponseError as error:
-            app_log.error("api/%s: %s", key, str(error), extra={"app": app.slug})
+            _app_log(app.slug).error("api/%s: %s", key, str(error), extra={"app": app.slug})
             return error_response(500, str(error))
 
     def _limit_response(
