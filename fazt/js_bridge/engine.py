@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import json
 import logging
 import queue
@@ -94,6 +95,8 @@ class _Job:
     future: asyncio.Future[JsResponse]
     link: _LoopLink
     abandoned: bool = field(default=False)
+    # Set when handed to the workers (see ModuleStore.closure); None: always stat.
+    batch: int | None = field(default=None)
 
 
 #: ASCII-only: lone surrogates from a lenient body decode cannot reach C. Made once:
@@ -136,6 +139,10 @@ def _deliver(future: asyncio.Future[JsResponse], response: JsResponse) -> None:
         future.set_result(response)
 
 
+#: Numbers the batches of jobs handed to the workers, across every loop.
+_BATCHES = itertools.count(1)
+
+
 class _LoopLink:
     """The hand-offs between one IOLoop and the workers, batched per loop iteration.
 
@@ -165,6 +172,9 @@ class _LoopLink:
 
     def _flush(self) -> None:
         jobs, self._outgoing = self._outgoing, []
+        batch = next(_BATCHES)
+        for job in jobs:
+            job.batch = batch
         self._enqueue(jobs)
 
     def post(self, future: asyncio.Future[JsResponse], response: JsResponse) -> None:
@@ -419,7 +429,7 @@ class JsEngine:
         except HandlerPathError as error:
             log.error("app %s: %s", app.slug, str(error))
             return error_response(404, "no such handler")
-        modules = self._modules.closure(job.api_root, key)
+        modules = self._modules.closure(job.api_root, key, job.batch)
         budget = CpuBudget(self.time_limit_seconds)
         entry = modules[0]  # closure() lists the entry first
         if entry.kind == "error" and entry.version is None:

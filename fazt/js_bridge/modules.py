@@ -115,6 +115,7 @@ class ModuleStore:
         self._cache: dict[str, ModuleSource] = {}  # absolute path -> last loaded source
         self._keys: dict[tuple[str, str], str] = {}  # (api_root, handler_file) -> key
         self._roots: dict[Path, str] = {}  # api_root -> its absolute path
+        self._seen: dict[str, tuple[int, ModuleSource]] = {}  # path -> (batch, source)
 
     def handler_key(self, api_root: Path, handler_file: Path) -> str:
         """The module key of ``handler_file``; raises :class:`HandlerPathError`.
@@ -137,10 +138,15 @@ class ModuleStore:
             self._keys[cache_key] = key
         return key
 
-    def closure(self, api_root: Path, entry_key: str) -> list[ModuleSource]:
+    def closure(
+        self, api_root: Path, entry_key: str, batch: int | None = None
+    ) -> list[ModuleSource]:
         """``entry_key`` (first) and every module reachable from it through literal requires.
 
-        Each file is re-read when its version changed. A candidate key that does
+        Each file is re-read when its version changed. Calls with the same
+        ``batch`` (requests that arrived together, in one IOLoop iteration)
+        stat each file once: every ``stat`` hands the GIL to another thread and
+        back, and an edit is still seen by the next batch. A candidate key that does
         not exist on disk is simply absent (``require`` then says so); the entry
         itself always appears, as an error module if it cannot be loaded.
         """
@@ -151,7 +157,7 @@ class ModuleStore:
                 if len(self._roots) >= MAX_CACHED_KEYS:
                     self._roots.clear()
                 self._roots[api_root] = root
-        entry = self._load(root, entry_key, must_exist=True)
+        entry = self._load(root, entry_key, must_exist=True, batch=batch)
         if entry is None:  # not reached: with must_exist a missing entry is an error module
             return []
         found: dict[str, ModuleSource] = {entry_key: entry}
@@ -163,15 +169,31 @@ class ModuleStore:
                     if candidate in found:
                         break
                     if _is_candidate(os.path.join(root, candidate)):
-                        loaded = self._load(root, candidate, must_exist=False)
+                        loaded = self._load(root, candidate, must_exist=False, batch=batch)
                         if loaded is not None:
                             found[candidate] = loaded
                             pending.append(loaded)
                         break
         return list(found.values())
 
-    def _load(self, root: str, key: str, *, must_exist: bool) -> ModuleSource | None:
+    def _load(
+        self, root: str, key: str, *, must_exist: bool, batch: int | None = None
+    ) -> ModuleSource | None:
         path = os.path.join(root, key)
+        if batch is not None:
+            with self._lock:
+                seen = self._seen.get(path)
+            if seen is not None and seen[0] == batch:
+                return seen[1]
+        source = self._stat_and_load(root, key, path, must_exist=must_exist)
+        if batch is not None and source is not None and source.version is not None:
+            with self._lock:
+                self._seen[path] = (batch, source)
+        return source
+
+    def _stat_and_load(
+        self, root: str, key: str, path: str, *, must_exist: bool
+    ) -> ModuleSource | None:
         try:
             st = os.stat(path)
         except OSError:

@@ -224,3 +224,31 @@ def test_store_rejects_oversized_and_non_utf8_files(tmp_path: Path) -> None:
     (latin,) = store.closure(api, "latin.js")
     assert big.kind == "error" and "larger than 1000 bytes" in big.text
     assert latin.kind == "error" and "not valid UTF-8" in latin.text
+
+
+def test_one_batch_stats_each_file_once_and_the_next_batch_sees_edits(tmp_path: Path) -> None:
+    api = tmp_path / "api"
+    api.mkdir()
+    handler = api / "h.js"
+    handler.write_text("module.exports = () => 1;\n")
+    store = ModuleStore()
+    first = store.closure(api, "h.js", batch=1)
+    handler.write_text("module.exports = () => 2; // edited\n")
+    st = handler.stat()
+    os.utime(handler, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    # Requests that arrived together share what the first of them saw...
+    assert store.closure(api, "h.js", batch=1)[0].text == first[0].text
+    # ...and the next batch, or a call outside any batch, sees the edit.
+    assert "edited" in store.closure(api, "h.js", batch=2)[0].text
+    handler.write_text("module.exports = () => 3; // again\n")
+    os.utime(handler, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    assert "again" in store.closure(api, "h.js")[0].text
+
+
+@gen_test
+async def test_an_edit_between_two_requests_is_picked_up(js: JsHarness) -> None:
+    path = js.write("v.js", "module.exports = () => ({ json: 1 });")
+    assert await js.json("v.js") == 1
+    path.write_text("module.exports = () => ({ json: 2 });", encoding="utf-8")
+    js.touch_later(path)
+    assert await js.json("v.js") == 2
