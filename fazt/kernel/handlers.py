@@ -6,11 +6,13 @@ fitting status; Python tracebacks only ever reach the server log.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
 import os
 import re
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -33,6 +35,33 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
 _KERNEL_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
 
 ALL_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
+
+
+class _IterationMemo(threading.local):
+    """``api_handler_file`` results shared by the requests of one IOLoop iteration.
+
+    Requests that arrived together resolve their handler file once: resolving
+    takes an ``lstat`` per path segment, and each one hands the GIL to a JS
+    worker and back. The memo is emptied when the iteration ends, so a file
+    added or removed is seen by the next iteration's requests. Per thread,
+    because each IOLoop runs on its own thread.
+    """
+
+    def __init__(self) -> None:
+        self.results: dict[tuple[Path, str], Path | None] = {}
+
+    def handler_file(self, app_root: Path, name: str) -> Path | None:
+        key = (app_root, name)
+        results = self.results
+        if key in results:
+            return results[key]
+        if not results:
+            asyncio.get_running_loop().call_soon(results.clear)
+        found = results[key] = api_handler_file(app_root, name)
+        return found
+
+
+_memo = _IterationMemo()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -221,7 +250,7 @@ class ApiHandler(JsonErrorsMixin):
         }
 
     async def _run(self) -> None:
-        handler_file = api_handler_file(self.app.root, self._name)
+        handler_file = _memo.handler_file(self.app.root, self._name)
         if handler_file is None:
             self.send_json_error(404, f"no handler for /api/{unquote(self._name)}")
             return

@@ -195,3 +195,36 @@ async def test_auth_namespace_registered(tmp_path: Path) -> None:
         build_apps(tmp_path), data_dir=tmp_path / "d", config={"plugins": []}, js_engine=engine
     ):
         assert set(engine.namespaces["auth"]) == {"issueToken"}
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_handler_files_added_or_removed_are_seen_by_the_next_request(
+    tmp_path: Path,
+) -> None:
+    # Handler lookups are shared within one IOLoop iteration only (handlers._memo).
+    engine = RecordingEngine()
+    apps = build_apps(tmp_path)
+    async with running_kernel(
+        apps, data_dir=tmp_path / "d", config={"plugins": []}, js_engine=engine
+    ) as k:
+        assert (await fetch(k.url("chat", "/api/fresh"))).code == 404
+        fresh = apps / "chat" / "api" / "fresh.js"
+        fresh.write_text(HANDLER)
+        assert (await fetch(k.url("chat", "/api/fresh"))).code == 200
+        assert engine.calls[-1][1].name == "fresh.js"
+        fresh.unlink()
+        assert (await fetch(k.url("chat", "/api/fresh"))).code == 404
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_authorization_without_a_bearer_token_is_anonymous(tmp_path: Path) -> None:
+    engine = RecordingEngine()
+    async with running_kernel(
+        build_apps(tmp_path), data_dir=tmp_path / "d", config={"plugins": []}, js_engine=engine
+    ) as k:
+        for value in ("Basic abc", "Bearer ", "Bearer"):
+            response = await fetch(k.url("chat", "/api/hello"), headers={"Authorization": value})
+            assert response.code == 200, value
+            assert json_body(response)["request"]["user"] is None, value
+        empty_query = await fetch(k.url("chat", "/api/hello?token="))
+        assert json_body(empty_query)["request"]["user"] is None
