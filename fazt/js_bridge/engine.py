@@ -1,8 +1,9 @@
 """``JsEngine``: runs an app's ``api/*.js`` handler in QuickJS, off the IOLoop.
 
 Threads. ``run_handler`` is called on the IOLoop; it queues a job and awaits a
-future. ``threads`` worker threads take jobs from one queue. Each worker owns
-its QuickJS contexts (one per app, LRU-bounded) and is the only thread that ever
+future (jobs and responses cross between threads in batches, see ``_LoopLink``).
+``threads`` worker threads take jobs from one queue. Each worker owns its
+QuickJS contexts (one per app, LRU-bounded) and is the only thread that ever
 touches them, because the wrapper aborts the process when two threads use one
 runtime. An infinite loop therefore blocks one worker, never the IOLoop.
 
