@@ -154,7 +154,7 @@
     event.preventDefault();
     const input = $('dm-message');
     try {
-      // A user id is the name in lower case with "-" for spaces (api/lib/users.js).
+      // A user id is the name in lower case with "-" for spaces (api/_lib/users.js).
       const to = $('dm-to').value.trim().toLowerCase().replace(/ +/g, '-');
       await post('dm', { to, message: input.value });
       input.value = '';

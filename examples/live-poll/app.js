@@ -59,7 +59,7 @@
     }
   }
 
-  // A vote is a subscription to "vote-<option>" (see api/lib/poll.js); the SDK
+  // A vote is a subscription to "vote-<option>" (see api/_lib/poll.js); the SDK
   // renews it after every reconnect. api/vote.js then recounts and tells everyone.
   async function castVote(option) {
     try {

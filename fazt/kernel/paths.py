@@ -23,8 +23,10 @@ from urllib.parse import unquote
 
 #: Top-level names inside an app folder that are never served as static files.
 NEVER_SERVED_TOP = frozenset({"app.json", "api", "private"})
-#: What a handler name segment may look like (``/api/<seg>/<seg>``).
-_API_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+#: What a handler name segment may look like (``/api/<seg>/<seg>``). A segment
+#: starting with ``_`` (or ``.``) is never a route: ``api/_lib/`` holds modules that
+#: handlers ``require`` but that must not answer HTTP themselves.
+_API_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 def decode_segments(raw_path: str) -> list[str] | None:
@@ -99,7 +101,8 @@ def api_handler_file(app_root: Path, raw_name: str) -> Path | None:
 
     ``api/a/b.js`` answers ``/api/a/b``; ``api/a/index.js`` answers ``/api/a``
     when ``api/a.js`` does not exist. Names are restricted to letters, digits,
-    ``_``, ``-`` and ``.``; the file must resolve inside ``api/``.
+    ``_``, ``-`` and ``.``, and no segment starts with ``_`` or ``.`` (private
+    modules); the file must resolve inside ``api/``.
     """
     segments = decode_segments(raw_name)
     if not segments or not all(_API_SEGMENT.match(segment) for segment in segments):

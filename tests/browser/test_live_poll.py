@@ -11,7 +11,7 @@ from tests.browser.server import ExamplesServer
 
 pytestmark = pytest.mark.browser
 
-DEMO_ADMIN_CODE = "demo-admin"  # examples/live-poll/api/lib/auth.js, demo only
+DEMO_ADMIN_CODE = "demo-admin"  # examples/live-poll/api/_lib/auth.js, demo only
 RECONNECT_TIMEOUT_MS = 30_000
 
 

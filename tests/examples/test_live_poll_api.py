@@ -9,7 +9,7 @@ from websockets.exceptions import InvalidStatus
 
 from tests.examples.conftest import examples_kernel
 
-DEMO_ADMIN_CODE = "demo-admin"  # examples/live-poll/api/lib/auth.js, demo only
+DEMO_ADMIN_CODE = "demo-admin"  # examples/live-poll/api/_lib/auth.js, demo only
 
 
 @pytest.mark.gen_test(timeout=20)

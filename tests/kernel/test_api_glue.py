@@ -31,6 +31,8 @@ def build_apps(tmp_path: Path) -> Path:
             "api/rooms/list.js": HANDLER,
             "api/admin/index.js": HANDLER,
             "api/lib/.hidden.js": HANDLER,
+            "api/_lib/helper.js": HANDLER,
+            "api/_private.js": HANDLER,
         },
     )
     make_app(apps, "poll", {}, {"api/vote.js": HANDLER})
@@ -103,6 +105,8 @@ async def test_handler_lookup(tmp_path: Path) -> None:
             "/api/%2e%2e/app",
             "/api/rooms%2f..%2fhello",
             "/api/lib/.hidden",
+            "/api/_lib/helper",  # "_" folders hold require()-only modules
+            "/api/_private",
             "/api/vote",  # poll's handler, not chat's
             "/api/evil",  # symlink to a file outside api/
             "/api/evildir/x",  # symlinked folder outside api/

@@ -3,7 +3,7 @@
 // The design's handler: read req.json and req.user, broadcast to the room.
 // The channel is checked against room-* so that this endpoint can never be
 // used to write into presence or private (DM) channels.
-const { ROOM, author, cleanText, badRequest, needSignIn } = require('./lib/users.js');
+const { ROOM, author, cleanText, badRequest, needSignIn } = require('./_lib/users.js');
 
 module.exports = async (req) => {
   if (req.method !== 'POST') return { status: 405, json: { error: 'use POST' } };

@@ -4,7 +4,7 @@
 // which only a token with sub=<to> may subscribe to (app.json rule
 // "private-user-{sub}"). The sender gets a copy on their own channel so that
 // all of their open tabs show the conversation.
-const { USER_ID, author, cleanText, badRequest, needSignIn } = require('./lib/users.js');
+const { USER_ID, author, cleanText, badRequest, needSignIn } = require('./_lib/users.js');
 
 module.exports = async (req) => {
   if (req.method !== 'POST') return { status: 405, json: { error: 'use POST' } };

@@ -4,7 +4,7 @@
 // It shows how an app signs its users in with fazt.auth.issueToken: the kernel
 // signs the token and binds it to *this* app, so another app refuses it.
 // A real app would check a password or an identity provider here.
-const { cleanName, userIdFor } = require('./lib/users.js');
+const { cleanName, userIdFor } = require('./_lib/users.js');
 
 module.exports = async (req) => {
   if (req.method !== 'POST') {

@@ -2,7 +2,7 @@
 //
 // fazt.realtime.broadcastAll reaches every connection of this app, whatever
 // it subscribed to; the page shows it as a banner.
-const { hasRole } = require('./lib/auth.js');
+const { hasRole } = require('./_lib/auth.js');
 
 module.exports = async (req) => {
   if (req.method !== 'POST') return { status: 405, json: { error: 'use POST' } };

@@ -1,9 +1,9 @@
 // POST /api/login {"name": "Ann", "adminCode"?: "..."} -> {"token", "user"}
 //
-// DEMO-ONLY sign-in, no password. With the demo admin code (see lib/auth.js)
+// DEMO-ONLY sign-in, no password. With the demo admin code (see _lib/auth.js)
 // the token carries role "admin", which opens the "admin" channel and
 // /api/announce. The kernel binds the token to this app.
-const { isAdminCode, cleanName } = require('./lib/auth.js');
+const { isAdminCode, cleanName } = require('./_lib/auth.js');
 
 module.exports = async (req) => {
   if (req.method !== 'POST') return { status: 405, json: { error: 'use POST' } };

@@ -1,10 +1,10 @@
 // POST /api/vote {"option": "presence"}  (signed in, after subscribing to "vote-presence")
 //
-// The page casts its vote by subscribing to "vote-<option>" (see lib/poll.js),
+// The page casts its vote by subscribing to "vote-<option>" (see _lib/poll.js),
 // then calls this handler, which checks the input and that the vote is really
 // there, recounts, and broadcasts the new results on "poll" to every viewer and
 // who voted for what on the role-gated "admin" channel.
-const { isOption, voteChannel, tally, hasVoted } = require('./lib/poll.js');
+const { isOption, voteChannel, tally, hasVoted } = require('./_lib/poll.js');
 
 module.exports = async (req) => {
   if (req.method !== 'POST') return { status: 405, json: { error: 'use POST' } };
