@@ -26,7 +26,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["fazt", "fazt.*"]),
+    # fazt.realtime.static holds only data (the built SDK), so it is listed by name.
+    packages=[*find_packages(include=["fazt", "fazt.*"]), "fazt.realtime.static"],
     include_package_data=True,
     package_data={"fazt": ["py.typed", "**/*.json", "**/*.js", "**/*.map", "**/*.d.ts"]},
     install_requires=[
