@@ -139,6 +139,10 @@ class TornadoTransport:
             self._pending = [pending, frame]
         else:
             pending.append(frame)
+            if len(pending) >= self._queue_size:
+                # A turn that sends a whole queue's worth (a tight broadcast loop)
+                # writes now: the turn's buffer is bounded like the stream's.
+                self.flush()
 
     def flush(self) -> None:
         """Write this turn's frames now (the coalescer calls it; so does ``close``)."""

@@ -117,6 +117,24 @@ async def test_broken_pipe_closes_quietly() -> None:
 
 
 @pytest.mark.gen_test
+async def test_a_turn_never_holds_more_than_a_queue_of_frames() -> None:
+    stream, peer = _pair(sndbuf=1 << 20)
+    transport, handler = _transport(stream, queue=4)
+    frames = [text_frame(b'{"n":%d}' % i) for i in range(6)]
+    for frame in frames:
+        transport.send_frame(frame)
+    peer.setblocking(False)
+    # The fourth frame filled a queue's worth: those four left without waiting for
+    # the end of the turn; the last two wait for it, in order.
+    assert peer.recv(1000) == b"".join(frames[:4])
+    await asyncio.sleep(0)
+    assert peer.recv(1000) == b"".join(frames[4:])
+    assert handler.closed_with is None
+    transport.abort()
+    peer.close()
+
+
+@pytest.mark.gen_test
 async def test_one_turn_is_one_write_and_close_flushes_first() -> None:
     stream, peer = _pair(sndbuf=1 << 20)
     transport, handler = _transport(stream, queue=10)
