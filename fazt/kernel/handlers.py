@@ -76,6 +76,9 @@ class JsonErrorsMixin(tornado.web.RequestHandler):
     def send_json_error(self, status: int, message: str) -> None:
         self.clear()
         self.set_status(status)
+        self._finish_json_error(message)
+
+    def _finish_json_error(self, message: str) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps({"error": message}))
 
@@ -86,8 +89,7 @@ class JsonErrorsMixin(tornado.web.RequestHandler):
         # Our own HTTPErrors carry a client-safe message in log_message.
         if isinstance(error, tornado.web.HTTPError) and error.log_message and status_code < 500:
             message = error.log_message % error.args if error.args else error.log_message
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps({"error": message}))
+        self._finish_json_error(message)
 
 
 class NotFoundHandler(JsonErrorsMixin):
