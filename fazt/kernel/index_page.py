@@ -45,7 +45,8 @@ def render_index(kernel: Kernel, *, scheme: str, host: str) -> str:
         by_host = f"{scheme}://{slug}.{escape(kernel.domain)}{suffix}/"
         by_path = f"/_app/{slug}/"
         title = app.manifest.get("name")
-        label = f' <span class="title">{escape(title)}</span>' if isinstance(title, str) else ""
+        named = isinstance(title, str) and title != app.slug
+        label = f' <span class="title">{escape(str(title))}</span>' if named else ""
         items.append(
             f'<li><span class="name">{slug}</span>{label}<br>'
             f'<a href="{by_host}">{by_host}</a><a href="{by_path}">{by_path}</a></li>'
