@@ -26,7 +26,10 @@ async def test_stack_names_each_file_line_and_column(
 ) -> None:
     js.write(
         "_lib/deep.js",
-        "// a library\nexports.explode = () => {\n  [1].map(() => { throw new TypeError('deep'); });\n};\n",
+        "// a library\n"
+        "exports.explode = () => {\n"
+        "  [1].map(() => { throw new TypeError('deep'); });\n"
+        "};\n",
     )
     js.write(
         "boom.js",
