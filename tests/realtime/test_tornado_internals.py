@@ -388,4 +388,4 @@ def test_the_protocol_seam_gives_tornados_protocol_for_version_13_only() -> None
 
     protocol = internals.websocket_protocol(handler_for("13"))
     assert isinstance(protocol, tornado.websocket.WebSocketProtocol13)
-    assert internals.websocket_protocol(handler_for("8")) is None
+    assert internals.websocket_protocol(handler_for("99")) is None
