@@ -25,6 +25,7 @@ import tornado.routing
 import tornado.web
 
 from fazt.config import ConfigError, KernelConfig
+from fazt.edge.server import EdgeHTTPServer, EdgeSettings
 from fazt.kernel.app import App
 from fazt.kernel.auth_api import NAMESPACE as AUTH_NAMESPACE
 from fazt.kernel.auth_api import auth_namespace
@@ -252,8 +253,10 @@ class Kernel:
                 await self._stop_plugins()
                 raise
             self._started.append(plugin)
-        self._server = tornado.httpserver.HTTPServer(
-            self.make_application(), max_body_size=MAX_BODY_BYTES
+        self._server = EdgeHTTPServer(
+            self.make_application(),
+            edge=EdgeSettings.from_config(self.config),
+            max_body_size=MAX_BODY_BYTES,
         )
         bound = sockets if sockets is not None else tornado.netutil.bind_sockets(port, address)
         self._server.add_sockets(bound)
