@@ -22,6 +22,7 @@ from typing import Any
 import tornado.netutil
 
 from fazt.config import ConfigError, KernelConfig
+from fazt.edge.redaction import install_log_redaction
 from fazt.kernel.kernel import Kernel, check_secret_length, load_plugin
 from fazt.kernel.manifest import ManifestValidator, build_schema
 from fazt.kernel.registry import AppStoreError, scan_apps
@@ -252,13 +253,16 @@ COMMANDS = {"serve": cmd_serve, "check": cmd_check, "token": cmd_token}
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    install_log_redaction()
+    level = getattr(logging, str(args.log_level).upper(), logging.INFO)
     logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # One line per request is too chatty for the default level.
-    logging.getLogger("tornado.access").setLevel(logging.WARNING)
+    # One line per request is too chatty for the default level; DEBUG shows them.
+    if not isinstance(level, int) or level > logging.DEBUG:
+        logging.getLogger("tornado.access").setLevel(logging.WARNING)
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, AppStoreError) as error:
