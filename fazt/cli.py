@@ -22,6 +22,7 @@ from typing import Any
 import tornado.netutil
 
 from fazt.config import ConfigError, KernelConfig
+from fazt.edge.fd_limits import fit_config_to_fd_limit
 from fazt.edge.redaction import install_log_redaction
 from fazt.kernel.kernel import Kernel, check_secret_length, load_plugin
 from fazt.kernel.manifest import ManifestValidator, build_schema
@@ -202,7 +203,7 @@ def _run_workers(apps_dir: Path, config: KernelConfig) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    config = serve_config(args)
+    config = fit_config_to_fd_limit(serve_config(args))
     apps_dir = Path(args.apps_dir)
     if not apps_dir.is_dir():
         raise ConfigError(f"apps folder {apps_dir} does not exist")

@@ -12,7 +12,8 @@ from tornado.httpclient import AsyncHTTPClient
 
 from fazt.edge.redaction import REDACTED, install_log_redaction, redact_query, redact_tokens
 from fazt.kernel.tokens import TokenService
-from tests.harness import FaztProcess, make_app, running_kernel
+from tests.edge.processes import EdgeFaztProcess
+from tests.harness import make_app, running_kernel
 from tests.realtime.wsclient import open_client, upgrade_status
 
 EDGE_PLUGIN = "tests.edge.edge_plugin:EdgeTestPlugin"
@@ -106,19 +107,13 @@ async def test_no_log_record_holds_a_token_at_debug_level(
     assert "RuntimeError: this route always fails" in joined
 
 
-class DebugFaztProcess(FaztProcess):
-    """``fazt --log-level DEBUG serve ...``."""
-
-    def command(self) -> list[str]:
-        command = super().command()
-        at = command.index("serve")
-        return [*command[:at], "--log-level", "DEBUG", *command[at:]]
-
-
 @pytest.mark.gen_test(timeout=90)
 async def test_fazt_serve_at_debug_level_writes_no_token(tmp_path: Path) -> None:
     good = TokenService(SECRET.encode()).issue("alice")
-    with DebugFaztProcess(_apps(tmp_path), data_dir=tmp_path / "d", config=_config()) as process:
+    process = EdgeFaztProcess(
+        _apps(tmp_path), data_dir=tmp_path / "d", config=_config(), log_level="DEBUG"
+    )
+    with process:
         statuses = await _exercise(process.base_url, f"ws://127.0.0.1:{process.port}", good)
     log = process.log_text()
     assert statuses == EXPECTED
