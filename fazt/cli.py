@@ -28,6 +28,7 @@ from fazt.kernel.kernel import Kernel, check_secret_length, load_plugin
 from fazt.kernel.manifest import ManifestValidator, build_schema
 from fazt.kernel.registry import AppStoreError, scan_apps
 from fazt.kernel.tokens import TokenError, TokenService, load_secret
+from fazt.supervisor import WorkerSupervisor
 
 log = logging.getLogger("fazt")
 DEFAULT_CONFIG = "fazt.json"
@@ -153,53 +154,28 @@ def _run_workers(apps_dir: Path, config: KernelConfig) -> int:
         raise ConfigError(
             f"cannot listen on {config.address}:{config.port}: {error.strerror or error}"
         ) from error
-    children: set[int] = set()
+    try:
+        return WorkerSupervisor(
+            config.workers, lambda: _run_worker(apps_dir, config, sockets)
+        ).run()
+    finally:
+        for sock in sockets:
+            sock.close()
 
-    def forward(signum: int, _frame: object) -> None:
-        for child in list(children):
-            try:
-                os.kill(child, signal.SIGTERM)
-            except ProcessLookupError:
-                children.discard(child)
 
-    # Installed before forking: a signal arriving mid-fork is still forwarded.
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    stop_signals = {signal.SIGINT, signal.SIGTERM}
-    for _ in range(config.workers):
-        # Blocked across fork, so neither side sees a signal before its handler is set.
-        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-        pid = os.fork()
-        if pid == 0:
-            _EarlySignal.install()
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
-            code = 0
-            try:
-                asyncio.run(_serve_until_signal(apps_dir, config, sockets))
-            except ConfigError as error:
-                print(f"fazt: error: worker {os.getpid()}: {error}", file=sys.stderr)
-                code = 2
-            except BaseException:
-                log.exception("worker %d failed", os.getpid())
-                code = 1
-            os._exit(code)
-        children.add(pid)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
-    for sock in sockets:
-        sock.close()
-    log.info("fazt: %d workers started: %s", config.workers, sorted(children))
-    status = 0
-    while children:
-        try:
-            pid, raw = os.wait()
-        except ChildProcessError:
-            break
-        children.discard(pid)
-        code = os.waitstatus_to_exitcode(raw)
-        if code != 0:
-            log.error("worker %d exited with %d", pid, code)
-            status = 1
-    return status
+def _run_worker(apps_dir: Path, config: KernelConfig, sockets: list[socket.socket]) -> int:
+    """One worker (a forked child; SIGINT/SIGTERM arrive blocked): serve until a signal."""
+    _EarlySignal.install()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        asyncio.run(_serve_until_signal(apps_dir, config, sockets))
+    except ConfigError as error:
+        print(f"fazt: error: worker {os.getpid()}: {error}", file=sys.stderr)
+        return 2
+    except BaseException:
+        log.exception("worker %d failed", os.getpid())
+        return 1
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
