@@ -567,10 +567,15 @@ class Hub:
         self._kick_here(app_uuid, client_id, str(reason)[:MAX_KICK_REASON])
 
     def presence_expired(self, app_uuid: str, channel: str, member: dict[str, Any]) -> None:
+        event = presence_event(channel, "leave", member)
         state = self._apps.get(app_uuid)
         if state is None:
+            # This node swept a dead one but has no clients of the app (e.g. a
+            # worker that just replaced the dead one): no one here listens, but
+            # the subscribers on other nodes must still hear the leave.
+            self.spawn(self.backplane.publish_channel(app_uuid, channel, protocol.encode(event)))
             return
-        self.spawn(self._announce(state, channel, presence_event(channel, "leave", member)))
+        self.spawn(self._announce(state, channel, event))
 
     # -- heartbeat, shutdown -------------------------------------------------------------
     def sessions(self) -> Iterable[Session]:
