@@ -155,8 +155,11 @@ def _run_workers(apps_dir: Path, config: KernelConfig) -> int:
             f"cannot listen on {config.address}:{config.port}: {error.strerror or error}"
         ) from error
     try:
+        # Exit status 2 is a config the worker refuses: restarting cannot fix it.
         return WorkerSupervisor(
-            config.workers, lambda: _run_worker(apps_dir, config, sockets)
+            config.workers,
+            lambda: _run_worker(apps_dir, config, sockets),
+            final_exit_codes={2},
         ).run()
     finally:
         for sock in sockets:

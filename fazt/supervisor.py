@@ -18,7 +18,9 @@ SIGINT or SIGTERM to the parent stops supervision: each worker gets SIGTERM and
 runs its graceful stop; the parent waits for all of them (a worker still alive
 ``STOP_TIMEOUT_SECONDS`` later gets SIGKILL) and returns 0, or 1 if any worker
 exited with a failure while stopping. A restart that was still waiting for its
-backoff is dropped, with one line.
+backoff is dropped, with one line. A worker that exits with a *final* status
+(``fazt serve`` uses 2: the worker refused its config) stops supervision the
+same way, and the parent returns that status.
 
 Realtime state of a dead worker (its connections and presence in the Redis
 registry) is cleaned up by the other nodes' liveness sweep, as for any dead
@@ -33,7 +35,7 @@ import os
 import select
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import FrameType
 
@@ -88,6 +90,10 @@ class WorkerSupervisor:
     unblocks them, serves, and returns the exit status. The child exits with
     that status (1 if ``run_worker`` raises). ``run()`` supervises until a
     stop signal, then returns the parent's exit status.
+
+    A worker that exits with one of ``final_exit_codes`` (while the parent is
+    not stopping) is not restarted: restarting cannot help, so every worker is
+    stopped and ``run()`` returns that code.
     """
 
     def __init__(
@@ -95,6 +101,7 @@ class WorkerSupervisor:
         count: int,
         run_worker: Callable[[], int],
         *,
+        final_exit_codes: Iterable[int] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if count < 1:
@@ -106,6 +113,7 @@ class WorkerSupervisor:
         self._signals_forwarded = 0
         self._stop_deadline: float | None = None
         self._status = 0
+        self._final_exit_codes = frozenset(final_exit_codes)
 
     @property
     def pids(self) -> list[int]:
@@ -233,7 +241,17 @@ class WorkerSupervisor:
             if self._stop_deadline is not None:
                 if exit_code != 0:
                     log.error("worker %d %s while stopping", pid, describe_exit(exit_code))
-                    self._status = 1
+                    self._status = self._status or 1
+                continue
+            if exit_code in self._final_exit_codes:
+                # Restarting cannot help (e.g. a config the worker refuses): stop.
+                log.error(
+                    "worker %d %s, which restarting cannot fix: stopping every worker",
+                    pid,
+                    describe_exit(exit_code),
+                )
+                self._status = exit_code
+                self._begin_stop(now)
                 continue
             lived = now - slot.started_at
             slot.restarts_in_a_row = (

@@ -102,6 +102,30 @@ def test_sigterm_stops_every_worker_and_exits_0() -> None:
     assert "replaces worker" not in log
 
 
+def test_a_final_exit_status_stops_supervision_with_that_status() -> None:
+    with supervised(2, "refuse") as process:
+        code = process.wait(10)
+        assert process.stderr is not None
+        log = process.stderr.read()
+    assert code == 2, log
+    assert "which restarting cannot fix: stopping every worker" in log
+    assert "replaces worker" not in log
+
+
+def test_fazt_serve_stops_when_its_workers_refuse_their_config(tmp_path: Path) -> None:
+    make_app(tmp_path / "apps", "chat")
+    # Plugin sections are checked by each worker's kernel; the parent cannot see this one.
+    config = {"redis": "redis://127.0.0.1:1/0", "realtime": {"pingIntervalSeconds": "often"}}
+    node = EdgeFaztProcess(
+        tmp_path / "apps", data_dir=tmp_path / "d", config=config, extra_args=("--workers", "2")
+    )
+    with pytest.raises(RuntimeError, match="fazt exited with 2"):
+        node.start(timeout=30)
+    log = node.log_text()
+    assert "fazt: error: worker" in log and "pingIntervalSeconds" in log, log
+    assert "restarting cannot fix" in log and "replaces worker" not in log, log
+
+
 class Prober:
     """Opens a new HTTP connection every few milliseconds and records each outcome."""
 
