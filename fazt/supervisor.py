@@ -114,6 +114,7 @@ class WorkerSupervisor:
         self._stop_deadline: float | None = None
         self._status = 0
         self._final_exit_codes = frozenset(final_exit_codes)
+        self._wake_fds: tuple[int, int] = (-1, -1)
 
     @property
     def pids(self) -> list[int]:
@@ -122,7 +123,8 @@ class WorkerSupervisor:
 
     # -- the parent's loop ---------------------------------------------------------------
     def run(self) -> int:
-        wake_read, wake_write = os.pipe()
+        """Supervise until stopped (call from the main thread); returns the exit status."""
+        wake_read, wake_write = self._wake_fds = os.pipe()
         os.set_blocking(wake_read, False)
         os.set_blocking(wake_write, False)
         previous_wakeup = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
@@ -136,6 +138,9 @@ class WorkerSupervisor:
             while self._step():
                 self._sleep(wake_read, self._next_wakeup())
         finally:
+            # Only after an unexpected error are workers still alive here: stop them.
+            for pid in self.pids:
+                _signal_quietly(pid, signal.SIGTERM)
             signal.set_wakeup_fd(previous_wakeup)
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
@@ -197,6 +202,13 @@ class WorkerSupervisor:
             pid = os.fork()
             if pid == 0:
                 self._become_worker()
+        except OSError as error:
+            # No process to be had now (EAGAIN, ENOMEM): try again after a backoff.
+            slot.restarts_in_a_row += 1
+            delay = restart_delay(slot.restarts_in_a_row)
+            slot.restart_at = self._clock() + delay
+            log.error("cannot start a worker: %s; trying again in %.1f s", error, delay)
+            return
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORK_BLOCKED)
         now = self._clock()
@@ -217,6 +229,8 @@ class WorkerSupervisor:
         code = 1
         try:
             signal.set_wakeup_fd(-1)
+            for fd in self._wake_fds:
+                os.close(fd)
             for signum in _FORK_BLOCKED:
                 signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
