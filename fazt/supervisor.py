@@ -91,6 +91,7 @@ class WorkerSupervisor:
     that status (1 if ``run_worker`` raises). ``run()`` supervises until a
     stop signal, then returns the parent's exit status.
 
+    ``on_started(pids)`` runs in the parent once the first workers are forked.
     A worker that exits with one of ``final_exit_codes`` (while the parent is
     not stopping) is not restarted: restarting cannot help, so every worker is
     stopped and ``run()`` returns that code.
@@ -102,6 +103,7 @@ class WorkerSupervisor:
         run_worker: Callable[[], int],
         *,
         final_exit_codes: Iterable[int] = (),
+        on_started: Callable[[list[int]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if count < 1:
@@ -114,6 +116,7 @@ class WorkerSupervisor:
         self._stop_deadline: float | None = None
         self._status = 0
         self._final_exit_codes = frozenset(final_exit_codes)
+        self._on_started = on_started
         self._wake_fds: tuple[int, int] = (-1, -1)
 
     @property
@@ -135,6 +138,8 @@ class WorkerSupervisor:
             for slot in self._slots:
                 self._spawn(slot)
             log.info("fazt: %d workers started: %s", len(self._slots), self.pids)
+            if self._on_started is not None:
+                self._on_started(self.pids)
             while self._step():
                 self._sleep(wake_read, self._next_wakeup())
         finally:

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fazt.kernel.app import App
+from fazt.kernel.manifest import PATTERN_DESCRIPTION, child_path
 from fazt.kernel.plugin import HostFunction, Plugin, PluginRoute
 from fazt.realtime.api import RealtimeAPI, js_namespace
 from fazt.realtime.backplane.base import Backplane
+from fazt.realtime.channels import auth_false_never_holds
 from fazt.realtime.heartbeat import SharedHeartbeat, sweep_period
 from fazt.realtime.hub import Hub
 from fazt.realtime.limits import Limits, limits_schema
@@ -106,6 +108,8 @@ class RealtimePlugin(Plugin):
                             "minLength": 1,
                             "maxLength": 200,
                             "pattern": r"^[A-Za-z0-9_\-=@,.;:*]*(\{sub\})?[A-Za-z0-9_\-=@,.;:*]*$",
+                            PATTERN_DESCRIPTION: "a channel pattern may contain only letters, "
+                            "digits, _ - = @ , . ; : and the wildcard *, plus at most one {sub}",
                         },
                         "additionalProperties": CHANNEL_RULE_SCHEMA,
                     }
@@ -115,6 +119,19 @@ class RealtimePlugin(Plugin):
 
     def manifest_limits_schema(self) -> dict[str, Any]:
         return limits_schema()
+
+    def manifest_warnings(self, manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
+        section = manifest.get("realtime")
+        rules = section.get("channels") if isinstance(section, Mapping) else None
+        if not isinstance(rules, Mapping):
+            return []
+        warnings = []
+        for pattern, spec in rules.items():
+            why = auth_false_never_holds(pattern, spec) if isinstance(spec, Mapping) else None
+            if why is not None:
+                where = child_path(child_path("$.realtime.channels", pattern), "auth")
+                warnings.append((where, f'"auth": false never holds: {why}'))
+        return warnings
 
     # -- what the kernel serves ----------------------------------------------------
     def routes(self) -> list[PluginRoute]:

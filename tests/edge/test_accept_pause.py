@@ -63,7 +63,9 @@ async def test_emfile_pauses_accepting_logs_once_and_never_spins(
         clients = [socket.create_connection(("127.0.0.1", k.port)) for _ in range(CLIENTS)]
         try:
             for client in clients:
-                client.sendall(b"GET /_app/chat/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                client.sendall(
+                    b"GET /_app/chat/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                )
             with no_descriptors_left():
                 cpu_before = time.process_time()
                 await asyncio.sleep(WINDOW_SECONDS)

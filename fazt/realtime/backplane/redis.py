@@ -32,7 +32,8 @@ payloads, bad kicks) is dropped, counted in ``invalid_messages`` and logged at
 most once a minute; it never reaches the hub or crashes the node.
 
 redis-py is imported lazily, so fazt without the ``redis`` extra still works and
-only a node that asks for Redis learns that it must ``pip install 'fazt[redis]'``.
+only a node that asks for Redis learns that it must install the ``redis`` extra
+(``pip install -e '.[redis]'`` in the repository).
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ _INVALID_LOG_INTERVAL_SECONDS = 60.0
 # Topic kinds, kept in the node's topic table.
 _CHANNEL, _APP, _KICK, _CONTROL = range(4)
 
-INSTALL_HINT = "the Redis backplane needs redis-py: pip install 'fazt[redis]'"
+INSTALL_HINT = (
+    "the Redis backplane needs redis-py: run pip install -e '.[redis]' in the fazt repository "
+    "(or pip install redis in fazt's virtualenv)"
+)
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
