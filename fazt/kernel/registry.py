@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fazt.kernel.app import App
+from fazt.contracts.app import App
 from fazt.kernel.manifest import MANIFEST_NAME, ManifestError, ManifestValidator
 
 log = logging.getLogger("fazt.kernel")

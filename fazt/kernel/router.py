@@ -105,8 +105,10 @@ class KernelRouter(tornado.routing.Router):
         if app is None:
             return self._delegate(request, NotFoundHandler, message=f"unknown app {slug!r}")
         if inner == "/_fazt" or inner.startswith("/_fazt/"):
-            return self._delegate(request, AssetHandler, kernel=self._kernel, name=inner[7:])
+            return self._delegate(request, AssetHandler, assets=self._kernel.assets, name=inner[7:])
         if inner == "/api" or inner.startswith("/api/"):
             name = inner[5:]
-            return self._delegate(request, ApiHandler, kernel=self._kernel, app=app, name=name)
+            return self._delegate(
+                request, ApiHandler, endpoint=self._kernel.api, app=app, name=name
+            )
         return self._delegate(request, StaticHandler, app=app, inner_path=inner)

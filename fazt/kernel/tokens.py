@@ -20,7 +20,7 @@ from typing import Any
 
 import jwt
 
-from fazt.kernel.app import App
+from fazt.contracts.app import App
 
 SECRET_ENV_VAR = "FAZT_JWT_SECRET"
 SECRET_FILE_NAME = "jwt-secret"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from fazt.contracts.host_calls import HostCallContext, HostCallError, HostFunction
 from fazt.kernel.app import App
-from fazt.kernel.plugin import HostCallContext, HostCallError, HostFunction
 from fazt.realtime.hub import Hub, HubError
 
 

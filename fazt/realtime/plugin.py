@@ -18,8 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fazt.contracts.host_calls import HostFunction
 from fazt.kernel.app import App
-from fazt.kernel.plugin import HostFunction, Plugin, PluginRoute
+from fazt.kernel.plugin import Plugin, PluginRoute
 from fazt.realtime.api import RealtimeAPI, js_namespace
 from fazt.realtime.backplane.base import Backplane
 from fazt.realtime.heartbeat import SharedHeartbeat, sweep_period
@@ -29,7 +30,7 @@ from fazt.realtime.session import HeartbeatPolicy
 from fazt.realtime.transport import WriteCoalescer
 
 if TYPE_CHECKING:
-    from fazt.kernel.kernel import Kernel
+    from fazt.kernel.plugin import PluginHost as Kernel
 
 log = logging.getLogger("fazt.realtime")
 
