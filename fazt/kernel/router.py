@@ -14,7 +14,9 @@ the Host header. Inside the app, in this order:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import tornado.httputil
@@ -22,16 +24,30 @@ import tornado.routing
 import tornado.web
 
 from fazt.kernel.handlers import (
+    ApiEndpoint,
     ApiHandler,
     AssetHandler,
     NotFoundHandler,
     SlashRedirectHandler,
     StaticHandler,
 )
-from fazt.kernel.plugin import PluginRoute
+from fazt.kernel.plugin import PluginHost, PluginRoute
+from fazt.kernel.registry import AppRegistry
 
-if TYPE_CHECKING:
-    from fazt.kernel.kernel import Kernel
+
+class RouterHost(PluginHost, Protocol):
+    """What the router uses of the kernel (``Kernel`` is one); plugin routes get it as
+    ``kernel=``, seen as a ``PluginHost``."""
+
+    @property
+    def domain(self) -> str: ...
+    @property
+    def apps(self) -> AppRegistry: ...
+    @property
+    def assets(self) -> Mapping[str, Path]: ...
+    @property
+    def api(self) -> ApiEndpoint: ...
+
 
 APP_PREFIX = "/_app/"
 
@@ -66,7 +82,7 @@ class KernelRouter(tornado.routing.Router):
     """Dispatches every request of the kernel's Application (see module doc)."""
 
     def __init__(
-        self, application: tornado.web.Application, kernel: Kernel, routes: list[PluginRoute]
+        self, application: tornado.web.Application, kernel: RouterHost, routes: list[PluginRoute]
     ) -> None:
         self._application = application
         self._kernel = kernel
