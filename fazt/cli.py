@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate every app.json under APPS_DIR")
     check.add_argument("apps_dir", metavar="APPS_DIR")
     check.add_argument("--config", help="JSON config file (decides which plugins extend app.json)")
+    check.add_argument(
+        "--data", help="data folder whose apps.json uuids are checked (never written)"
+    )
 
     token = commands.add_parser("token", help="mint a development token")
     token.add_argument("--sub", required=True, help="user id (the 'sub' claim)")
@@ -219,8 +222,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     config.validate_plugins(plugins)
     validator = ManifestValidator(build_schema(plugins))
     with tempfile.TemporaryDirectory(prefix="fazt-check-") as scratch:
-        # A scratch data folder: checking never writes uuids next to real data.
-        result = scan_apps(Path(args.apps_dir), Path(scratch), validator)
+        # Checking never writes uuids: --data is only read, and by default there is none.
+        data_dir = Path(args.data) if args.data else Path(scratch)
+        result = scan_apps(Path(args.apps_dir), data_dir, validator, remember=False)
     for error in result.errors:
         print(f"{error.file}: {error.json_path}: {error.reason}")
     slugs = ", ".join(app.slug for app in result.apps) or "none"
