@@ -30,13 +30,12 @@ from typing import Any
 
 from fazt.contracts.host_calls import HostCallContext, HostFunction
 from fazt.contracts.js_engine import JsResponse, json_error
-from fazt.js_bridge.app_log import app_logger
-from fazt.js_bridge.execution import Executor, SandboxLimits
+from fazt.js_bridge.execution import Executor, SandboxLimits, waited_too_long
 from fazt.js_bridge.handoff import LoopLink
 from fazt.js_bridge.host_calls import HostCallRunner, HostNamespaces
 from fazt.js_bridge.jobs import Job, deliver
 from fazt.js_bridge.modules import ModuleStore
-from fazt.js_bridge.response import busy_response, format_seconds, wall_time_limit_response
+from fazt.js_bridge.response import busy_response, wall_time_limit_response
 from fazt.js_bridge.scheduler import FairScheduler
 from fazt.js_bridge.workers import WorkerPool
 
@@ -45,8 +44,6 @@ __all__ = ["JsEngine", "JsResponse"]
 #: Spare workers, per configured thread, started while every worker is busy (a
 #: worker waiting on host calls holds its request's context, so it takes no other).
 SPARE_WORKERS_PER_THREAD = 4
-#: ``Retry-After`` (seconds) of the 503 for an app with too many requests waiting.
-RETRY_AFTER_SECONDS = 1
 #: How long past its deadline the IOLoop waits for a started job's own answer
 #: before answering for it (the worker stops the JS at its next slice boundary).
 DEADLINE_GRACE_SECONDS = 0.5
@@ -205,7 +202,7 @@ class JsEngine:
         for job in refused:
             deliver(
                 job.future,
-                json_error(503, _SHUT_DOWN) if self._closed else busy_response(RETRY_AFTER_SECONDS),
+                json_error(503, _SHUT_DOWN) if self._closed else busy_response(),
             )
         if needs_worker:
             self._pool.add_spare_if_needed()
@@ -214,17 +211,9 @@ class JsEngine:
         """On the loop, past the job's deadline: answer for it if its worker has not."""
         if job.future.done():
             return
-        started = self._scheduler.abandon(job)
         wall = self.limits.wall_time_limit_seconds
-        slug = job.context.app.slug
-        if started:
-            # Its worker stops the JS at the next slice boundary and logs it then.
+        if self._scheduler.abandon(job):
+            # Started: its worker stops the JS at the next slice boundary and logs it then.
             deliver(job.future, wall_time_limit_response(wall))
-            return
-        app_logger(slug).warning(
-            "a request waited %s for a free JS worker (other requests of this app were "
-            "running); answered 503",
-            format_seconds(wall),
-            extra={"app": slug},
-        )
-        deliver(job.future, busy_response(RETRY_AFTER_SECONDS))
+        else:
+            deliver(job.future, waited_too_long(job, wall))

@@ -26,6 +26,7 @@ from fazt.js_bridge.jobs import Job
 from fazt.js_bridge.modules import HandlerPathError, ModuleStore
 from fazt.js_bridge.response import (
     BadResponseError,
+    busy_response,
     format_seconds,
     memory_limit_response,
     response_from_envelope,
@@ -100,6 +101,8 @@ class Executor:
         return (job.context.app.uuid, str(job.api_root))
 
     def _execute(self, job: Job) -> JsResponse:
+        if time.monotonic() >= job.deadline:
+            return waited_too_long(job, self._limits.wall_time_limit_seconds)
         slug = job.context.app.slug
         try:
             request_json = _REQUEST_ENCODER.encode(job.request)
@@ -257,3 +260,15 @@ class Executor:
             extra={"app": slug},
         )
         return memory_limit_response(limits.memory_limit_mb)
+
+
+def waited_too_long(job: Job, wall_seconds: float) -> JsResponse:
+    """The answer to a job whose wall-clock time ran out before it could start: retry."""
+    slug = job.context.app.slug
+    app_logger(slug).warning(
+        "a request waited %s for a free JS worker (this app's other requests held its "
+        "share of the workers); answered 503",
+        format_seconds(wall_seconds),
+        extra={"app": slug},
+    )
+    return busy_response()

@@ -79,12 +79,17 @@ def memory_limit_response(megabytes: int) -> JsResponse:
     return json_error(500, f"handler exceeded its memory limit ({megabytes} MB)")
 
 
-def busy_response(retry_after_seconds: int) -> JsResponse:
-    """503 with ``Retry-After``: the app has as many requests waiting as it may."""
+#: ``Retry-After`` (seconds) when an app's handlers are too busy to take a request.
+RETRY_AFTER_SECONDS = 1
+
+
+def busy_response() -> JsResponse:
+    """503 with ``Retry-After``: the app's queue is full, or the request waited in it
+    for its whole wall-clock time."""
     return json_error(
         503,
         "too many requests are waiting for this app's JS handlers; retry later",
-        {"Retry-After": str(retry_after_seconds)},
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 
 
