@@ -88,6 +88,12 @@ KERNEL_SCHEMA: dict[str, Any] = {
         "http": _HTTP_SCHEMA,
         "redis": {"type": ["string", "null"], "pattern": "^rediss?://"},
         "workers": {"type": "integer", "minimum": 1, "maximum": 256},
+        # Host names that are the kernel's own (the app index, /_fazt/, /_app/<slug>/),
+        # besides the bare domain, localhost and IP literals.
+        "kernelHosts": {
+            "type": "array",
+            "items": {"type": "string", "pattern": r"^[A-Za-z0-9.-]+$"},
+        },
     },
 }
 
@@ -188,6 +194,10 @@ class KernelConfig:
     @property
     def workers(self) -> int:
         return int(self._raw.get("workers", 1))
+
+    @property
+    def kernel_hosts(self) -> list[str]:
+        return [str(host) for host in self._raw.get("kernelHosts", [])]
 
     @property
     def jwt(self) -> dict[str, Any]:

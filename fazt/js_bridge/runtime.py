@@ -30,7 +30,7 @@ from typing import Any, Literal
 import quickjs
 
 from fazt.js_bridge.app_log import app_logger, escape_log_text
-from fazt.js_bridge.modules import ModuleSource
+from fazt.js_bridge.modules import ModuleLines, ModuleSource
 
 HostCall = tuple[int, str, list[Any]]  # (call id, "fazt.ns.fn", JSON-decoded args)
 HostResult = tuple[int, bool, str]  # (call id, ok, JSON result or rejection message)
@@ -150,6 +150,7 @@ class AppRuntime:
         )
         self._ctx.eval(";".join(f"delete globalThis.{name}" for name in _INTERNALS))
         self._loaded: dict[str, tuple[Any, str, str]] = {}  # key -> (version, kind, text)
+        self._lines = ModuleLines(reserved=PRELUDE_SOURCE.count("\n") + 1)
         self._budget = CpuBudget(0.0)
         self._deadline = 0.0  # time.monotonic() at which the request's wall-clock time is up
 
@@ -191,14 +192,12 @@ class AppRuntime:
             changed = True
             if module.kind == "js":
                 try:
-                    # The wrapper shares the first line of the source: line numbers match.
-                    factory = self._slice(
-                        self._ctx.eval,
-                        "(function (module, exports, require) {" + module.text + "\n})",
-                    )
+                    # At its own lines, so that locations name the file (see ModuleLines).
+                    source = self._lines.wrap(module.key, module.text)
+                    factory = self._slice(self._ctx.eval, source)
                 except quickjs.JSException as error:
-                    first = str(error).split("\n", 1)[0]
-                    self._slice(self._define, module.key, "error", f"api/{module.key}: {first}")
+                    message = self._lines.compile_error(module.key, str(error))
+                    self._slice(self._define, module.key, "error", message)
                 else:
                     self._slice(self._define, module.key, "js", factory)
             else:
@@ -254,6 +253,8 @@ class AppRuntime:
                 if self._slice(self._ctx.execute_pending_job):
                     continue
             if isinstance(done, dict):
+                if isinstance(done.get("stack"), str):
+                    done["stack"] = self._lines.rewrite_stack(done["stack"])
                 return done
             return {
                 "error": "the handler's promise never settled (it awaits something that "
@@ -281,5 +282,6 @@ class AppRuntime:
             for entry in logs:
                 if isinstance(entry, list) and len(entry) == 2:
                     level = _LOG_LEVELS.get(str(entry[0]), logging.INFO)
-                    text = escape_log_text(str(entry[1]))
+                    # A logged Error's stack names files; then it all goes on one line.
+                    text = escape_log_text(self._lines.rewrite_stack(str(entry[1])))
                     self.log.log(level, "%s", text, extra={"app": self.slug})

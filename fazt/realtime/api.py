@@ -1,106 +1,159 @@
 """The server API: ``RealtimeAPI`` for Python and the ``fazt.realtime`` JS namespace.
 
-Both are thin, app-scoped views of the hub: an API object or a host call can
-only ever name its own app's channels and clients.
+Both are thin, app-scoped views of the realtime core: an API object or a host
+call can only ever name its own app's channels and clients. Arguments are
+checked here, once, whichever side they come from: the JS namespace only
+picks the arguments out of the call and turns a refusal into a rejected
+Promise that names the function (``fazt.realtime.broadcast: channel must be a
+string``).
+
+This module is the one place in ``fazt.realtime`` that imports the kernel's
+host-call contract (``HostCallContext``, ``HostCallError``, ``HostFunction``).
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fazt.contracts.host_calls import HostCallContext, HostCallError, HostFunction
 from fazt.kernel.app import App
-from fazt.realtime.hub import Hub, HubError
+from fazt.realtime import protocol
+from fazt.realtime.backplane.node import Backplane
+from fazt.realtime.channels import is_valid_channel_name
+from fazt.realtime.hub import Hub
+
+#: The functions of a plugin's JS namespace, by name.
+JsNamespace = dict[str, HostFunction]
 
 
-class RealtimeAPI:
-    """``fazt.realtime`` for one app, in Python. Every method raises ``HubError``
-    (a clear sentence) for bad arguments or data over the size limit."""
+class RealtimeAPIError(Exception):
+    """A server-API call was refused (bad argument, data over the size limit).
 
-    def __init__(self, hub: Hub, app: App) -> None:
-        self._hub = hub
-        self.app = app
-
-    async def broadcast(self, channel: str, data: Any) -> None:
-        await self._hub.broadcast(self.app, channel, data)
-
-    async def broadcast_all(self, data: Any) -> None:
-        await self._hub.broadcast_all(self.app, data)
-
-    async def subscribers(self, channel: str) -> list[dict[str, Any]]:
-        return await self._hub.subscribers(self.app, channel)
-
-    async def count(self, channel: str | None = None) -> int:
-        return await self._hub.count(self.app, channel)
-
-    async def kick(self, client_id: str, reason: str = "") -> bool:
-        return await self._hub.kick(self.app, client_id, reason)
+    ``str(error)`` is a sentence safe to show the caller.
+    """
 
 
-def _arg(name: str, args: list[Any], index: int, what: str, *, optional: bool = False) -> Any:
-    if index >= len(args) or args[index] is None:
-        if optional:
-            return None
-        raise HostCallError(f"fazt.realtime.{name}: {what} is required")
-    return args[index]
-
-
-def _string(name: str, args: list[Any], index: int, what: str, *, optional: bool = False) -> Any:
-    value = _arg(name, args, index, what, optional=optional)
-    if value is not None and not isinstance(value, str):
-        raise HostCallError(f"fazt.realtime.{name}: {what} must be a string")
+def _channel(value: object) -> str:
+    if value is None:
+        raise RealtimeAPIError("channel is required")
+    if not isinstance(value, str):
+        raise RealtimeAPIError("channel must be a string")
+    if not is_valid_channel_name(value):
+        raise RealtimeAPIError("invalid channel name")
     return value
 
 
-def _check_data(name: str, data: Any) -> None:
-    # JS numbers arrive as float; NaN/Infinity cannot be sent as JSON.
-    if isinstance(data, float) and not math.isfinite(data):
-        raise HostCallError(f"fazt.realtime.{name}: data must be JSON-serialisable")
+def _client_id(value: object) -> str:
+    if value is None:
+        raise RealtimeAPIError("clientId is required")
+    if not isinstance(value, str):
+        raise RealtimeAPIError("clientId must be a string")
+    if not value:
+        raise RealtimeAPIError("clientId must be a non-empty string")
+    return value
 
 
-def js_namespace(hub_of: Any) -> dict[str, HostFunction]:
-    """The host functions of ``fazt.realtime``; ``hub_of()`` returns the running hub."""
+def _reason(value: object) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise RealtimeAPIError("reason must be a string")
+    return value[: protocol.MAX_KICK_REASON]
 
-    def api(ctx: HostCallContext) -> RealtimeAPI:
-        return RealtimeAPI(hub_of(), ctx.app)
 
-    async def call(name: str, coroutine: Any) -> Any:
+class RealtimeAPI:
+    """``fazt.realtime`` for one app, in Python. Every method raises
+    ``RealtimeAPIError`` (a clear sentence) for bad arguments or data over the size
+    limit."""
+
+    def __init__(
+        self, hub: Hub, backplane: Backplane, app: App, wall_ms: Callable[[], int]
+    ) -> None:
+        self._hub = hub
+        self._backplane = backplane
+        self._wall_ms = wall_ms
+        self.app = app
+
+    def _within_limit(self, build: Callable[[], bytes]) -> bytes:
         try:
-            return await coroutine
-        except HubError as error:
-            raise HostCallError(f"fazt.realtime.{name}: {error}") from error
+            payload = build()
+        except (TypeError, ValueError) as error:
+            raise RealtimeAPIError("data must be JSON-serialisable") from error
+        limit = self._hub.limits_for(self.app).max_message_bytes
+        if len(payload) > limit:
+            raise RealtimeAPIError(f"message is {len(payload)} bytes, over the {limit}-byte limit")
+        return payload
 
-    async def broadcast(ctx: HostCallContext, args: list[Any]) -> Any:
-        channel = _string("broadcast", args, 0, "channel")
-        data = args[1] if len(args) > 1 else None
-        _check_data("broadcast", data)
-        await call("broadcast", api(ctx).broadcast(channel, data))
-        return None
+    async def broadcast(self, channel: str, data: Any) -> None:
+        """Send ``data`` to every subscriber of ``channel`` in this app, cluster-wide."""
+        name = _channel(channel)
+        payload = self._within_limit(lambda: protocol.message_payload(name, data, self._wall_ms()))
+        await self._hub.publish(self._hub.app_state(self.app), name, payload)
 
-    async def broadcast_all(ctx: HostCallContext, args: list[Any]) -> Any:
-        data = args[0] if args else None
-        _check_data("broadcastAll", data)
-        await call("broadcastAll", api(ctx).broadcast_all(data))
-        return None
+    async def broadcast_all(self, data: Any) -> None:
+        """Send ``data`` to every client of the app (no channel), cluster-wide."""
+        payload = self._within_limit(lambda: protocol.app_message_payload(data, self._wall_ms()))
+        await self._hub.publish_app(self._hub.app_state(self.app), payload)
 
-    async def subscribers(ctx: HostCallContext, args: list[Any]) -> Any:
-        channel = _string("subscribers", args, 0, "channel")
-        return await call("subscribers", api(ctx).subscribers(channel))
+    async def subscribers(self, channel: str) -> list[dict[str, Any]]:
+        """``[{"clientId", "connectedAt", "metadata"}]`` of the channel, cluster-wide."""
+        return await self._backplane.registry.subscribers(self.app.uuid, _channel(channel))
 
-    async def count(ctx: HostCallContext, args: list[Any]) -> Any:
-        channel = _string("count", args, 0, "channel", optional=True)
-        return await call("count", api(ctx).count(channel))
+    async def count(self, channel: str | None = None) -> int:
+        """Subscribers of ``channel``, or connections of the app without one."""
+        registry = self._backplane.registry
+        if channel is None:
+            return await registry.count_connections(self.app.uuid)
+        return await registry.count_subscribers(self.app.uuid, _channel(channel))
 
-    async def kick(ctx: HostCallContext, args: list[Any]) -> Any:
-        client_id = _string("kick", args, 0, "clientId")
-        reason = _string("kick", args, 1, "reason", optional=True) or ""
-        return await call("kick", api(ctx).kick(client_id, reason))
+    async def kick(self, client_id: str, reason: str | None = "") -> bool:
+        """Kick a client of this app, wherever it is connected; False when unknown."""
+        client = _client_id(client_id)
+        text = _reason(reason)
+        app_uuid = self.app.uuid
+        if self._hub.kick(app_uuid, client, text):
+            return True
+        node_id = await self._backplane.registry.connection_node(app_uuid, client)
+        if node_id is None:
+            return False
+        return await self._backplane.bus.send_kick(app_uuid, node_id, client, text)
+
+
+def js_namespace(api_for: Callable[[App], RealtimeAPI]) -> JsNamespace:
+    """The host functions of ``fazt.realtime``; ``api_for(app)`` gives the app's API."""
+
+    def arg(args: list[Any], index: int) -> Any:
+        return args[index] if index < len(args) else None
+
+    def host(name: str, run: Callable[[RealtimeAPI, list[Any]], Awaitable[Any]]) -> HostFunction:
+        async def call(ctx: HostCallContext, args: list[Any]) -> Any:
+            try:
+                return await run(api_for(ctx.app), args)
+            except RealtimeAPIError as error:
+                raise HostCallError(f"fazt.realtime.{name}: {error}") from error
+
+        return call
+
+    async def broadcast(api: RealtimeAPI, args: list[Any]) -> None:
+        await api.broadcast(arg(args, 0), arg(args, 1))
+
+    async def broadcast_all(api: RealtimeAPI, args: list[Any]) -> None:
+        await api.broadcast_all(arg(args, 0))
+
+    async def subscribers(api: RealtimeAPI, args: list[Any]) -> list[dict[str, Any]]:
+        return await api.subscribers(arg(args, 0))
+
+    async def count(api: RealtimeAPI, args: list[Any]) -> int:
+        return await api.count(arg(args, 0))
+
+    async def kick(api: RealtimeAPI, args: list[Any]) -> bool:
+        return await api.kick(arg(args, 0), arg(args, 1))
 
     return {
-        "broadcast": broadcast,
-        "broadcastAll": broadcast_all,
-        "subscribers": subscribers,
-        "count": count,
-        "kick": kick,
+        "broadcast": host("broadcast", broadcast),
+        "broadcastAll": host("broadcastAll", broadcast_all),
+        "subscribers": host("subscribers", subscribers),
+        "count": host("count", count),
+        "kick": host("kick", kick),
     }

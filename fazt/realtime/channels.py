@@ -1,9 +1,11 @@
 """Channel names, kinds and the per-channel rules of ``app.json``.
 
-A channel name is 1-200 characters from ``[A-Za-z0-9_\\-=@,.;:]``. Inside the
-kernel a channel is keyed ``<app_uuid>:<name>``; since the uuid is always the
-prefix, a client name containing ``:`` or another app's uuid only ever names a
-channel of its own app.
+A channel name is 1 to ``MAX_CHANNEL_LENGTH`` (200) characters from
+``CHANNEL_CHARACTERS``; this module is the one definition of both, quoted by the
+protocol's error text, the manifest schema and ``docs/protocol.md``. A name is
+only ever looked up inside its own app's state (the hub keeps one table per
+app, and every backplane key and topic carries the app uuid), so a client name
+containing ``:`` or another app's uuid only ever names a channel of its own app.
 
 Rules come from ``app.json`` ``realtime.channels``: ``{PATTERN: {"auth": bool,
 "role": str | [str], "publish": bool}}``. An exact name beats any glob; among
@@ -28,20 +30,30 @@ from typing import Any, Final
 from fazt.kernel.tokens import roles_of
 
 MAX_CHANNEL_LENGTH: Final = 200
-_NAME: Final = re.compile(r"[A-Za-z0-9_\-=@,.;:]{1,200}")
+#: The characters of a channel name, as a regular-expression character class body.
+CHANNEL_CHARACTERS: Final = r"A-Za-z0-9_\-=@,.;:"
+#: The same characters as the protocol's error text lists them.
+CHANNEL_CHARACTERS_TEXT: Final = "A-Z a-z 0-9 _ - = @ , . ; :"
+_NAME: Final = re.compile(f"[{CHANNEL_CHARACTERS}]{{1,{MAX_CHANNEL_LENGTH}}}")
 
 PRIVATE_PREFIX: Final = "private-"
 PRESENCE_PREFIX: Final = "presence-"
 
 
 def is_valid_channel_name(name: object) -> bool:
-    """True for a string of 1-200 allowed characters."""
+    """True for a string of 1 to ``MAX_CHANNEL_LENGTH`` allowed characters."""
     return isinstance(name, str) and _NAME.fullmatch(name) is not None
 
 
-def channel_key(app_uuid: str, name: str) -> str:
-    """The kernel-wide key of an app's channel."""
-    return f"{app_uuid}:{name}"
+def rule_pattern_schema() -> dict[str, Any]:
+    """JSON Schema of a rule pattern in ``app.json``: channel characters plus ``*``
+    globs and at most one ``{sub}``, as long as a channel name may be."""
+    part = f"[{CHANNEL_CHARACTERS}*]*"
+    return {
+        "minLength": 1,
+        "maxLength": MAX_CHANNEL_LENGTH,
+        "pattern": f"^{part}(\\{{sub\\}})?{part}$",
+    }
 
 
 def is_presence(name: str) -> bool:
@@ -149,6 +161,24 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
     if not placeholder:
         return re.compile(star(pattern))
     return re.compile(f"{star(head)}(?P<owner>.+?){star(tail)}")
+
+
+def auth_false_never_holds(pattern: str, spec: Mapping[str, Any]) -> str | None:
+    """Why ``"auth": false`` in this rule can never hold, or None.
+
+    Presence needs a member (a user from a token), ``{sub}`` needs the token's
+    ``sub`` and a role needs the token's roles, so such a rule needs a token
+    whatever ``auth`` says.
+    """
+    if spec.get("auth") is not False:
+        return None
+    if is_presence(pattern):
+        return "presence channels always need a token (each member is a signed-in user)"
+    if OWNER_PLACEHOLDER in pattern:
+        return "a {sub} pattern always needs a token (its sub names the channel's owner)"
+    if spec.get("role"):
+        return "a rule with a role always needs a token (the roles come from it)"
+    return None
 
 
 def _rule_from(pattern: str, spec: Mapping[str, Any]) -> ChannelRule:

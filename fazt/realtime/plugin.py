@@ -1,7 +1,8 @@
 """The realtime kernel plugin: ``/_ws``, ``fazt.realtime``, its config and ``app.json`` parts.
 
 Start-up builds the backplane (Redis when the kernel config names one, else
-in-memory), the hub and the shared heartbeat, then calls ``gc.freeze()``: the
+in-memory), the realtime core (``core.RealtimeCore``), the ``Endpoint`` the
+``/_ws`` handler uses and the scan timer, then calls ``gc.freeze()``: the
 long-lived start-up objects (modules, apps, the hub) move out of the cyclic
 collector's sight, so a burst of fan-out garbage does not make the GC walk them
 again and again. Connections opened later are not frozen.
@@ -18,14 +19,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fazt.contracts.host_calls import HostFunction
 from fazt.kernel.app import App
+from fazt.kernel.manifest import PATTERN_DESCRIPTION, child_path
 from fazt.kernel.plugin import Plugin, PluginRoute
-from fazt.realtime.api import RealtimeAPI, js_namespace
-from fazt.realtime.backplane.base import Backplane
-from fazt.realtime.heartbeat import SharedHeartbeat, sweep_period
+from fazt.realtime.api import JsNamespace, RealtimeAPI, js_namespace
+from fazt.realtime.backplane.node import Backplane, memory_backplane, redis_backplane
+from fazt.realtime.channels import auth_false_never_holds, rule_pattern_schema
+from fazt.realtime.core import RealtimeCore
+from fazt.realtime.endpoint import Endpoint
+from fazt.realtime.handler import RealtimeHandler
 from fazt.realtime.hub import Hub
+from fazt.realtime.lifecycle import scan_period
 from fazt.realtime.limits import Limits, limits_schema
+from fazt.realtime.scan_timer import ScanTimer
 from fazt.realtime.session import HeartbeatPolicy
 from fazt.realtime.transport import WriteCoalescer
 
@@ -71,10 +77,10 @@ class RealtimePlugin(Plugin):
         """``backplane`` overrides the one chosen from the kernel config (tests, embedding)."""
         self._backplane_override = backplane
         self._settings: dict[str, Any] = dict(DEFAULTS)
-        self._hub: Hub | None = None
-        self._heartbeat: SharedHeartbeat | None = None
+        self._core: RealtimeCore | None = None
+        self._endpoint: Endpoint | None = None
+        self._scan_timer: ScanTimer | None = None
         self._kernel: Kernel | None = None
-        self._coalescer: WriteCoalescer | None = None
 
     # -- schema and config -------------------------------------------------------
     def config_schema(self) -> dict[str, Any]:
@@ -104,9 +110,9 @@ class RealtimePlugin(Plugin):
                         "type": "object",
                         # Channel characters plus "*" globs and at most one "{sub}".
                         "propertyNames": {
-                            "minLength": 1,
-                            "maxLength": 200,
-                            "pattern": r"^[A-Za-z0-9_\-=@,.;:*]*(\{sub\})?[A-Za-z0-9_\-=@,.;:*]*$",
+                            **rule_pattern_schema(),
+                            PATTERN_DESCRIPTION: "a channel pattern may contain only letters, "
+                            "digits, _ - = @ , . ; : and the wildcard *, plus at most one {sub}",
                         },
                         "additionalProperties": CHANNEL_RULE_SCHEMA,
                     }
@@ -117,31 +123,43 @@ class RealtimePlugin(Plugin):
     def manifest_limits_schema(self) -> dict[str, Any]:
         return limits_schema()
 
+    def manifest_warnings(self, manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
+        section = manifest.get("realtime")
+        rules = section.get("channels") if isinstance(section, Mapping) else None
+        if not isinstance(rules, Mapping):
+            return []
+        warnings = []
+        for pattern, spec in rules.items():
+            why = auth_false_never_holds(pattern, spec) if isinstance(spec, Mapping) else None
+            if why is not None:
+                where = child_path(child_path("$.realtime.channels", pattern), "auth")
+                warnings.append((where, f'"auth": false never holds: {why}'))
+        return warnings
+
     # -- what the kernel serves ----------------------------------------------------
     def routes(self) -> list[PluginRoute]:
-        from fazt.realtime.handler import RealtimeHandler
-
-        return [PluginRoute("/_ws", RealtimeHandler, {"plugin": self})]
+        # The kernel builds its routes again once the plugins started; before
+        # that the handler has no endpoint and refuses upgrades with 503.
+        return [PluginRoute("/_ws", RealtimeHandler, {"endpoint": self._endpoint})]
 
     def assets(self) -> dict[str, Path]:
         path = STATIC_DIR / SDK_ASSET
         return {SDK_ASSET: path} if path.is_file() else {}
 
-    def js_namespace(self) -> dict[str, HostFunction]:
-        return js_namespace(lambda: self.hub)
+    def js_namespace(self) -> JsNamespace:
+        return js_namespace(self.api)
 
     # -- running -----------------------------------------------------------------------
     @property
-    def hub(self) -> Hub:
-        if self._hub is None:
+    def core(self) -> RealtimeCore:
+        if self._core is None:
             raise RuntimeError("the realtime plugin is not started")
-        return self._hub
+        return self._core
 
     @property
-    def coalescer(self) -> WriteCoalescer:
-        if self._coalescer is None:
-            raise RuntimeError("the realtime plugin is not started")
-        return self._coalescer
+    def hub(self) -> Hub:
+        """This node's hub: its apps, connections and channels."""
+        return self.core.hub
 
     @property
     def outgoing_queue_size(self) -> int:
@@ -149,7 +167,7 @@ class RealtimePlugin(Plugin):
 
     def api(self, app: App) -> RealtimeAPI:
         """The Python server API scoped to ``app``."""
-        return RealtimeAPI(self.hub, app)
+        return self.core.api(app)
 
     def _make_backplane(self, kernel: Kernel) -> Backplane:
         if self._backplane_override is not None:
@@ -157,12 +175,8 @@ class RealtimePlugin(Plugin):
         ttl = float(self._settings.get("presenceTtlSeconds", 30))
         url = kernel.config.redis_url
         if url:
-            from fazt.realtime.backplane.redis import RedisBackplane
-
-            return RedisBackplane(url, presence_ttl_seconds=ttl)
-        from fazt.realtime.backplane.memory import MemoryBackplane
-
-        return MemoryBackplane(presence_ttl_seconds=ttl)
+            return redis_backplane(url, presence_ttl_seconds=ttl)
+        return memory_backplane(presence_ttl_seconds=ttl)
 
     async def start(self, kernel: Kernel) -> None:
         self._kernel = kernel
@@ -172,15 +186,27 @@ class RealtimePlugin(Plugin):
             float(self._settings["pongTimeoutSeconds"]),
             float(limits.idleTimeoutSeconds),
         )
-        backplane = self._make_backplane(kernel)
-        hub = Hub(backplane, kernel.tokens, limits=limits, heartbeat=policy, notify=self._notify)
-        await backplane.start(hub)
-        self._hub = hub
-        self._coalescer = WriteCoalescer()
-        self._heartbeat = SharedHeartbeat(
-            hub, sweep_period(policy.ping_interval, policy.pong_timeout, policy.idle_timeout)
+        core = RealtimeCore(
+            self._make_backplane(kernel),
+            kernel.tokens,
+            limits=limits,
+            heartbeat=policy,
+            notify=self._notify,
         )
-        self._heartbeat.start()
+        await core.start()
+        self._core = core
+        self._endpoint = Endpoint(
+            verify_token=kernel.tokens.verify,
+            admit=core.admission.admit,
+            connect=core.commands.connect,
+            receive=core.commands.handle,
+            disconnected=lambda session: core.tasks.spawn(core.commands.disconnect(session)),
+            max_message_bytes=lambda app: core.hub.limits_for(app).max_message_bytes,
+            queue_size=self.outgoing_queue_size,
+            coalescer=WriteCoalescer(),
+        )
+        self._scan_timer = ScanTimer(core.scanner.scan, scan_period(policy))
+        self._scan_timer.start()
         gc.freeze()
 
     def _notify(self, limit: str, message: str, app_uuid: str | None, data: dict[str, Any]) -> None:
@@ -199,15 +225,15 @@ class RealtimePlugin(Plugin):
         )
 
     async def stop(self, kernel: Kernel) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
-            self._heartbeat = None
-        hub = self._hub
-        if hub is None:
+        if self._scan_timer is not None:
+            self._scan_timer.stop()
+            self._scan_timer = None
+        core = self._core
+        if core is None:
             return
         try:
-            await hub.shutdown(float(self._settings["shutdownGraceSeconds"]))
+            await core.stop(float(self._settings["shutdownGraceSeconds"]))
         finally:
-            await hub.backplane.stop()
-            self._hub = None
+            self._core = None
+            self._endpoint = None
             gc.unfreeze()

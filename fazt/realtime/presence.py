@@ -3,7 +3,8 @@
 A member is ``{"id": sub, "name": name, ...info}``; ``id`` and ``name`` always
 come from the token's own claims, so ``info`` cannot impersonate another user.
 Join/leave deduplication per user (several tabs, several nodes) is the
-backplane registry's job (``Backplane.presence_join``/``presence_leave``).
+backplane registry's job (``Registry.presence_join``/``presence_leave``); the
+``presence`` frame itself is built by ``protocol.presence_payload``.
 """
 
 from __future__ import annotations
@@ -23,11 +24,6 @@ def member_from_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
     else:
         member.pop("name", None)
     return member
-
-
-def presence_event(channel: str, event: str, member: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"type":"presence","channel","event":"join"|"leave","client":member}``."""
-    return {"type": "presence", "channel": channel, "event": event, "client": dict(member)}
 
 
 def user_from_claims(claims: Mapping[str, Any]) -> dict[str, Any]:

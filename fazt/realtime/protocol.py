@@ -1,20 +1,33 @@
 """The fazt realtime wire protocol, sans-I/O: client frames in, server bytes out.
 
 Everything a client can send is parsed here into a typed message or a
-``ProtocolError``; everything the server sends is encoded here; the error codes
-and close codes live here and nowhere else. No Tornado, no asyncio: this module
-is tested with plain strings and bytes. ``docs/protocol.md`` is its user-facing
+``ProtocolError``. Every frame the server sends is built here, by one function
+per message shape (``connected_frame``, ``subscribed_frame``, ...); nothing
+outside this module writes a server message as a dict. The error codes and
+close codes live here and nowhere else. No Tornado, no asyncio: this module is
+tested with plain strings and bytes. ``docs/protocol.md`` is its user-facing
 description and must be kept in step with it.
+
+Two forms come out: a *payload* is the UTF-8 JSON text of a message (what the
+backplane carries between nodes), a *frame* is that payload inside one
+WebSocket text frame (what a transport writes). Messages that go to a channel
+(``message``, ``presence``) are built as payloads, so one encoding serves the
+local fan-out and the other nodes; the rest are built as frames.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from fazt.realtime.channels import is_valid_channel_name
+from fazt.realtime.channels import (
+    CHANNEL_CHARACTERS_TEXT,
+    MAX_CHANNEL_LENGTH,
+    is_valid_channel_name,
+)
 
 # -- error codes (sent in {"type": "error", "code": ...}; never close the connection)
 INVALID_JSON: Final = "invalid_json"
@@ -69,6 +82,8 @@ CLOSE_REASONS: Final = {
 
 #: Longest token accepted in an ``auth`` message (the token service has the same bound).
 MAX_TOKEN_LENGTH: Final = 8192
+#: Longest ``reason`` of a ``kicked`` message; a longer one is cut.
+MAX_KICK_REASON: Final = 200
 
 
 class ProtocolError(Exception):
@@ -182,7 +197,7 @@ def _channel_of(value: dict[str, Any]) -> str:
     if not is_valid_channel_name(channel):
         raise ProtocolError(
             INVALID_CHANNEL,
-            "channel names are 1-200 characters from A-Z a-z 0-9 _ - = @ , . ; :",
+            f"channel names are 1-{MAX_CHANNEL_LENGTH} characters from {CHANNEL_CHARACTERS_TEXT}",
             _printable(channel) or None,
         )
     return channel
@@ -193,7 +208,7 @@ def _printable(text: str) -> str:
     return text[:64] if text.isprintable() else ""
 
 
-# -- server messages -------------------------------------------------------------
+# -- server messages: payloads ----------------------------------------------------
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
@@ -201,7 +216,7 @@ def encode(message: dict[str, Any]) -> bytes:
     """The UTF-8 JSON text of a server message (compact, no NaN/Infinity).
 
     Raises ``ValueError``/``TypeError`` when ``message`` holds something JSON
-    cannot carry; callers with user data check that first (``encode_data``).
+    cannot carry; the server API turns that into a clear error for user data.
     """
     return _dumps(message).encode("utf-8")
 
@@ -224,15 +239,17 @@ def app_message_payload(data: Any, timestamp_ms: int) -> bytes:
     return encode({"type": "message", "data": data, "timestamp": timestamp_ms})
 
 
+def presence_payload(channel: str, event: str, member: Mapping[str, Any]) -> bytes:
+    """``{"type":"presence","channel","event":"join"|"leave","client":member}``."""
+    return encode({"type": "presence", "channel": channel, "event": event, "client": dict(member)})
+
+
 def error_payload(code: str, text: str, channel: str | None = None) -> bytes:
+    """``{"type":"error","code","error"[,"channel"]}``: a refused request."""
     message: dict[str, Any] = {"type": "error", "code": code, "error": text}
     if channel is not None:
         message["channel"] = channel
     return encode(message)
-
-
-def error_from(error: ProtocolError) -> bytes:
-    return error_payload(error.code, error.text, error.channel)
 
 
 PING_PAYLOAD: Final = encode({"type": "ping"})
@@ -260,6 +277,65 @@ def text_frame(payload: bytes) -> bytes:
     return _pack_64(_FIN_TEXT, 127, length) + payload
 
 
-def frame(message: dict[str, Any]) -> bytes:
-    """Encode a server message and frame it: the unicast path."""
+# -- server messages: frames (one connection each) -------------------------------
+PING_FRAME: Final = text_frame(PING_PAYLOAD)
+PONG_FRAME: Final = text_frame(PONG_PAYLOAD)
+SERVER_RESTART_FRAME: Final = text_frame(SERVER_RESTART_PAYLOAD)
+
+
+def _frame(message: dict[str, Any]) -> bytes:
     return text_frame(encode(message))
+
+
+def connected_frame(client_id: str, user: Mapping[str, Any] | None) -> bytes:
+    """``{"type":"connected","clientId"[,"user"]}``: the first frame of a connection."""
+    message: dict[str, Any] = {"type": "connected", "clientId": client_id}
+    if user is not None:
+        message["user"] = dict(user)
+    return _frame(message)
+
+
+def authenticated_frame(user: Mapping[str, Any]) -> bytes:
+    """``{"type":"authenticated","user"}``: the answer to a valid ``auth``."""
+    return _frame({"type": "authenticated", "user": dict(user)})
+
+
+def subscribed_frame(channel: str, members: list[dict[str, Any]] | None = None) -> bytes:
+    """``{"type":"subscribed","channel"[,"members"]}``; ``members`` on presence channels."""
+    message: dict[str, Any] = {"type": "subscribed", "channel": channel}
+    if members is not None:
+        message["members"] = members
+    return _frame(message)
+
+
+def unsubscribed_frame(channel: str, reason: str | None = None) -> bytes:
+    """``{"type":"unsubscribed","channel"[,"reason"]}``; a reason when the server dropped it."""
+    message: dict[str, Any] = {"type": "unsubscribed", "channel": channel}
+    if reason is not None:
+        message["reason"] = reason
+    return _frame(message)
+
+
+def members_frame(channel: str, members: list[dict[str, Any]]) -> bytes:
+    """``{"type":"members","channel","members"}``: the answer to ``members``."""
+    return _frame({"type": "members", "channel": channel, "members": members})
+
+
+def kicked_frame(reason: str) -> bytes:
+    """``{"type":"kicked","reason"}``: sent just before close 4003."""
+    return _frame({"type": "kicked", "reason": reason})
+
+
+def error_frame(code: str, text: str, channel: str | None = None) -> bytes:
+    """An ``error`` frame (see ``error_payload``)."""
+    return text_frame(error_payload(code, text, channel))
+
+
+def error_frame_from(error: ProtocolError) -> bytes:
+    """The ``error`` frame that answers a refused client frame."""
+    return error_frame(error.code, error.text, error.channel)
+
+
+def close_reason(code: int) -> str:
+    """The close reason sent with ``code`` (empty for a code this server never sends)."""
+    return CLOSE_REASONS.get(code, "")

@@ -1,8 +1,12 @@
 """One connection's state, pure: subscriptions, rate bucket, heartbeat and idle clocks.
 
 Time is always a parameter (``now``, seconds on a monotonic clock), so every
-rule here is tested without sleeping. The hub owns sessions; the shared
-heartbeat sweep asks each one what is due with ``due(now)``.
+rule here is tested without sleeping. The hub registers sessions; the
+lifecycle's shared scan asks each one what is due with ``due(now)``.
+
+Words: the *heartbeat* is the JSON ping/pong with the client (its settings are
+``HeartbeatPolicy``); the *scan* is the one timer pass over every local session
+that finds due pings, timeouts and token expiries.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ class Transport(Protocol):
 
 
 class Due(enum.Enum):
-    """What the heartbeat sweep must do for a session now."""
+    """What the scan must do for a session now."""
 
     NOTHING = 0
     PING = 1
@@ -111,6 +115,11 @@ class Session:
         self._rate_refilled_at = now
         self._rate_warned_at: float | None = None
 
+    def close(self, code: int, reason: str) -> None:
+        """Close from the server side; the handler reports the disconnect later."""
+        self.closed = True
+        self.transport.close(code, reason)
+
     # -- identity -----------------------------------------------------------------
     def authenticate(self, claims: dict[str, Any], expires_at: float | None) -> None:
         self.claims = claims
@@ -162,7 +171,7 @@ class Session:
         self.ping_sent_at = now
 
     def due(self, now: float, policy: HeartbeatPolicy) -> Due:
-        """What the shared sweep must do now. Order: token expiry, pong timeout,
+        """What the scan must do now. Order: token expiry, pong timeout,
         idle timeout, ping. A client with subscriptions is never idle."""
         if self.token_expires_at is not None and now >= self.token_expires_at:
             return Due.TOKEN_EXPIRED

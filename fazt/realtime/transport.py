@@ -24,7 +24,8 @@ from typing import Final
 import tornado.iostream
 import tornado.websocket
 
-from fazt.realtime.protocol import CLOSE_SLOW_CONSUMER
+from fazt.realtime.protocol import CLOSE_SLOW_CONSUMER, close_reason
+from fazt.realtime.tornado_internals import stream_parts
 
 # Linux: a write to a reset peer returns EPIPE instead of raising SIGPIPE.
 _MSG_NOSIGNAL: Final = getattr(socket, "MSG_NOSIGNAL", 0)
@@ -75,9 +76,8 @@ class TornadoTransport:
     inside this call, so the hub's subscriber sets never change during a
     fan-out loop.
 
-    Relies on Tornado internals (``WebSocketProtocol.stream``,
-    ``IOStream.socket`` and ``IOStream._write_buffer``), pinned by
-    ``tests/realtime/test_transport.py``.
+    The Tornado internals it needs (the stream under the WebSocket, its socket
+    and its write buffer) come from ``tornado_internals.stream_parts``.
     """
 
     __slots__ = (
@@ -100,18 +100,13 @@ class TornadoTransport:
         queue_size: int,
         coalescer: WriteCoalescer,
     ) -> None:
-        ws = handler.ws_connection
-        if ws is None:
-            raise RuntimeError("TornadoTransport needs an open WebSocket connection")
-        stream = ws.stream
-        if stream is None:
-            raise RuntimeError("TornadoTransport needs an open WebSocket stream")
+        parts = stream_parts(handler)
         self._handler = handler
-        self._ws = ws
-        self._stream = stream
-        self._socket: socket.socket = stream.socket
-        self._buffer = stream._write_buffer
-        self._direct = not isinstance(stream, tornado.iostream.SSLIOStream)
+        self._ws = parts.ws
+        self._stream = parts.stream
+        self._socket: socket.socket = parts.socket
+        self._buffer = parts.write_buffer
+        self._direct = parts.direct
         self._queue_size = queue_size
         self._queued = 0
         self._closing = False
@@ -171,7 +166,7 @@ class TornadoTransport:
 
     def _enqueue(self, data: bytes, count: int) -> None:
         if self._queued + count > self._queue_size:
-            self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
+            self.close(CLOSE_SLOW_CONSUMER, close_reason(CLOSE_SLOW_CONSUMER))
             return
         try:
             future = self._stream.write(data)

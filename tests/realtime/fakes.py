@@ -10,6 +10,12 @@ from fazt.realtime.protocol import text_frame
 
 def decode_frame(frame: bytes) -> dict[str, Any]:
     """Decode one unmasked server text frame back into its JSON message."""
+    value: dict[str, Any] = json.loads(frame_payload(frame))
+    return value
+
+
+def frame_payload(frame: bytes) -> bytes:
+    """The payload of one complete, unmasked, final server text frame."""
     assert frame[0] == 0x81, "final text frame"
     length = frame[1]
     offset = 2
@@ -21,8 +27,7 @@ def decode_frame(frame: bytes) -> dict[str, Any]:
         offset = 10
     body = frame[offset:]
     assert len(body) == length
-    value: dict[str, Any] = json.loads(body)
-    return value
+    return body
 
 
 class FakeTransport:
@@ -71,4 +76,4 @@ class Clock:
         self.now += seconds
 
 
-__all__ = ["Clock", "FakeTransport", "decode_frame", "text_frame"]
+__all__ = ["Clock", "FakeTransport", "decode_frame", "frame_payload", "text_frame"]

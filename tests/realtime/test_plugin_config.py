@@ -9,6 +9,7 @@ import pytest
 
 from fazt.config import ConfigError
 from fazt.kernel.kernel import Kernel
+from fazt.realtime.channels import MAX_CHANNEL_LENGTH
 from fazt.realtime.plugin import RealtimePlugin
 from tests.harness import make_app, running_kernel
 
@@ -83,3 +84,8 @@ def test_defaults_and_schema_parts() -> None:
     }
     with pytest.raises(RuntimeError, match="not started"):
         _ = plugin.hub
+
+
+def test_rule_patterns_are_as_long_as_a_channel_name_may_be() -> None:
+    names = RealtimePlugin().manifest_properties()["realtime"]["properties"]["channels"]
+    assert names["propertyNames"]["maxLength"] == MAX_CHANNEL_LENGTH

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from fazt.realtime import protocol
+from fazt.realtime.channels import MAX_CHANNEL_LENGTH
 from fazt.realtime.protocol import ProtocolError, parse
-from tests.realtime.fakes import decode_frame
+from tests.realtime.fakes import decode_frame, frame_payload
 
 
 @pytest.mark.parametrize(
@@ -92,9 +93,21 @@ def test_hostile_channel_name_is_not_echoed_in_full() -> None:
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 200_000])
 def test_text_frame_lengths_round_trip(size: int) -> None:
-    payload = json.dumps({"type": "message", "data": "x" * size}).encode()
+    """Payloads of exactly each size around the 7-bit, 16-bit and 64-bit length forms."""
+    payload = bytes(ord("a") + i % 26 for i in range(size))
     frame = protocol.text_frame(payload)
-    assert decode_frame(frame) == {"type": "message", "data": "x" * size}
+    assert len(payload) == size
+    assert frame_payload(frame) == payload
+    header = 2 if size < 126 else 4 if size < 65536 else 10
+    assert len(frame) == header + size
+
+
+@pytest.mark.parametrize("size", [125, 126, 127, 65535, 65536])
+def test_a_message_of_exactly_each_boundary_size_decodes(size: int) -> None:
+    empty = protocol.encode({"type": "message", "data": ""})
+    payload = protocol.encode({"type": "message", "data": "x" * (size - len(empty))})
+    assert len(payload) == size
+    assert decode_frame(protocol.text_frame(payload)) == json.loads(payload)
 
 
 def test_text_frame_header_bytes() -> None:
@@ -142,3 +155,68 @@ def test_close_codes_have_reasons() -> None:
     codes = [value for name, value in vars(protocol).items() if name.startswith("CLOSE_")]
     codes = [code for code in codes if isinstance(code, int)]
     assert sorted(codes) == sorted(protocol.CLOSE_REASONS)
+
+
+def test_every_server_frame_shape() -> None:
+    assert decode_frame(protocol.connected_frame("c1", None)) == {
+        "type": "connected",
+        "clientId": "c1",
+    }
+    assert decode_frame(protocol.connected_frame("c1", {"id": "u"})) == {
+        "type": "connected",
+        "clientId": "c1",
+        "user": {"id": "u"},
+    }
+    assert decode_frame(protocol.authenticated_frame({"id": "u", "name": "U"})) == {
+        "type": "authenticated",
+        "user": {"id": "u", "name": "U"},
+    }
+    assert decode_frame(protocol.subscribed_frame("c")) == {"type": "subscribed", "channel": "c"}
+    assert decode_frame(protocol.subscribed_frame("presence-c", [{"id": "u"}])) == {
+        "type": "subscribed",
+        "channel": "presence-c",
+        "members": [{"id": "u"}],
+    }
+    assert decode_frame(protocol.unsubscribed_frame("c")) == {
+        "type": "unsubscribed",
+        "channel": "c",
+    }
+    assert decode_frame(protocol.unsubscribed_frame("c", "token_expired")) == {
+        "type": "unsubscribed",
+        "channel": "c",
+        "reason": "token_expired",
+    }
+    assert decode_frame(protocol.members_frame("c", [])) == {
+        "type": "members",
+        "channel": "c",
+        "members": [],
+    }
+    assert decode_frame(protocol.kicked_frame("spam")) == {"type": "kicked", "reason": "spam"}
+    assert json.loads(protocol.presence_payload("presence-c", "join", {"id": "u"})) == {
+        "type": "presence",
+        "channel": "presence-c",
+        "event": "join",
+        "client": {"id": "u"},
+    }
+    assert decode_frame(protocol.error_frame("forbidden", "no", "c")) == {
+        "type": "error",
+        "code": "forbidden",
+        "error": "no",
+        "channel": "c",
+    }
+    for constant, kind in (
+        (protocol.PING_FRAME, "ping"),
+        (protocol.PONG_FRAME, "pong"),
+        (protocol.SERVER_RESTART_FRAME, "server_restart"),
+    ):
+        assert decode_frame(constant) == {"type": kind}
+    assert protocol.close_reason(protocol.CLOSE_KICKED) == "kicked"
+    assert protocol.close_reason(1000) == ""
+
+
+def test_the_channel_name_error_quotes_the_one_length_bound() -> None:
+    with pytest.raises(ProtocolError) as caught:
+        parse(json.dumps({"type": "subscribe", "channel": "x" * (MAX_CHANNEL_LENGTH + 1)}))
+    assert caught.value.text == (
+        f"channel names are 1-{MAX_CHANNEL_LENGTH} characters from A-Z a-z 0-9 _ - = @ , . ; :"
+    )

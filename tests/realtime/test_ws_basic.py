@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fazt.realtime.hub import HubError
+from fazt.realtime.api import RealtimeAPIError
 from tests.realtime.wsclient import realtime_kernel
 
 RULES = {"realtime": {"channels": {"talk-*": {"publish": True}, "admin": {"role": "admin"}}}}
@@ -120,7 +120,7 @@ async def test_oversize_frame_closes_1009_and_others_live(tmp_path: Path) -> Non
         assert code == 1009
         assert await other.request({"type": "ping"}) == {"type": "pong"}
         api = rt.plugin.api(rt.app("chat"))
-        with pytest.raises(HubError, match="over the 1024-byte limit"):
+        with pytest.raises(RealtimeAPIError, match="over the 1024-byte limit"):
             await api.broadcast("c", "x" * 1100)
 
 
@@ -233,7 +233,7 @@ async def test_kick(tmp_path: Path) -> None:
         assert seen == [{"type": "kicked", "reason": "spam"}]
         assert code == 4003
         assert await api.kick(victim.client_id, "again") is False
-        with pytest.raises(HubError):
+        with pytest.raises(RealtimeAPIError):
             await api.kick("", "x")
 
 

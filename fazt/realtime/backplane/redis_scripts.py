@@ -1,4 +1,4 @@
-"""Key layout and Lua scripts of the Redis backplane.
+"""Key layout and Lua scripts of the Redis registry, and the topics of the Redis bus.
 
 Every registry update is one Lua script, so it is atomic: a presence join, for
 instance, records the connection, bumps the user's connection count and adds
@@ -281,13 +281,13 @@ return out
 """
 )
 
-#: ARGV: prefix, app, client, kick payload. Publishes the kick to the owner
-#: node's topic; returns the number of receivers (0: no live node holds it).
-KICK = (
+#: ARGV: prefix, app, client. The node holding the client when that node's
+#: liveness key exists, else nil (kicks are then sent to that node's topic).
+CONNECTION_NODE = (
     _PRELUDE
     + r"""
 local owner = redis.call('HGET', akey(ARGV[2]) .. ':conns', ARGV[3])
-if not owner or redis.call('EXISTS', p .. ':node:' .. owner) == 0 then return 0 end
-return redis.call('PUBLISH', akey(ARGV[2]) .. ':kick:' .. owner, ARGV[4])
+if not owner or redis.call('EXISTS', p .. ':node:' .. owner) == 0 then return false end
+return owner
 """
 )

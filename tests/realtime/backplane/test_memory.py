@@ -1,4 +1,4 @@
-"""The conformance suite on the in-memory backplane, plus its single-node mode."""
+"""Both conformance suites on the in-memory backplane, plus its single-node mode."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ from collections.abc import Iterator
 import pytest
 import tornado.ioloop
 
-from fazt.realtime.backplane.base import Backplane
-from fazt.realtime.backplane.memory import MemoryBackplane, MemoryBroker
-from tests.realtime.backplane.conformance import (
-    BackplaneConformance,
+from fazt.realtime.backplane.bus import Bus
+from fazt.realtime.backplane.bus_memory import MemoryBroker, MemoryBus
+from fazt.realtime.backplane.node import Backplane, MemoryNetwork, memory_backplane
+from fazt.realtime.backplane.registry import Registry
+from fazt.realtime.backplane.registry_memory import MemoryRegistry, MemoryRegistryStore
+from tests.realtime.backplane.bus_conformance import BusConformance
+from tests.realtime.backplane.registry_conformance import RegistryConformance
+from tests.realtime.backplane.support import (
     Cluster,
-    Node,
     RecordingHandler,
     eventually,
     new_app,
@@ -20,81 +23,132 @@ from tests.realtime.backplane.conformance import (
 )
 
 
-class MemoryCluster(Cluster):
+class MemoryBuses(Cluster[Bus]):
     def __init__(self) -> None:
         super().__init__()
         self.broker = MemoryBroker()
 
-    def make(self, ttl: float) -> Backplane:
-        return MemoryBackplane(self.broker, presence_ttl_seconds=ttl)
+    def make(self, ttl: float) -> Bus:
+        return MemoryBus(self.broker)
 
-    async def kill(self, node: Node) -> None:
-        assert isinstance(node.backplane, MemoryBackplane)
-        node.backplane.crash()
+    async def kill(self, part: Bus) -> None:
+        assert isinstance(part, MemoryBus)
+        part.crash()
 
 
-class TestMemoryBackplane(BackplaneConformance):
+class MemoryRegistries(Cluster[Registry]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.store = MemoryRegistryStore()
+
+    def make(self, ttl: float) -> Registry:
+        return MemoryRegistry(self.store, presence_ttl_seconds=ttl)
+
+    async def kill(self, part: Registry) -> None:
+        assert isinstance(part, MemoryRegistry)
+        part.crash()
+
+
+class TestMemoryBus(BusConformance):
     @pytest.fixture
-    def cluster(self, io_loop: tornado.ioloop.IOLoop) -> Iterator[Cluster]:
-        cluster = MemoryCluster()
+    def buses(self, io_loop: tornado.ioloop.IOLoop) -> Iterator[Cluster[Bus]]:
+        cluster = MemoryBuses()
+        yield cluster
+        run_close(io_loop, cluster)
+
+
+class TestMemoryRegistry(RegistryConformance):
+    @pytest.fixture
+    def registries(self, io_loop: tornado.ioloop.IOLoop) -> Iterator[Cluster[Registry]]:
+        cluster = MemoryRegistries()
         yield cluster
         run_close(io_loop, cluster)
 
 
 @pytest.mark.gen_test
 async def test_a_lone_node_answers_locally_and_publishes_to_nobody() -> None:
-    node = MemoryBackplane()
+    node = memory_backplane()
     handler = RecordingHandler()
-    await node.start(handler)
+    await node.start(handler, handler)
     app = new_app()
-    await node.subscribe_channel(app, "room")
-    await node.watch_app(app)
-    await node.publish_channel(app, "room", b"{}")
-    await node.publish_app(app, b"{}")
-    await node.add_connection(app, "c1")
-    assert await node.count_connections(app) == 1
-    assert await node.presence_join(app, "presence-r", "c1", {"id": "u"}) is True
-    assert await node.send_kick(app, "c1", "bye") is True
-    assert await node.send_kick(app, "c2", "bye") is False
+    await node.bus.subscribe_channel(app, "room")
+    await node.bus.watch_app(app)
+    await node.bus.publish_channel(app, "room", b"{}")
+    await node.bus.publish_app(app, b"{}")
+    await node.registry.add_connection(app, "c1")
+    assert await node.registry.count_connections(app) == 1
+    assert await node.registry.connection_node(app, "c1") == node.node_id
+    assert await node.registry.presence_join(app, "presence-r", "c1", {"id": "u"}) is True
+    assert await node.bus.send_kick(app, node.node_id, "c1", "bye") is True
+    assert await node.registry.connection_node(app, "c2") is None
     await eventually(lambda: bool(handler.events), "the kick")
     await node.stop()
     # Only the kick of its own client reached the handler: no echo of publishes.
     assert handler.events == [("kick", app, "c1", "bye")]
 
 
-def test_node_ids_are_checked_and_unique_per_broker() -> None:
+def test_node_ids_are_checked_and_unique_per_medium() -> None:
     with pytest.raises(ValueError, match="node id"):
-        MemoryBackplane(node_id="bad:id")
+        MemoryBus(node_id="bad:id")
+    with pytest.raises(ValueError, match="node id"):
+        MemoryRegistry(node_id="bad:id")
+    with pytest.raises(ValueError, match="node id"):
+        memory_backplane(node_id="bad:id")
     with pytest.raises(ValueError, match="presence_ttl_seconds"):
-        MemoryBackplane(presence_ttl_seconds=0)
-    assert MemoryBackplane().node_id != MemoryBackplane().node_id
+        MemoryRegistry(presence_ttl_seconds=0)
+    assert memory_backplane().node_id != memory_backplane().node_id
+    network = MemoryNetwork()
+    node = memory_backplane(network, "n1")
+    assert node.bus.node_id == node.registry.node_id == "n1"
+    with pytest.raises(ValueError, match="share its node id"):
+        Backplane(MemoryBus(node_id="one"), MemoryRegistry(node_id="two"))
 
 
 @pytest.mark.gen_test
-async def test_two_nodes_with_one_id_on_a_broker_are_refused() -> None:
-    broker = MemoryBroker()
-    first = MemoryBackplane(broker, node_id="same")
-    await first.start(RecordingHandler())
+async def test_two_nodes_with_one_id_on_a_medium_are_refused() -> None:
+    broker, store = MemoryBroker(), MemoryRegistryStore()
+    first_bus, first_registry = MemoryBus(broker, "same"), MemoryRegistry(store, "same")
+    await first_bus.start(RecordingHandler())
+    await first_registry.start(RecordingHandler())
     with pytest.raises(ValueError, match="already used"):
-        await MemoryBackplane(broker, node_id="same").start(RecordingHandler())
-    await first.stop()
+        await MemoryBus(broker, node_id="same").start(RecordingHandler())
+    with pytest.raises(ValueError, match="already used"):
+        await MemoryRegistry(store, node_id="same").start(RecordingHandler())
+    await first_bus.stop()
+    await first_registry.stop()
+
+
+@pytest.mark.gen_test
+async def test_a_failed_bus_start_leaves_the_registry_stopped() -> None:
+    network = MemoryNetwork()
+    taken = MemoryBus(network.broker, "taken")
+    await taken.start(RecordingHandler())
+    node = memory_backplane(network, "taken")
+    handler = RecordingHandler()
+    with pytest.raises(ValueError, match="already used"):
+        await node.start(handler, handler)
+    # The registry joined first and left again: a fresh registry may take the id.
+    again = MemoryRegistry(network.store, "taken")
+    await again.start(RecordingHandler())
+    await again.stop()
+    await taken.stop()
 
 
 @pytest.mark.gen_test
 async def test_subscriber_info_of_any_shape_round_trips_as_private_copies() -> None:
     """Hub-shaped info is stored packed; any other shape whole; callers get copies."""
     app = new_app()
-    backplane = MemoryBackplane()
-    await backplane.start(RecordingHandler())
+    registry = MemoryRegistry()
+    await registry.start(RecordingHandler())
     try:
         hub_shaped = {"clientId": "c1", "connectedAt": 5, "metadata": {"roles": ["a"]}}
         other = {"clientId": "c2", "connectedAt": 6, "metadata": {}, "extra": [1]}
         mismatched = {"clientId": "not-c3", "connectedAt": 7, "metadata": {}}
-        await backplane.add_subscription(app, "room", "c1", hub_shaped)
-        await backplane.add_subscription(app, "room", "c2", other)
-        await backplane.add_subscription(app, "room", "c3", mismatched)
+        await registry.add_subscription(app, "room", "c1", hub_shaped)
+        await registry.add_subscription(app, "room", "c2", other)
+        await registry.add_subscription(app, "room", "c3", mismatched)
         hub_shaped["metadata"]["roles"].append("mutated after the call")
-        found = await backplane.subscribers(app, "room")
+        found = await registry.subscribers(app, "room")
         assert found == [
             {"clientId": "c1", "connectedAt": 5, "metadata": {"roles": ["a"]}},
             {"clientId": "c2", "connectedAt": 6, "metadata": {}, "extra": [1]},
@@ -102,7 +156,7 @@ async def test_subscriber_info_of_any_shape_round_trips_as_private_copies() -> N
         ]
         for info in found:
             info["metadata"]["x"] = 1  # callers may mutate what they got
-        again = await backplane.subscribers(app, "room")
+        again = await registry.subscribers(app, "room")
         assert all("x" not in info["metadata"] for info in again)
     finally:
-        await backplane.stop()
+        await registry.stop()

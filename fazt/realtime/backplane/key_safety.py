@@ -1,4 +1,4 @@
-"""Checks shared by every backplane on the names they put into keys and topics.
+"""Key safety: checks on the names every backplane puts into its keys and topics.
 
 A backplane builds its keys and topics as ``<prefix>:app:<app_uuid>:...``, so an
 app uuid must never contain the separator: an app named ``a:ch:x`` could

@@ -1,18 +1,14 @@
-"""The in-memory backplane: the default for one process, and a cluster simulator for tests.
+"""The in-memory registry: the default for one process, and a cluster simulator for tests.
 
-``MemoryBackplane()`` alone is a single node: the bus has nobody to talk to (its
-``publish_*`` calls cost one dict lookup and deliver nothing) and the registry
-is a few dicts, so the answers are exactly the local ones.
+``MemoryRegistry()`` alone is a single node: a few dicts, so the answers are
+exactly the local ones, and no timer runs.
 
-Several ``MemoryBackplane``s sharing one ``MemoryBroker`` behave like several
-nodes of a cluster inside one process and one IOLoop: messages cross between
-them, the registry is shared, node liveness expires after the presence TTL, and
-survivors sweep dead nodes. The conformance suite uses this to check the
-multi-node semantics without Redis; ``crash()`` simulates ``kill -9``.
-
-Delivery to other nodes is scheduled with ``call_soon`` rather than made inline,
-as it would arrive from a socket: a hub never re-enters itself through
-``publish_channel``, and messages from one publisher keep their order.
+Several ``MemoryRegistry``s sharing one ``MemoryRegistryStore`` behave like the
+nodes of a cluster inside one process and one IOLoop: the registry is shared,
+each node refreshes its liveness every third of the presence TTL and sweeps
+the nodes whose liveness expired, reporting their presence members on exactly
+one survivor. The conformance suite uses this to check the multi-node
+semantics without Redis; ``crash()`` simulates ``kill -9``.
 """
 
 from __future__ import annotations
@@ -20,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fazt.realtime.backplane.base import Backplane, BackplaneHandler
-from fazt.realtime.backplane.names import check_app_uuid, check_node_id, new_node_id
+from fazt.realtime.backplane.callbacks import run_callback
+from fazt.realtime.backplane.key_safety import check_app_uuid, check_node_id, new_node_id
+from fazt.realtime.backplane.registry import Registry, RegistryHandler
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +45,8 @@ class _PresenceChannel:
     clients: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
-class MemoryBroker:
-    """The shared state of an in-process cluster: bus routes, registry and node liveness.
+class MemoryRegistryStore:
+    """The shared registry of an in-process cluster, with node liveness.
 
     Everything runs on one IOLoop, so each method is atomic; ``sweep`` is the
     atomic claim that makes one survivor, and only one, report a dead node's
@@ -58,11 +54,9 @@ class MemoryBroker:
     """
 
     def __init__(self) -> None:
-        self._nodes: dict[str, MemoryBackplane] = {}
+        self._nodes: dict[str, MemoryRegistry] = {}
         #: node id -> loop time after which the node counts as dead
         self._expires: dict[str, float] = {}
-        self._channel_nodes: dict[str, dict[str, set[str]]] = {}
-        self._app_nodes: dict[str, set[str]] = {}
         #: app -> client -> node
         self._connections: dict[str, dict[str, str]] = {}
         #: app -> channel -> client -> (node, packed info): see ``_pack_info``
@@ -71,7 +65,7 @@ class MemoryBroker:
         self._presence: dict[str, dict[str, _PresenceChannel]] = {}
 
     # -- nodes --------------------------------------------------------------
-    def attach(self, node: MemoryBackplane, expires_at: float) -> None:
+    def attach(self, node: MemoryRegistry, expires_at: float) -> None:
         if node.node_id in self._nodes and self._nodes[node.node_id] is not node:
             raise ValueError(f"node id {node.node_id!r} is already used on this broker")
         self._nodes[node.node_id] = node
@@ -103,11 +97,6 @@ class MemoryBroker:
     def _purge(self, node_id: str) -> list[tuple[str, str, dict[str, Any]]]:
         self._nodes.pop(node_id, None)
         self._expires.pop(node_id, None)
-        for channels in self._channel_nodes.values():
-            for nodes in channels.values():
-                nodes.discard(node_id)
-        for nodes in self._app_nodes.values():
-            nodes.discard(node_id)
         for app_uuid, clients in list(self._connections.items()):
             for client_id in [c for c, n in clients.items() if n == node_id]:
                 self.remove_connection(app_uuid, client_id)
@@ -131,48 +120,6 @@ class MemoryBroker:
         node = self._nodes.get(node_id)
         return node is not None and not node.crashed
 
-    # -- bus ----------------------------------------------------------------
-    def subscribe_channel(self, node_id: str, app_uuid: str, channel: str) -> None:
-        self._channel_nodes.setdefault(app_uuid, {}).setdefault(channel, set()).add(node_id)
-
-    def unsubscribe_channel(self, node_id: str, app_uuid: str, channel: str) -> None:
-        channels = self._channel_nodes.get(app_uuid)
-        if channels is None or channel not in channels:
-            return
-        channels[channel].discard(node_id)
-        if not channels[channel]:
-            del channels[channel]
-        if not channels:
-            del self._channel_nodes[app_uuid]
-
-    def watch_app(self, node_id: str, app_uuid: str) -> None:
-        self._app_nodes.setdefault(app_uuid, set()).add(node_id)
-
-    def unwatch_app(self, node_id: str, app_uuid: str) -> None:
-        nodes = self._app_nodes.get(app_uuid)
-        if nodes is not None:
-            nodes.discard(node_id)
-            if not nodes:
-                del self._app_nodes[app_uuid]
-
-    def channel_receivers(self, sender: str, app_uuid: str, channel: str) -> list[MemoryBackplane]:
-        node_ids = self._channel_nodes.get(app_uuid, {}).get(channel, ())
-        return self._live_others(sender, node_ids)
-
-    def app_receivers(self, sender: str, app_uuid: str) -> list[MemoryBackplane]:
-        return self._live_others(sender, self._app_nodes.get(app_uuid, ()))
-
-    def _live_others(self, sender: str, node_ids: set[str] | tuple[()]) -> list[MemoryBackplane]:
-        found = []
-        for node_id in node_ids:
-            node = self._nodes.get(node_id)
-            if node_id != sender and node is not None and not node.crashed:
-                found.append(node)
-        return found
-
-    def node(self, node_id: str) -> MemoryBackplane | None:
-        return self._nodes.get(node_id)
-
     # -- registry: connections and subscriptions --------------------------------
     def add_connection(self, node_id: str, app_uuid: str, client_id: str) -> None:
         self._connections.setdefault(app_uuid, {})[client_id] = node_id
@@ -184,8 +131,10 @@ class MemoryBroker:
             if not clients:
                 del self._connections[app_uuid]
 
-    def connection_owner(self, app_uuid: str, client_id: str) -> str | None:
-        return self._connections.get(app_uuid, {}).get(client_id)
+    def connection_node(self, app_uuid: str, client_id: str) -> str | None:
+        """The node holding ``client_id``, when that node is alive."""
+        owner = self._connections.get(app_uuid, {}).get(client_id)
+        return owner if owner is not None and self.is_alive(owner) else None
 
     def count_connections(self, app_uuid: str | None) -> int:
         if app_uuid is None:
@@ -259,17 +208,17 @@ class MemoryBroker:
         return [copy.deepcopy(user.member) for user in presence.users.values()]
 
 
-class MemoryBackplane(Backplane):
-    """One node on a ``MemoryBroker``; with no broker, a single node on its own.
+class MemoryRegistry(Registry):
+    """One node on a ``MemoryRegistryStore``; with no store, a single node on its own.
 
     ``presence_ttl_seconds`` bounds how long a crashed node's entries survive on
-    a shared broker: each node refreshes its liveness every third of the TTL and
+    a shared store: each node refreshes its liveness every third of the TTL and
     sweeps dead nodes at the same pace. A lone node runs no timers.
     """
 
     def __init__(
         self,
-        broker: MemoryBroker | None = None,
+        store: MemoryRegistryStore | None = None,
         node_id: str | None = None,
         *,
         presence_ttl_seconds: float = DEFAULT_PRESENCE_TTL_SECONDS,
@@ -277,35 +226,35 @@ class MemoryBackplane(Backplane):
         if presence_ttl_seconds <= 0:
             raise ValueError("presence_ttl_seconds must be positive")
         self.node_id = check_node_id(node_id) if node_id is not None else new_node_id()
-        self._shared = broker is not None
-        self._broker = broker if broker is not None else MemoryBroker()
+        self._shared = store is not None
+        self._store = store if store is not None else MemoryRegistryStore()
         self._ttl = float(presence_ttl_seconds)
-        self._handler: BackplaneHandler | None = None
+        self._handler: RegistryHandler | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._started = False
-        #: True after ``crash()``: the node neither sends nor receives any more.
+        #: True after ``crash()``: the node stops refreshing and reports nothing.
         self.crashed = False
 
     # -- life cycle ---------------------------------------------------------
-    async def start(self, handler: BackplaneHandler) -> None:
+    async def start(self, handler: RegistryHandler) -> None:
         if self._started:
-            raise RuntimeError("backplane already started")
+            raise RuntimeError("registry already started")
+        loop = asyncio.get_running_loop()
+        self._store.attach(self, loop.time() + self._ttl)
         self._handler = handler
         self._started = True
-        loop = asyncio.get_running_loop()
-        self._broker.attach(self, loop.time() + self._ttl)
         if self._shared:
-            self._schedule_tick()
+            self._schedule_liveness()
 
     async def stop(self) -> None:
         self._cancel_timer()
         if self._started and not self.crashed:
-            self._broker.detach(self.node_id)
+            self._store.detach(self.node_id)
         self._started = False
         self._handler = None
 
     def crash(self) -> None:
-        """Simulate ``kill -9``: stop refreshing and receiving, leave every entry behind.
+        """Simulate ``kill -9``: stop refreshing, leave every entry behind.
 
         Survivors remove the entries once the TTL has passed, as they would for a
         process that died. For tests.
@@ -313,125 +262,88 @@ class MemoryBackplane(Backplane):
         self.crashed = True
         self._cancel_timer()
 
-    def _schedule_tick(self) -> None:
+    def _schedule_liveness(self) -> None:
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._ttl / 3, self._tick)
+        self._timer = loop.call_later(self._ttl / 3, self._refresh_and_sweep)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _tick(self) -> None:
+    def _refresh_and_sweep(self) -> None:
+        """Refresh this node's liveness, then sweep the dead nodes (every TTL/3)."""
         self._timer = None
         if self.crashed or not self._started:
             return
         now = asyncio.get_running_loop().time()
-        if not self._broker.refresh(self.node_id, now + self._ttl):
+        if not self._store.refresh(self.node_id, now + self._ttl):
             # Swept while alive (the loop stalled past the TTL): come back. Unlike
-            # RedisBackplane, which keeps a mirror, the swept entries stay gone;
-            # in one process this needs a loop stalled for the whole TTL.
-            log.warning("backplane node %s was declared dead; rejoining", self.node_id)
-            self._broker.attach(self, now + self._ttl)
-        for app_uuid, channel, member in self._broker.sweep(now):
-            self._call(_expired(app_uuid, channel, member))
-        self._schedule_tick()
+            # the Redis registry, which keeps a mirror, the swept entries stay
+            # gone; in one process this needs a loop stalled for the whole TTL.
+            log.warning("registry node %s was declared dead; rejoining", self.node_id)
+            self._store.attach(self, now + self._ttl)
+        for app_uuid, channel, member in self._store.sweep(now):
+            self._report_expired(app_uuid, channel, member)
+        self._schedule_liveness()
 
-    def _call(self, action: Callable[[BackplaneHandler], None]) -> None:
-        """Run one handler callback; a failing hub callback is logged, never fatal."""
+    def _report_expired(self, app_uuid: str, channel: str, member: dict[str, Any]) -> None:
         handler = self._handler
-        if handler is None or self.crashed:
-            return
-        try:
-            action(handler)
-        except Exception:
-            log.exception("backplane handler failed on node %s", self.node_id)
+        if handler is not None and not self.crashed:
+            report = handler.presence_expired
+            run_callback(lambda: report(app_uuid, channel, member), node_id=self.node_id)
 
-    def _deliver_soon(self, action: Callable[[BackplaneHandler], None]) -> None:
-        asyncio.get_running_loop().call_soon(self._call, action)
-
-    # -- bus ----------------------------------------------------------------
-    async def subscribe_channel(self, app_uuid: str, channel: str) -> None:
-        self._broker.subscribe_channel(self.node_id, check_app_uuid(app_uuid), channel)
-
-    async def unsubscribe_channel(self, app_uuid: str, channel: str) -> None:
-        self._broker.unsubscribe_channel(self.node_id, check_app_uuid(app_uuid), channel)
-
-    async def watch_app(self, app_uuid: str) -> None:
-        self._broker.watch_app(self.node_id, check_app_uuid(app_uuid))
-
-    async def unwatch_app(self, app_uuid: str) -> None:
-        self._broker.unwatch_app(self.node_id, check_app_uuid(app_uuid))
-
-    async def publish_channel(self, app_uuid: str, channel: str, payload: bytes) -> None:
-        if self.crashed:
-            return
-        for node in self._broker.channel_receivers(self.node_id, app_uuid, channel):
-            node._deliver_soon(lambda h: h.deliver_channel(app_uuid, channel, payload))
-
-    async def publish_app(self, app_uuid: str, payload: bytes) -> None:
-        if self.crashed:
-            return
-        for node in self._broker.app_receivers(self.node_id, app_uuid):
-            node._deliver_soon(lambda h: h.deliver_app(app_uuid, payload))
-
-    async def send_kick(self, app_uuid: str, client_id: str, reason: str) -> bool:
-        owner_id = self._broker.connection_owner(check_app_uuid(app_uuid), client_id)
-        if owner_id is None or not self._broker.is_alive(owner_id):
-            return False
-        owner = self._broker.node(owner_id)
-        if owner is None:
-            return False
-        owner._deliver_soon(lambda h: h.kick_local(app_uuid, client_id, reason))
-        return True
-
-    # -- registry: connections and subscriptions ------------------------------
+    # -- connections ----------------------------------------------------------
     async def add_connection(self, app_uuid: str, client_id: str) -> None:
-        self._broker.add_connection(self.node_id, check_app_uuid(app_uuid), client_id)
+        self._store.add_connection(self.node_id, check_app_uuid(app_uuid), client_id)
 
     async def remove_connection(self, app_uuid: str, client_id: str) -> None:
-        self._broker.remove_connection(check_app_uuid(app_uuid), client_id)
+        self._store.remove_connection(check_app_uuid(app_uuid), client_id)
 
     async def count_connections(self, app_uuid: str | None = None) -> int:
         if app_uuid is not None:
             check_app_uuid(app_uuid)
-        return self._broker.count_connections(app_uuid)
+        return self._store.count_connections(app_uuid)
 
+    async def connection_node(self, app_uuid: str, client_id: str) -> str | None:
+        return self._store.connection_node(check_app_uuid(app_uuid), client_id)
+
+    # -- subscriptions --------------------------------------------------------
     async def add_subscription(
         self, app_uuid: str, channel: str, client_id: str, info: dict[str, Any]
     ) -> None:
-        self._broker.add_subscription(
+        self._store.add_subscription(
             self.node_id, check_app_uuid(app_uuid), channel, client_id, info
         )
 
     async def remove_subscription(self, app_uuid: str, channel: str, client_id: str) -> None:
-        self._broker.remove_subscription(check_app_uuid(app_uuid), channel, client_id)
+        self._store.remove_subscription(check_app_uuid(app_uuid), channel, client_id)
 
     async def subscribers(self, app_uuid: str, channel: str) -> list[dict[str, Any]]:
-        return self._broker.subscribers(check_app_uuid(app_uuid), channel)
+        return self._store.subscribers(check_app_uuid(app_uuid), channel)
 
     async def count_subscribers(self, app_uuid: str, channel: str) -> int:
-        return self._broker.count_subscribers(check_app_uuid(app_uuid), channel)
+        return self._store.count_subscribers(check_app_uuid(app_uuid), channel)
 
     async def count_channels(self, app_uuid: str) -> int:
-        return self._broker.count_channels(check_app_uuid(app_uuid))
+        return self._store.count_channels(check_app_uuid(app_uuid))
 
-    # -- registry: presence -----------------------------------------------------
+    # -- presence ---------------------------------------------------------------
     async def presence_join(
         self, app_uuid: str, channel: str, client_id: str, member: dict[str, Any]
     ) -> bool:
         _check_member(member)
-        return self._broker.presence_join(
+        return self._store.presence_join(
             self.node_id, check_app_uuid(app_uuid), channel, client_id, member
         )
 
     async def presence_leave(
         self, app_uuid: str, channel: str, client_id: str, user_id: str
     ) -> bool:
-        return self._broker.presence_leave(check_app_uuid(app_uuid), channel, client_id)
+        return self._store.presence_leave(check_app_uuid(app_uuid), channel, client_id)
 
     async def presence_members(self, app_uuid: str, channel: str) -> list[dict[str, Any]]:
-        return self._broker.presence_members(check_app_uuid(app_uuid), channel)
+        return self._store.presence_members(check_app_uuid(app_uuid), channel)
 
 
 _HUB_INFO_KEYS = frozenset(("clientId", "connectedAt", "metadata"))
@@ -465,12 +377,6 @@ def _unpack_info(client_id: str, first: Any, second: Any) -> dict[str, Any]:
         "connectedAt": first,
         "metadata": copy.deepcopy(second) if second is not None else {},
     }
-
-
-def _expired(
-    app_uuid: str, channel: str, member: dict[str, Any]
-) -> Callable[[BackplaneHandler], None]:
-    return lambda handler: handler.presence_expired(app_uuid, channel, member)
 
 
 def _check_member(member: object) -> None:

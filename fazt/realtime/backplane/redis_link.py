@@ -1,0 +1,445 @@
+"""One node's link to Redis: connection supervision and the single outage fallback.
+
+The Redis bus and the Redis registry of a node share one ``RedisLink``. The
+link owns every connection to Redis (a bounded pool for commands, plus one
+subscriber connection when the bus listens) and is the only place that decides
+what a failing call means:
+
+* **an outage** (connection refused or reset, a socket timeout): the link goes
+  *down* once, logs it once, and a background task reconnects with full-jitter
+  exponential backoff. While the link is down every ``call`` returns its
+  ``fallback`` at once, without touching the network;
+* **a busy pool** (every pooled connection stayed busy for the socket timeout):
+  that one call returns its fallback, counted in ``busy_failures``; it is not
+  an outage;
+* **a server-side error** (a script error on corrupted keys, ``READONLY``...):
+  that one call returns its fallback and is logged; the link stays up.
+
+So callers never see a Redis exception after start-up: each call names the
+answer to give when Redis cannot (the bus drops the publish, the registry
+answers from its local mirror). On reconnection the link subscribes again to
+the listener's topics, then runs the reconnect hooks (the registry writes its
+entries back), and only then reports itself up.
+
+Hostile or garbage data read from Redis is counted in ``invalid_messages`` and
+logged at most once a minute (``note_invalid``). Publishes dropped because of
+an outage are counted in ``dropped_messages``.
+
+redis-py is imported lazily, so fazt without the ``redis`` extra still works and
+only a node that asks for Redis learns that it must install redis-py
+(``pip install -e '.[redis]'`` in the repository).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.client import PubSub
+    from redis.commands.core import AsyncScript
+
+log = logging.getLogger("fazt.realtime.backplane.redis")
+
+T = TypeVar("T")
+F = TypeVar("F")
+
+INSTALL_HINT = (
+    "the Redis backplane needs redis-py: run pip install -e '.[redis]' in the fazt repository "
+    "(or pip install redis in fazt's virtualenv)"
+)
+_LOG_INTERVAL_SECONDS = 60.0
+
+#: ``on_message(topic, data)``: one pub/sub message for the listener.
+MessageListener = Callable[[bytes, bytes], None]
+ReconnectHook = Callable[[], Awaitable[None]]
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
+    return rng.uniform(0.0, min(cap, base * (2.0 ** min(attempt, 30))))
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, fit for logs and error messages."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "<unparsable Redis URL>"
+
+
+def require_redis_py() -> None:
+    """Raise ``RuntimeError`` with the install hint when redis-py is missing."""
+    try:
+        import redis.asyncio  # noqa: F401  (lazy: the redis extra is optional)
+    except ImportError as exc:
+        raise RuntimeError(INSTALL_HINT) from exc
+
+
+class RedisLink:
+    """The supervised connections of one node to the Redis server at ``url``.
+
+    ``url`` is a redis-py URL (``redis://[:password@]host:port/db``, ``rediss://``,
+    ``unix://``). ``socket_timeout_seconds`` bounds each command, so an
+    unreachable server turns into an outage instead of a hang;
+    ``reconnect_max_seconds`` caps the backoff between reconnection attempts;
+    ``max_connections`` bounds this node's connections to Redis (the subscriber
+    connection included). ``node_id`` only names the node in log lines.
+
+    Users ``acquire()`` the link in their ``start`` and ``release()`` it in their
+    ``stop``: the first acquire connects (``ConnectionError`` when Redis cannot be
+    reached: a node does not start half-joined), the last release disconnects.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        node_id: str,
+        reconnect_max_seconds: float = 5.0,
+        socket_timeout_seconds: float = 2.0,
+        max_connections: int = 32,
+    ) -> None:
+        require_redis_py()
+        if not isinstance(url, str) or not url:
+            raise ValueError(
+                "the Redis URL must be a non-empty string, e.g. redis://127.0.0.1:6379/0"
+            )
+        for name, value in (
+            ("reconnect_max_seconds", reconnect_max_seconds),
+            ("socket_timeout_seconds", socket_timeout_seconds),
+        ):
+            if not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if not isinstance(max_connections, int) or max_connections < 2:
+            raise ValueError("max_connections must be an integer >= 2 (one is the subscriber)")
+        self.url = url
+        self.safe_url = redact_url(url)
+        self.node_id = node_id
+        self._reconnect_max = float(reconnect_max_seconds)
+        self.socket_timeout = float(socket_timeout_seconds)
+        self.max_connections = max_connections
+        self._rng = random.Random()
+
+        self._users = 0
+        self._client: Redis | None = None
+        self._pubsub: PubSub | None = None
+        self._listener: MessageListener | None = None
+        self._topics: Callable[[], list[bytes]] = list
+        self._hooks: list[ReconnectHook] = []
+        self._reader: asyncio.Task[None] | None = None
+        self._recovery: asyncio.Task[None] | None = None
+        self._up = False
+        self._stopping = False
+        self._down_since = 0.0
+        self._dropped_at_outage = 0
+        self._last_invalid_log = -_LOG_INTERVAL_SECONDS
+        self._last_busy_log = -_LOG_INTERVAL_SECONDS
+
+        #: Publishes not sent to other nodes because Redis was unreachable.
+        self.dropped_messages = 0
+        #: Messages or registry entries read from Redis that were malformed, and dropped.
+        self.invalid_messages = 0
+        #: Outages seen since start.
+        self.outages = 0
+        #: Calls that failed because every pooled connection stayed busy.
+        self.busy_failures = 0
+
+    @property
+    def up(self) -> bool:
+        """True while Redis is reachable (and every reconnect hook has run)."""
+        return self._up
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    # -- life cycle -------------------------------------------------------------
+    async def acquire(self) -> None:
+        """Connect on first use; raises ``ConnectionError`` or ``ValueError`` (bad URL)."""
+        if self._users == 0:
+            await self._open()
+        self._users += 1
+
+    async def release(self) -> None:
+        """Disconnect after the last user released the link."""
+        if self._users == 0:
+            return
+        self._users -= 1
+        if self._users == 0:
+            await self._shut()
+
+    async def crash(self) -> None:
+        """Simulate ``kill -9``: drop every connection at once, run no cleanup. For tests."""
+        self._users = 0
+        await self._shut()
+
+    async def _open(self) -> None:
+        from redis.asyncio import BlockingConnectionPool, Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        self._stopping = False
+        try:
+            # No retries inside redis-py: an unreachable server must become an
+            # outage at once (handled here), not a command stuck in retries.
+            # A blocking pool bounds this node's connections to Redis: under load,
+            # commands wait for a free connection (up to the socket timeout)
+            # instead of opening one per concurrent request.
+            pool = BlockingConnectionPool.from_url(
+                self.url,
+                max_connections=self.max_connections,
+                timeout=self.socket_timeout,
+                retry=Retry(NoBackoff(), 0),
+                socket_timeout=self.socket_timeout,
+                socket_connect_timeout=self.socket_timeout,
+            )
+            self._client = Redis.from_pool(pool)
+        except ValueError as exc:
+            raise ValueError(f"invalid Redis URL {self.safe_url!r}: {exc}") from exc
+        try:
+            await self._client.ping()
+        except Exception as exc:
+            await self._shut()
+            raise ConnectionError(f"cannot reach Redis at {self.safe_url}: {exc}") from exc
+        self._up = True
+
+    async def _shut(self) -> None:
+        self._stopping = True
+        self._up = False
+        tasks = [
+            task
+            for task in (self._recovery, self._reader)
+            if task is not None and task is not asyncio.current_task()
+        ]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=max(1.0, self.socket_timeout))
+        self._recovery = self._reader = None
+        self._listener = None
+        self._hooks.clear()
+        await self._close_pubsub()
+        if self._client is not None:
+            client, self._client = self._client, None
+            try:
+                await client.aclose()
+            except Exception:
+                log.debug("closing the Redis client failed", exc_info=True)
+
+    async def _close_pubsub(self) -> None:
+        if self._pubsub is not None:
+            pubsub, self._pubsub = self._pubsub, None
+            try:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            except Exception:
+                log.debug("closing the Redis subscriber failed", exc_info=True)
+
+    def register_script(self, source: str) -> AsyncScript:
+        if self._client is None:
+            raise RuntimeError("the Redis link is not open")
+        return self._client.register_script(source)
+
+    @property
+    def client(self) -> Redis:
+        """The command client (for pipelines inside a reconnect hook)."""
+        if self._client is None:
+            raise RuntimeError("the Redis link is not open")
+        return self._client
+
+    def add_reconnect_hook(self, hook: ReconnectHook) -> None:
+        """Run ``hook`` after every reconnection, before the link reports itself up.
+
+        A hook that raises makes that reconnection attempt fail (it is retried).
+        """
+        self._hooks.append(hook)
+
+    # -- the subscriber connection -----------------------------------------------
+    async def listen(self, on_message: MessageListener, topics: Callable[[], list[bytes]]) -> None:
+        """Open the subscriber connection, SUBSCRIBE to ``topics()`` and start reading.
+
+        ``topics()`` is asked again after every reconnection. Raises
+        ``ConnectionError`` when Redis cannot be reached.
+        """
+        if self._listener is not None:
+            raise RuntimeError("the Redis link already has a listener")
+        self._listener = on_message
+        self._topics = topics
+        try:
+            await self._subscribe_all()
+        except Exception as exc:
+            self._listener = None
+            await self._close_pubsub()
+            raise ConnectionError(f"cannot reach Redis at {self.safe_url}: {exc}") from exc
+        self._start_reader()
+
+    async def _subscribe_all(self) -> None:
+        """A fresh subscriber connection, subscribed to every topic of the listener."""
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = pubsub
+        topics = self._topics()
+        if topics:
+            await pubsub.subscribe(*topics)
+
+    def _start_reader(self) -> None:
+        if self._listener is not None and self._pubsub is not None:
+            self._reader = asyncio.create_task(self._read(self._pubsub))
+
+    async def subscribe(self, topics: list[bytes]) -> None:
+        """SUBSCRIBE to more topics; while down, the next reconnection does it."""
+        pubsub = self._pubsub
+        if topics and self._up and pubsub is not None:
+            await self.call(lambda _client: pubsub.subscribe(*topics), None)
+
+    async def unsubscribe(self, topics: list[bytes]) -> None:
+        pubsub = self._pubsub
+        if topics and self._up and pubsub is not None:
+            await self.call(lambda _client: pubsub.unsubscribe(*topics), None)
+
+    async def _read(self, pubsub: PubSub) -> None:
+        try:
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                listener = self._listener
+                if message is not None and message.get("type") == "message" and listener:
+                    topic, data = message.get("channel"), message.get("data")
+                    if isinstance(topic, bytes) and isinstance(data, bytes):
+                        listener(topic, data)
+                    else:
+                        self.note_invalid("a message that is not bytes")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.mark_down(exc)
+
+    # -- calls and the outage fallback -------------------------------------------
+    async def call(self, fn: Callable[[Redis], Awaitable[T]], fallback: F) -> T | F:
+        """``await fn(client)``, or ``fallback`` when Redis cannot answer (see module doc)."""
+        client = self._client
+        if not self._up or client is None:
+            return fallback
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import RedisError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        try:
+            return await fn(client)
+        except RedisConnectionError as exc:
+            if isinstance(exc.__cause__, asyncio.TimeoutError):
+                # Every pooled connection stayed busy for the socket timeout: Redis
+                # is slow or this node is overloaded, not cut off. This call fails.
+                self.busy_failures += 1
+                self._note_busy()
+            else:
+                self.mark_down(exc)
+        except (RedisTimeoutError, OSError, TimeoutError) as exc:
+            self.mark_down(exc)
+        except RedisError as exc:
+            log.error("Redis command failed on node %s: %s", self.node_id, exc)
+        return fallback
+
+    def mark_down(self, exc: BaseException) -> None:
+        """Enter outage mode once; the recovery task takes it from there."""
+        if not self._up or self._stopping:
+            return
+        self._up = False
+        self.outages += 1
+        self._down_since = asyncio.get_running_loop().time()
+        self._dropped_at_outage = self.dropped_messages
+        log.warning(
+            "Redis at %s is unreachable (%s): node %s keeps serving its local clients; "
+            "messages for other nodes are dropped until it is back; reconnecting",
+            self.safe_url,
+            exc,
+            self.node_id,
+        )
+        self._recovery = asyncio.create_task(self._recover())
+
+    async def _recover(self) -> None:
+        reader = self._reader
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        self._reader = None
+        await self._close_pubsub()
+        attempt = 0
+        while not self._stopping:
+            delay = backoff_delay(attempt, base=0.05, cap=self._reconnect_max, rng=self._rng)
+            await asyncio.sleep(delay)
+            attempt += 1
+            try:
+                await self._reconnect()
+            except Exception as exc:
+                log.debug("Redis reconnection attempt %d failed: %s", attempt, exc)
+                await self._close_pubsub()
+                continue
+            self._recovery = None
+            log.warning(
+                "Redis at %s is reachable again after %.1f s: node %s resubscribed to %d "
+                "topics and re-registered its entries (%d messages were dropped meanwhile)",
+                self.safe_url,
+                asyncio.get_running_loop().time() - self._down_since,
+                self.node_id,
+                len(self._topics()) if self._listener is not None else 0,
+                self.dropped_messages - self._dropped_at_outage,
+            )
+            return
+
+    async def _reconnect(self) -> None:
+        client = self.client
+        # Drop every pooled connection first: after a Redis restart they are all
+        # dead, and one handed out later would start a new outage.
+        await client.connection_pool.disconnect()
+        await client.ping()
+        if self._listener is not None:
+            await self._subscribe_all()
+        for hook in self._hooks:
+            await hook()
+        self._up = True
+        self._start_reader()
+
+    # -- accounting -----------------------------------------------------------------
+    def note_dropped(self) -> None:
+        """A publish was not sent to the other nodes (Redis unreachable or busy)."""
+        self.dropped_messages += 1
+
+    def note_invalid(self, what: str) -> None:
+        """Malformed data was read from Redis and dropped; logged at most once a minute."""
+        self.invalid_messages += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._last_invalid_log >= _LOG_INTERVAL_SECONDS:
+            self._last_invalid_log = now
+            log.warning(
+                "backplane node %s dropped %s (%d invalid messages so far)",
+                self.node_id,
+                what,
+                self.invalid_messages,
+            )
+
+    def _note_busy(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._last_busy_log >= _LOG_INTERVAL_SECONDS:
+            self._last_busy_log = now
+            log.warning(
+                "backplane node %s: all %d Redis connections stayed busy for %.1f s; "
+                "%d calls failed so far (messages dropped, local answers used)",
+                self.node_id,
+                self.max_connections,
+                self.socket_timeout,
+                self.busy_failures,
+            )
+
+
+def run_script(script: AsyncScript, args: list[Any]) -> Callable[[Redis], Awaitable[Any]]:
+    """A ``RedisLink.call`` function that runs one registered Lua script."""
+    return lambda _client: script(args=args)

@@ -1,0 +1,248 @@
+"""One connection's requests: its connect, every frame it sends, its disconnect.
+
+The handler calls ``connect`` after the upgrade, ``handle`` for every frame and
+``disconnect`` once the connection closed. Every client request is answered
+here or refused with an ``error`` frame; a refused request never closes the
+connection. Whether a subscribe is allowed is decided in one place,
+``_may_subscribe`` (rules, roles, presence, the subscription and channel
+limits); what a subscribe or unsubscribe then does is ``membership``'s job.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+from typing import Any
+
+from fazt.kernel.app import App
+from fazt.kernel.tokens import TokenError, TokenService
+from fazt.realtime import protocol
+from fazt.realtime.backplane.bus import Bus
+from fazt.realtime.backplane.registry import Registry
+from fazt.realtime.channels import check_access, is_presence
+from fazt.realtime.clocks import Clocks
+from fazt.realtime.hub import AppState, Hub
+from fazt.realtime.limits import ThresholdWatcher
+from fazt.realtime.membership import Membership
+from fazt.realtime.presence import user_from_claims
+from fazt.realtime.protocol import ProtocolError
+from fazt.realtime.session import HeartbeatPolicy, Session, Transport
+
+log = logging.getLogger("fazt.realtime")
+
+
+class Commands:
+    """Runs the requests of this node's connections against the hub and the backplane."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        membership: Membership,
+        bus: Bus,
+        registry: Registry,
+        tokens: TokenService,
+        heartbeat: HeartbeatPolicy,
+        watcher: ThresholdWatcher,
+        clocks: Clocks,
+    ) -> None:
+        self._hub = hub
+        self._membership = membership
+        self._bus = bus
+        self._registry = registry
+        self._tokens = tokens
+        self._heartbeat = heartbeat
+        self._watcher = watcher
+        self._clocks = clocks
+
+    # -- connect and disconnect ---------------------------------------------------------
+    async def connect(
+        self, app: App, transport: Transport, claims: dict[str, Any] | None = None
+    ) -> Session:
+        """Register a new connection and send it ``connected``."""
+        state = self._hub.app_state(app)
+        session = Session(
+            client_id=secrets.token_urlsafe(18),
+            app_uuid=app.uuid,
+            transport=transport,
+            now=self._clocks.monotonic(),
+            connected_at_ms=self._clocks.wall_ms(),
+            ping_interval=self._heartbeat.ping_interval,
+            messages_per_second=state.limits.maxMessagesPerSecond,
+        )
+        if claims is not None:
+            session.authenticate(claims, self._clocks.token_deadline(claims.get("exp")))
+        first = self._hub.add_session(state, session)
+        user = user_from_claims(claims) if claims is not None else None
+        session.send(protocol.connected_frame(session.client_id, user))
+        if first:
+            await self._bus.watch_app(app.uuid)
+        await self._registry.add_connection(app.uuid, session.client_id)
+        if session.closed:  # it went away while we registered it
+            await self._registry.remove_connection(app.uuid, session.client_id)
+        return session
+
+    async def disconnect(self, session: Session) -> None:
+        """Forget a connection that closed (for any reason). Idempotent."""
+        session.closed = True
+        state = self._hub.remove_session(session)
+        if state is None:
+            return
+        await self._membership.leave_all(state, session)
+        app_uuid = session.app_uuid
+        await self._registry.remove_connection(app_uuid, session.client_id)
+        if not state.sessions:
+            await self._bus.unwatch_app(app_uuid)
+        per_app = await self._registry.count_connections(app_uuid)
+        self._watcher.observe(
+            "maxConnectionsPerApp", per_app, state.limits.maxConnectionsPerApp, app_uuid
+        )
+        total = await self._registry.count_connections(None)
+        self._watcher.observe("maxConnectionsTotal", total, self._hub.limits.maxConnectionsTotal)
+
+    # -- client frames -------------------------------------------------------------------
+    async def handle(self, session: Session, text: str | bytes) -> None:
+        """Process one client frame; every refusal becomes an ``error`` reply."""
+        if session.closed:
+            return
+        now = self._clocks.monotonic()
+        try:
+            message = protocol.parse(text)
+        except ProtocolError as error:
+            if self._count_message(session, now):
+                session.send(protocol.error_frame_from(error))
+            return
+        if isinstance(message, protocol.Pong):
+            # Pongs are exempt from the rate limit and do not count as activity.
+            session.pong(now, self._heartbeat)
+            return
+        if not self._count_message(session, now):
+            return
+        session.touch(now)
+        try:
+            if isinstance(message, protocol.Publish):
+                await self._publish(session, message)
+            elif isinstance(message, protocol.Subscribe):
+                await self._subscribe(session, message.channel)
+            elif isinstance(message, protocol.Unsubscribe):
+                await self._membership.leave(self._state(session), session, message.channel)
+            elif isinstance(message, protocol.Ping):
+                session.send(protocol.PONG_FRAME)
+            elif isinstance(message, protocol.Members):
+                await self._members(session, message.channel)
+            elif isinstance(message, protocol.Auth):
+                await self._auth(session, message.token)
+        except ProtocolError as error:
+            if not session.closed:
+                session.send(protocol.error_frame_from(error))
+        except Exception:
+            # A failing backplane call (or a bug) must not cost the client its
+            # connection; it is logged loudly instead.
+            log.exception("realtime: failed to handle a %s message", type(message).__name__)
+
+    def _state(self, session: Session) -> AppState:
+        state = self._hub.state_of(session.app_uuid)
+        if state is None:
+            raise RuntimeError(f"session {session.client_id} has no app state")
+        return state
+
+    def _count_message(self, session: Session, now: float) -> bool:
+        """Spend a rate token; over the rate, drop and warn at most once a second."""
+        if session.take_message_token(now):
+            return True
+        if session.should_warn_rate(now):
+            session.send(
+                protocol.error_frame(
+                    protocol.RATE_LIMITED, "message rate limit exceeded; message dropped"
+                )
+            )
+        return False
+
+    async def _auth(self, session: Session, token: str) -> None:
+        state = self._state(session)
+        try:
+            claims = self._tokens.verify(token, state.app)
+        except TokenError as error:
+            raise ProtocolError(protocol.UNAUTHORIZED, str(error)) from error
+        previous = session.claims
+        if previous is not None and previous.get("sub") != claims.get("sub"):
+            # Switching users: presence and private subscriptions were granted to the
+            # old identity, so they go (as on expiry).
+            await self._membership.leave_authenticated(session, "reauthenticated")
+        session.authenticate(claims, self._clocks.token_deadline(claims.get("exp")))
+        session.send(protocol.authenticated_frame(user_from_claims(claims)))
+
+    async def _subscribe(self, session: Session, channel: str) -> None:
+        state = self._state(session)
+        # Every subscriber keeps the name: one shared string, not one per client.
+        channel = sys.intern(channel)
+        if channel in session.subscriptions:
+            await self._membership.send_subscribed(session, channel)  # idempotent
+            return
+        await self._may_subscribe(state, session, channel)
+        if session.closed:
+            return
+        await self._membership.join(state, session, channel)
+
+    async def _may_subscribe(self, state: AppState, session: Session, channel: str) -> None:
+        """The one place a subscribe is decided: raises ``ProtocolError`` to refuse it."""
+        rule = state.rules.rule_for(channel)
+        if is_presence(channel) and not session.claims:
+            raise ProtocolError(
+                protocol.UNAUTHORIZED, "presence channels need an authenticated client", channel
+            )
+        denied = check_access(rule, session.claims)
+        if denied == protocol.UNAUTHORIZED:
+            raise ProtocolError(denied, "this channel needs an authenticated client", channel)
+        if denied is not None:
+            raise ProtocolError(protocol.FORBIDDEN, "your role may not use this channel", channel)
+        limits = state.limits
+        if len(session.subscriptions) >= limits.maxSubscriptionsPerClient:
+            raise ProtocolError(
+                protocol.SUBSCRIPTION_LIMIT,
+                f"at most {limits.maxSubscriptionsPerClient} subscriptions per client",
+                channel,
+            )
+        if channel in state.channels:
+            return  # the channel already exists here: no new channel for the app
+        app_uuid = session.app_uuid
+        if await self._registry.count_subscribers(app_uuid, channel) == 0:
+            used = await self._registry.count_channels(app_uuid)
+            if used >= limits.maxChannelsPerApp:
+                raise ProtocolError(
+                    protocol.CHANNEL_LIMIT,
+                    f"this app has reached its limit of {limits.maxChannelsPerApp} channels",
+                    channel,
+                )
+            self._watcher.observe("maxChannelsPerApp", used + 1, limits.maxChannelsPerApp, app_uuid)
+
+    async def _members(self, session: Session, channel: str) -> None:
+        if channel not in session.subscriptions:
+            raise ProtocolError(
+                protocol.NOT_SUBSCRIBED, "subscribe to the channel to list its members", channel
+            )
+        members = (
+            await self._registry.presence_members(session.app_uuid, channel)
+            if is_presence(channel)
+            else []
+        )
+        if not session.closed:
+            session.send(protocol.members_frame(channel, members))
+
+    async def _publish(self, session: Session, message: protocol.Publish) -> None:
+        """A client ``message``: allowed by a ``publish: true`` rule, to subscribers only,
+        never echoed to its sender."""
+        state = self._state(session)
+        channel = message.channel
+        if not state.rules.rule_for(channel).publish:
+            raise ProtocolError(
+                protocol.FORBIDDEN, "clients may not publish on this channel", channel
+            )
+        if channel not in session.subscriptions:
+            raise ProtocolError(
+                protocol.NOT_SUBSCRIBED, "subscribe to the channel before publishing", channel
+            )
+        payload = protocol.message_payload(
+            channel, message.data, self._clocks.wall_ms(), session.client_id
+        )
+        await self._hub.publish(state, channel, payload, exclude=session.client_id)

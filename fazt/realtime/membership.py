@@ -1,0 +1,145 @@
+"""Joins and leaves: what happens when a session enters or leaves a channel.
+
+This is the one place that decides, and acts on:
+
+* a channel **occupied** on this node (its first local subscriber: the node
+  starts receiving it from the bus) and **vacated** (its last local subscriber
+  left: the node stops receiving it);
+* a user **joining** a presence channel (their first connection anywhere in
+  the cluster, as the registry answers) and **leaving** it (their last one,
+  including when the node holding it died), each announced once to the
+  channel's subscribers on every node.
+
+Whether a session may subscribe at all is decided before, by ``commands``;
+the replies ``subscribed`` and ``unsubscribed`` are sent from here, so they
+follow the local state change in order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fazt.realtime import protocol
+from fazt.realtime.backplane.bus import Bus
+from fazt.realtime.backplane.registry import Registry
+from fazt.realtime.channels import is_presence
+from fazt.realtime.hub import AppState, Hub
+from fazt.realtime.limits import ThresholdWatcher
+from fazt.realtime.presence import member_from_claims
+from fazt.realtime.protocol import ProtocolError
+from fazt.realtime.session import Session
+
+
+class Membership:
+    """Joins and leaves of this node's sessions, local and cluster-wide."""
+
+    def __init__(self, hub: Hub, bus: Bus, registry: Registry, watcher: ThresholdWatcher) -> None:
+        self._hub = hub
+        self._bus = bus
+        self._registry = registry
+        self._watcher = watcher
+
+    # -- joining --------------------------------------------------------------------
+    async def join(self, state: AppState, session: Session, channel: str) -> None:
+        """Subscribe ``session`` (already allowed) and answer ``subscribed``."""
+        # Local state first, synchronously.
+        occupied = self._hub.add_subscriber(state, channel, session)
+        if occupied:
+            await self._occupied(state, channel)
+        await self._registry.add_subscription(
+            session.app_uuid, channel, session.client_id, session.public_info()
+        )
+        joined = False
+        member: dict[str, Any] | None = None
+        if is_presence(channel) and session.claims:
+            member = member_from_claims(session.claims)
+            joined = await self._registry.presence_join(
+                session.app_uuid, channel, session.client_id, member
+            )
+        if session.closed or channel not in session.subscriptions:
+            # Disconnected or unsubscribed meanwhile: undo what the registry got.
+            if session.closed:
+                await self._forget(state, session, channel, vacated=False)
+            return
+        await self.send_subscribed(session, channel)
+        if joined and member is not None:
+            await self._joined(state, channel, member, session)
+
+    async def send_subscribed(self, session: Session, channel: str) -> None:
+        """``subscribed``, with the member list on a presence channel."""
+        members = (
+            await self._registry.presence_members(session.app_uuid, channel)
+            if is_presence(channel)
+            else None
+        )
+        if not session.closed:
+            session.send(protocol.subscribed_frame(channel, members))
+
+    # -- leaving --------------------------------------------------------------------
+    async def leave(
+        self, state: AppState, session: Session, channel: str, reason: str | None = None
+    ) -> None:
+        """Unsubscribe and answer ``unsubscribed`` (with ``reason`` when the server
+        dropped the subscription); ``not_subscribed`` when there is nothing to leave."""
+        if channel not in session.subscriptions:
+            raise ProtocolError(
+                protocol.NOT_SUBSCRIBED, "you are not subscribed to this channel", channel
+            )
+        del session.subscriptions[channel]
+        vacated = self._hub.remove_subscriber(state, channel, session)
+        session.send(protocol.unsubscribed_frame(channel, reason))
+        await self._forget(state, session, channel, vacated)
+
+    async def leave_all(self, state: AppState, session: Session) -> None:
+        """A closed connection leaves every channel (no replies: nobody is listening)."""
+        channels = list(session.subscriptions)
+        session.subscriptions.clear()
+        vacated = [name for name in channels if self._hub.remove_subscriber(state, name, session)]
+        for name in channels:
+            await self._forget(state, session, name, name in vacated)
+
+    async def leave_authenticated(self, session: Session, reason: str) -> None:
+        """Leave every channel that needed the (old) token: private, presence, role rules."""
+        state = self._hub.state_of(session.app_uuid)
+        if state is None:
+            return
+        for channel in list(session.subscriptions):
+            if is_presence(channel) or state.rules.rule_for(channel).needs_auth:
+                await self.leave(state, session, channel, reason)
+
+    async def _forget(self, state: AppState, session: Session, channel: str, vacated: bool) -> None:
+        """The registry side of leaving a channel (after the local state changed)."""
+        app_uuid = session.app_uuid
+        await self._registry.remove_subscription(app_uuid, channel, session.client_id)
+        if vacated and channel not in state.channels:
+            await self._vacated(state, channel)
+        if is_presence(channel) and session.claims:
+            member = member_from_claims(session.claims)
+            left = await self._registry.presence_leave(
+                app_uuid, channel, session.client_id, str(member["id"])
+            )
+            if left:
+                await self.left(state, channel, member)
+
+    # -- the decisions' effects -----------------------------------------------------------
+    async def _occupied(self, state: AppState, channel: str) -> None:
+        """The channel got its first subscriber on this node."""
+        await self._bus.subscribe_channel(state.app.uuid, channel)
+
+    async def _vacated(self, state: AppState, channel: str) -> None:
+        """The channel lost its last subscriber on this node."""
+        app_uuid = state.app.uuid
+        await self._bus.unsubscribe_channel(app_uuid, channel)
+        used = await self._registry.count_channels(app_uuid)
+        self._watcher.observe("maxChannelsPerApp", used, state.limits.maxChannelsPerApp, app_uuid)
+
+    async def _joined(
+        self, state: AppState, channel: str, member: dict[str, Any], session: Session
+    ) -> None:
+        """A user's first connection joined a presence channel: tell everyone else."""
+        payload = protocol.presence_payload(channel, "join", member)
+        await self._hub.publish(state, channel, payload, exclude=session.client_id)
+
+    async def left(self, state: AppState, channel: str, member: dict[str, Any]) -> None:
+        """A user's last connection left a presence channel (here, or on a node that died)."""
+        await self._hub.publish(state, channel, protocol.presence_payload(channel, "leave", member))

@@ -1,0 +1,37 @@
+"""What the backplane calls back into: messages, kicks and expired presence from other nodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fazt.realtime import protocol
+from fazt.realtime.hub import Hub
+from fazt.realtime.membership import Membership
+from fazt.realtime.tasks import Tasks
+
+
+class BackplaneRelay:
+    """Implements ``BusHandler`` and ``RegistryHandler`` for this node's hub.
+
+    Every call comes from the backplane on the IOLoop and must not block:
+    messages are fanned out at once, announcements run as background tasks.
+    """
+
+    def __init__(self, hub: Hub, membership: Membership, tasks: Tasks) -> None:
+        self._hub = hub
+        self._membership = membership
+        self._tasks = tasks
+
+    def deliver_channel(self, app_uuid: str, channel: str, payload: bytes) -> None:
+        self._hub.deliver_channel(app_uuid, channel, payload)
+
+    def deliver_app(self, app_uuid: str, payload: bytes) -> None:
+        self._hub.deliver_app(app_uuid, payload)
+
+    def kick_local(self, app_uuid: str, client_id: str, reason: str) -> None:
+        self._hub.kick(app_uuid, client_id, str(reason)[: protocol.MAX_KICK_REASON])
+
+    def presence_expired(self, app_uuid: str, channel: str, member: dict[str, Any]) -> None:
+        state = self._hub.state_of(app_uuid)
+        if state is not None:
+            self._tasks.spawn(self._membership.left(state, channel, member))
