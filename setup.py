@@ -36,10 +36,17 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    # fazt.realtime.static holds only data (the built SDK), so it is listed by name.
-    packages=[*find_packages(include=["fazt", "fazt.*"]), "fazt.realtime.static"],
+    # fazt.realtime.static (the built SDK) and fazt.ops.dashboard (the admin page) hold
+    # only data, so they are listed by name.
+    packages=[
+        *find_packages(include=["fazt", "fazt.*"]),
+        "fazt.realtime.static",
+        "fazt.ops.dashboard",
+    ],
     include_package_data=True,
-    package_data={"fazt": ["py.typed", "**/*.json", "**/*.js", "**/*.map", "**/*.d.ts"]},
+    package_data={
+        "fazt": ["py.typed", "**/*.json", "**/*.js", "**/*.map", "**/*.d.ts", "**/*.html", "**/*.css"]
+    },
     install_requires=[
         # 6.4 is Debian 13's; fazt reaches into WebSocket internals (one seam, pinned
         # by tests), so a new major release must be tested first.
@@ -50,6 +57,9 @@ setup(
         "quickjs-ng>=0.12.1.1,<0.18",
         "pyjwt[crypto]>=2.8,<3",
         "jsonschema>=4.18,<5",
+        # Metrics for the admin listener (fazt.metrics, fazt.ops). 0.20 is the lowest
+        # release tested (scripts/test-lowest); fazt uses only the stable core API.
+        "prometheus-client>=0.20,<1",
     ],
     extras_require={
         "redis": ["redis>=5.0.1,<9"],
@@ -67,6 +77,9 @@ setup(
     },
     entry_points={
         "console_scripts": ["fazt=fazt.cli:main"],
-        "fazt.plugins": ["realtime=fazt.realtime.plugin:RealtimePlugin"],
+        "fazt.plugins": [
+            "realtime=fazt.realtime.plugin:RealtimePlugin",
+            "webhook=fazt.ops.webhook:WebhookPlugin",
+        ],
     },
 )

@@ -5,7 +5,8 @@ Tornado's own, ``101 GET /_app/chat/_ws?token=[redacted]&v=2 (127.0.0.1) 0.64ms`
 status, method, path and query as the client sent them except the token's
 value, remote address, time taken. Below 400 it goes to ``tornado.access`` at
 INFO, below 500 at WARNING, else at ERROR; nothing is formatted when that
-level is off.
+level is off. Every request is also counted for ``fazt_http_requests_total``
+(``fazt.metrics``), whatever the level.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tornado.web
 from tornado.log import access_log
 
 from fazt.edge.redaction import redact_query
+from fazt.metrics.requests import REQUESTS
 
 
 def redacted_uri(request: tornado.httputil.HTTPServerRequest) -> str:
@@ -28,6 +30,9 @@ def redacted_uri(request: tornado.httputil.HTTPServerRequest) -> str:
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
     status = handler.get_status()
+    # Counted by the app the handler serves (its ``app``), else as no app: a slug from
+    # the Host header would let any client invent label values.
+    REQUESTS.http_answered(getattr(getattr(handler, "app", None), "slug", ""), status)
     if status < 400:
         level = logging.INFO
     elif status < 500:

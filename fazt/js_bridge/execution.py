@@ -42,8 +42,16 @@ from fazt.js_bridge.runtime import (
     classify,
 )
 from fazt.js_bridge.worker_errors import forget_frames, traceback_text
+from fazt.metrics.requests import REQUESTS
 
 log = logging.getLogger("fazt.js_bridge")
+
+#: The ``outcome`` label of ``fazt_js_executions_total`` for each limit.
+_LIMIT_OUTCOMES: dict[LimitKind, str] = {
+    "time": "cpu_limit",
+    "wall": "wall_limit",
+    "memory": "memory_limit",
+}
 
 #: Contexts a worker keeps warm (an idle context holds about 80 KB).
 MAX_CONTEXTS_PER_THREAD = 256
@@ -81,6 +89,8 @@ class Executor:
         self._namespaces = namespaces
         self._host_calls = host_calls
         self._runtimes: OrderedDict[tuple[str, str], AppRuntime] = OrderedDict()
+        #: How the current job's JS run ended (ok, error, a limit); None: JS never ran.
+        self._outcome: str | None = None
 
     def close(self) -> None:
         """Free this thread's contexts (on this thread)."""
@@ -88,13 +98,20 @@ class Executor:
 
     def execute(self, job: Job) -> JsResponse:
         """Run ``job``; never raises: every failure is a JSON error response."""
+        self._outcome = None
+        started = time.perf_counter()
         try:
-            return self._execute(job)
+            response = self._execute(job)
         except Exception as error:  # a bug here must not kill the worker
             log.error("JS worker failed on %s\n%s", job.handler_file, traceback_text())
             forget_frames(error)
             self._runtimes.pop(self._cache_key(job), None)
-            return json_error(500, "internal error in the JS engine")
+            self._outcome = "error"
+            response = json_error(500, "internal error in the JS engine")
+        if self._outcome is not None:
+            seconds = time.perf_counter() - started
+            REQUESTS.js_executed(job.context.app.slug, self._outcome, seconds)
+        return response
 
     @staticmethod
     def _cache_key(job: Job) -> tuple[str, str]:
@@ -140,6 +157,7 @@ class Executor:
         except quickjs.JSException as error:
             forget_frames(error)
             self._runtimes.pop(cache_key, None)
+            self._outcome = "error"
             first = str(error).split("\n", 1)[0]
             app_logger(slug).error(
                 "api/%s failed: %s", key, escape_log_text(str(error)), extra={"app": slug}
@@ -148,14 +166,18 @@ class Executor:
         except BridgeFault as error:
             forget_frames(error)
             self._runtimes.pop(cache_key, None)
+            self._outcome = "error"
             log.error("app %s: api/%s: JS bridge fault: %s", slug, key, str(error))
             return json_error(500, "internal error in the JS engine")
 
+        # A limit reached in JS overwrites this in _limit_response.
+        self._outcome = "error" if "error" in envelope else "ok"
         if "error" in envelope:
             return self._error_response(job, key, envelope, budget)
         try:
             built = response_from_envelope(envelope)
         except BadResponseError as error:
+            self._outcome = "error"
             app_logger(slug).error(
                 "api/%s: %s", key, escape_log_text(str(error)), extra={"app": slug}
             )
@@ -225,6 +247,7 @@ class Executor:
         return runtime
 
     def _limit_response(self, slug: str, key: str, kind: LimitKind, used: float) -> JsResponse:
+        self._outcome = _LIMIT_OUTCOMES[kind]
         app_log = app_logger(slug)
         limits = self._limits
         if kind == "time":

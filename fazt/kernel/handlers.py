@@ -117,6 +117,7 @@ class StaticHandler(JsonErrorsMixin, tornado.web.StaticFileHandler):
 
     def initialize(self, app: App, inner_path: str) -> None:  # type: ignore[override]
         super().initialize(path=str(app.root), default_filename="index.html")
+        self.app = app  # the access log counts the request for this app
         self._inner_path = inner_path
         self._real_root = str(app.root)  # resolved by the registry
 

@@ -18,6 +18,8 @@ from typing import Any
 
 from fazt.contracts.host_calls import HostCallContext, HostCallError, HostFunction
 from fazt.kernel.app import App
+from fazt.metrics.events import EVENTS, KICK
+from fazt.metrics.realtime import REALTIME, SERVER
 from fazt.realtime import protocol
 from fazt.realtime.backplane.node import Backplane
 from fazt.realtime.channels import is_valid_channel_name
@@ -51,6 +53,12 @@ def _client_id(value: object) -> str:
         raise RealtimeAPIError("clientId must be a string")
     if not value:
         raise RealtimeAPIError("clientId must be a non-empty string")
+    return value
+
+
+def _user_id(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise RealtimeAPIError("user must be a non-empty string (the user's token sub)")
     return value
 
 
@@ -90,11 +98,13 @@ class RealtimeAPI:
         name = _channel(channel)
         payload = self._within_limit(lambda: protocol.message_payload(name, data, self._wall_ms()))
         await self._hub.publish(self.app.uuid, name, payload)
+        REALTIME.published(self.app.uuid, SERVER)
 
     async def broadcast_all(self, data: Any) -> None:
         """Send ``data`` to every client of the app (no channel), cluster-wide."""
         payload = self._within_limit(lambda: protocol.app_message_payload(data, self._wall_ms()))
         await self._hub.publish_app(self._hub.app_state(self.app), payload)
+        REALTIME.published(self.app.uuid, SERVER)
 
     async def subscribers(self, channel: str) -> list[dict[str, Any]]:
         """``[{"clientId", "connectedAt", "metadata"}]`` of the channel, cluster-wide."""
@@ -111,6 +121,12 @@ class RealtimeAPI:
         """Kick a client of this app, wherever it is connected; False when unknown."""
         client = _client_id(client_id)
         text = _reason(reason)
+        kicked = await self._kick_client(client, text)
+        if kicked:
+            EVENTS.record(KICK, self.app.uuid, f"kicked client {client}", {"clientId": client})
+        return kicked
+
+    async def _kick_client(self, client: str, text: str) -> bool:
         app_uuid = self.app.uuid
         if self._hub.kick(app_uuid, client, text):
             return True
@@ -118,6 +134,41 @@ class RealtimeAPI:
         if node_id is None:
             return False
         return await self._backplane.bus.send_kick(app_uuid, node_id, client, text)
+
+    async def kick_user(self, user_id: str, reason: str | None = "") -> int:
+        """Kick every connection of the app authenticated as ``user_id`` (a token's
+        ``sub``), on every node; returns how many were closed (4003)."""
+        user = _user_id(user_id)
+        text = _reason(reason)
+        app_uuid = self.app.uuid
+        # This node's own sessions are authoritative here; the registry names the others.
+        local = [
+            session.client_id
+            for session in self._hub.sessions()
+            if session.app_uuid == app_uuid
+            and session.claims is not None
+            and session.claims.get("sub") == user
+        ]
+        kicked = sum(self._hub.kick(app_uuid, client, text) for client in local)
+        node_id = self._backplane.node_id
+        for client, owner in await self._backplane.registry.user_connections(app_uuid, user):
+            if owner != node_id:
+                kicked += await self._backplane.bus.send_kick(app_uuid, owner, client, text)
+        if kicked:
+            EVENTS.record(
+                KICK, app_uuid, f"kicked user {user} ({kicked} connections)", {"user": user}
+            )
+        return kicked
+
+    async def kick_target(self, target: object, reason: str | None = "") -> int:
+        """``{"user": id}`` or ``{"clientId": id}``: the connections kicked (admin, JS)."""
+        if not isinstance(target, dict) or len(target) != 1:
+            raise RealtimeAPIError('give exactly one of {"clientId": id} or {"user": id}')
+        if "user" in target:
+            return await self.kick_user(target["user"], reason)
+        if "clientId" in target:
+            return int(await self.kick(target["clientId"], reason))
+        raise RealtimeAPIError('give exactly one of {"clientId": id} or {"user": id}')
 
 
 def js_namespace(api_for: Callable[[App], RealtimeAPI]) -> JsNamespace:
@@ -147,8 +198,13 @@ def js_namespace(api_for: Callable[[App], RealtimeAPI]) -> JsNamespace:
     async def count(api: RealtimeAPI, args: list[Any]) -> int:
         return await api.count(arg(args, 0))
 
-    async def kick(api: RealtimeAPI, args: list[Any]) -> bool:
-        return await api.kick(arg(args, 0), arg(args, 1))
+    async def kick(api: RealtimeAPI, args: list[Any]) -> bool | int:
+        # A string keeps its first meaning (one clientId, a boolean); an object names
+        # a user or a client and resolves to the number of connections closed.
+        target = arg(args, 0)
+        if isinstance(target, dict):
+            return await api.kick_target(target, arg(args, 1))
+        return await api.kick(target, arg(args, 1))
 
     return {
         "broadcast": host("broadcast", broadcast),

@@ -17,19 +17,25 @@ from typing import Any
 
 from fazt.kernel.app import App
 from fazt.kernel.tokens import TokenError, TokenService
+from fazt.metrics.realtime import CLIENT, REALTIME
 from fazt.realtime import protocol
 from fazt.realtime.backplane.bus import Bus
 from fazt.realtime.backplane.registry import Registry
 from fazt.realtime.channels import check_access, is_presence
 from fazt.realtime.clocks import Clocks
 from fazt.realtime.hub import AppState, Hub
-from fazt.realtime.limits import ThresholdWatcher
+from fazt.realtime.limits import WARNING_RATIO, ThresholdWatcher
 from fazt.realtime.membership import Membership
 from fazt.realtime.presence import user_from_claims
 from fazt.realtime.protocol import ProtocolError
 from fazt.realtime.session import HeartbeatPolicy, Session, Transport
 
 log = logging.getLogger("fazt.realtime")
+
+# The per-client limits this module watches (limits.ThresholdWatcher).
+RATE = "maxMessagesPerSecond"
+SIZE = "maxMessageSizeKB"
+SUBSCRIPTIONS = "maxSubscriptionsPerClient"
 
 
 class Commands:
@@ -81,6 +87,10 @@ class Commands:
         if first:
             await self._bus.watch_app(app.uuid)
         await self._registry.add_connection(app.uuid, session.client_id)
+        if claims is not None:
+            await self._registry.set_connection_user(
+                app.uuid, session.client_id, str(claims["sub"])
+            )
         if session.closed:  # it went away while we registered it
             await self._registry.remove_connection(app.uuid, session.client_id)
             return session
@@ -91,6 +101,7 @@ class Commands:
     async def disconnect(self, session: Session) -> None:
         """Forget a connection that closed (for any reason). Idempotent."""
         session.closed = True
+        self._watcher.forget_client(session.client_id)
         state = self._hub.remove_session(session)
         if state is None:
             return
@@ -106,17 +117,28 @@ class Commands:
         total = await self._registry.count_connections(None)
         self._watcher.observe("maxConnectionsTotal", total, self._hub.limits.maxConnectionsTotal)
 
+    def closed(self, session: Session, code: int) -> None:
+        """The connection ended with ``code``: counted; 1009 is a message over the size
+        limit, refused by the WebSocket layer before it reached ``handle``."""
+        REALTIME.disconnected(session.app_uuid, protocol.known_close_code(code))
+        if code == protocol.CLOSE_MESSAGE_TOO_BIG:
+            state = self._hub.state_of(session.app_uuid)
+            limits = state.limits if state is not None else self._hub.limits
+            limit = limits.max_message_bytes
+            self._watcher.refused(SIZE, limit, limit, session.app_uuid, session.client_id)
+
     # -- client frames -------------------------------------------------------------------
     async def handle(self, session: Session, text: str | bytes) -> None:
         """Process one client frame; every refusal becomes an ``error`` reply."""
         if session.closed:
             return
         now = self._clocks.monotonic()
+        self._observe_size(session, text)
         try:
             message = protocol.parse(text)
         except ProtocolError as error:
             if self._count_message(session, now):
-                session.send(protocol.error_frame_from(error))
+                self._send_error(session, error)
             return
         if isinstance(message, protocol.Pong):
             # Pongs are exempt from the rate limit and do not count as activity.
@@ -140,7 +162,7 @@ class Commands:
                 await self._auth(session, message.token)
         except ProtocolError as error:
             if not session.closed:
-                session.send(protocol.error_frame_from(error))
+                self._send_error(session, error)
         except Exception:
             # A failing backplane call (or a bug) must not cost the client its
             # connection; it is logged loudly instead.
@@ -152,17 +174,40 @@ class Commands:
             raise RuntimeError(f"session {session.client_id} has no app state")
         return state
 
+    def _send_error(self, session: Session, error: ProtocolError) -> None:
+        """Answer a refused request with its ``error`` frame (counted per code)."""
+        REALTIME.error_sent(session.app_uuid, error.code)
+        session.send(protocol.error_frame_from(error))
+
     def _count_message(self, session: Session, now: float) -> bool:
         """Spend a rate token; over the rate, drop and warn at most once a second."""
+        limit = session.rate_capacity
         if session.take_message_token(now):
+            used = session.rate_used()
+            self._watcher.observe(RATE, used, limit, session.app_uuid, session.client_id)
             return True
+        self._watcher.refused(RATE, limit, limit, session.app_uuid, session.client_id)
         if session.should_warn_rate(now):
-            session.send(
-                protocol.error_frame(
+            self._send_error(
+                session,
+                ProtocolError(
                     protocol.RATE_LIMITED, "message rate limit exceeded; message dropped"
-                )
+                ),
             )
         return False
+
+    def _observe_size(self, session: Session, text: str | bytes) -> None:
+        """Warn when a client's message reaches 80 % of the size limit (the handler
+        closes larger ones with 1009 before they get here)."""
+        limit = self._hub.limits.max_message_bytes
+        # A str of n characters holds n to 4n UTF-8 bytes: encode only when it may matter.
+        if len(text) * 4 < WARNING_RATIO * limit:
+            return
+        state = self._hub.state_of(session.app_uuid)
+        if state is not None:
+            limit = state.limits.max_message_bytes
+        size = len(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
+        self._watcher.observe(SIZE, size, limit, session.app_uuid, session.client_id)
 
     async def _auth(self, session: Session, token: str) -> None:
         state = self._state(session)
@@ -176,6 +221,9 @@ class Commands:
             # old identity, so they go (as on expiry).
             await self._membership.leave_authenticated(session, "reauthenticated")
         session.authenticate(claims, self._clocks.token_deadline(claims.get("exp")))
+        await self._registry.set_connection_user(
+            session.app_uuid, session.client_id, str(claims["sub"])
+        )
         session.send(protocol.authenticated_frame(user_from_claims(claims)))
 
     async def _subscribe(self, session: Session, channel: str) -> None:
@@ -189,6 +237,8 @@ class Commands:
         if session.closed:
             return
         await self._membership.join(state, session, channel)
+        subscribed, limit = len(session.subscriptions), state.limits.maxSubscriptionsPerClient
+        self._watcher.observe(SUBSCRIPTIONS, subscribed, limit, state.app.uuid, session.client_id)
 
     async def _may_subscribe(self, state: AppState, session: Session, channel: str) -> None:
         """The one place a subscribe is decided: raises ``ProtocolError`` to refuse it."""
@@ -204,6 +254,10 @@ class Commands:
             raise ProtocolError(protocol.FORBIDDEN, "your role may not use this channel", channel)
         limits = state.limits
         if len(session.subscriptions) >= limits.maxSubscriptionsPerClient:
+            subscribed, limit = len(session.subscriptions), limits.maxSubscriptionsPerClient
+            self._watcher.refused(
+                SUBSCRIPTIONS, subscribed, limit, state.app.uuid, session.client_id
+            )
             raise ProtocolError(
                 protocol.SUBSCRIPTION_LIMIT,
                 f"at most {limits.maxSubscriptionsPerClient} subscriptions per client",
@@ -215,6 +269,7 @@ class Commands:
         if await self._registry.count_subscribers(app_uuid, channel) == 0:
             used = await self._registry.count_channels(app_uuid)
             if used >= limits.maxChannelsPerApp:
+                self._watcher.refused("maxChannelsPerApp", used, limits.maxChannelsPerApp, app_uuid)
                 raise ProtocolError(
                     protocol.CHANNEL_LIMIT,
                     f"this app has reached its limit of {limits.maxChannelsPerApp} channels",
@@ -252,3 +307,4 @@ class Commands:
             channel, message.data, self._clocks.wall_ms(), session.client_id
         )
         await self._hub.publish(state.app.uuid, channel, payload, exclude=session.client_id)
+        REALTIME.published(state.app.uuid, CLIENT)

@@ -28,6 +28,8 @@ class Endpoint:
     receive: Callable[[Session, str | bytes], Awaitable[None]]
     #: The connection closed: forget it (in the background; never blocks).
     disconnected: Callable[[Session], None]
+    #: The close code the connection ended with (counted; before ``disconnected``).
+    closed: Callable[[Session, int], None]
     #: The largest frame a client of the app may send.
     max_message_bytes: Callable[[App], int]
     #: Frames a connection may have waiting before it is closed 4101.

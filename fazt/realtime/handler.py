@@ -141,12 +141,22 @@ class RealtimeHandler(tornado.websocket.WebSocketHandler):
         return self.endpoint.receive(session, message)
 
     def on_close(self) -> None:
-        if self.transport is not None:
-            self.transport.mark_closed()
+        transport = self.transport
+        if transport is not None:
+            transport.mark_closed()
         session = self.session
         if session is not None and self.endpoint is not None:
             self.session = None
+            self.endpoint.closed(session, self._ended_with(transport))
             self.endpoint.disconnected(session)
+
+    def _ended_with(self, transport: TornadoTransport | None) -> int:
+        """The close code of the connection: the one the server sent first, else the
+        client's, else 1006 (no close frame either way)."""
+        sent = transport.sent_close_code if transport is not None else None
+        if sent is not None:
+            return sent
+        return self.close_code if self.close_code is not None else protocol.ABNORMAL_CLOSURE
 
 
 #: A ``RealtimeHandler`` whose WebSocket is open: the class every connection

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from fazt.kernel.app import App
+from fazt.metrics.realtime import REALTIME
 from fazt.realtime import protocol
 from fazt.realtime.backplane.bus import Bus
 from fazt.realtime.backplane.registry import Registry
@@ -162,6 +163,7 @@ class Hub:
         subscribers = state.channels.get(channel) if state is not None else None
         if subscribers:
             self.fan_out(subscribers, text_frame(payload), exclude)
+            REALTIME.delivered(app_uuid, len(subscribers) - (exclude in subscribers))
         await self._bus.publish_channel(app_uuid, channel, payload)
 
     async def publish_app(self, state: AppState, payload: bytes) -> None:
@@ -177,12 +179,14 @@ class Hub:
         subscribers = state.channels.get(channel)
         if subscribers:
             self.fan_out(subscribers, text_frame(payload))
+            REALTIME.delivered(app_uuid, len(subscribers))
 
     def deliver_app(self, app_uuid: str, payload: bytes) -> None:
         """An app-wide message: to every local client of the app."""
         state = self._apps.get(app_uuid)
         if state is not None and state.sessions:
             self.fan_out(state.sessions, text_frame(payload))
+            REALTIME.delivered(app_uuid, len(state.sessions))
 
     def kick(self, app_uuid: str, client_id: str, reason: str) -> bool:
         """Kick a local client (``kicked``, then close 4003); False when it is not here."""
@@ -216,7 +220,13 @@ class Admission:
         limits = self._hub.limits_for(app)
         total = await self._registry.count_connections(None)
         per_app = await self._registry.count_connections(app.uuid)
-        if total >= kernel_limits.maxConnectionsTotal or per_app >= limits.maxConnectionsPerApp:
+        if total >= kernel_limits.maxConnectionsTotal:
+            self._watcher.refused("maxConnectionsTotal", total, kernel_limits.maxConnectionsTotal)
+            return False
+        if per_app >= limits.maxConnectionsPerApp:
+            self._watcher.refused(
+                "maxConnectionsPerApp", per_app, limits.maxConnectionsPerApp, app.uuid
+            )
             return False
         self._watcher.observe("maxConnectionsTotal", total + 1, kernel_limits.maxConnectionsTotal)
         self._watcher.observe(

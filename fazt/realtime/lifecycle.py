@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Final
 
+from fazt.metrics.realtime import REALTIME
 from fazt.realtime import protocol
 from fazt.realtime.hub import Admission, Hub
 from fazt.realtime.membership import Membership
@@ -75,6 +76,7 @@ class Scanner:
         await self._membership.leave_authenticated(session, "token_expired")
         session.drop_auth()
         if not session.closed:
+            REALTIME.error_sent(session.app_uuid, protocol.UNAUTHORIZED)
             session.send(protocol.error_frame(protocol.UNAUTHORIZED, "token expired"))
 
 

@@ -4,11 +4,20 @@ Kernel config ``"realtime": {"limits": {...}}`` sets them for the kernel; an
 app's ``app.json`` ``"limits": {"realtime": {...}}`` may lower any of them,
 never raise it (a higher value is silently capped to the kernel's).
 
-Capacity limits (connections total / per app, channels per app) warn at 80 %:
-once per crossing, i.e. again only after usage fell back under 80 % and rose
-again. The warning is logged and handed to a notifier (the kernel's
-notification hook). At 100 % the next connection gets HTTP 503 and the next
-channel ``channel_limit``.
+Every usage limit warns at 80 % and refuses at 100 %: the capacity limits
+(connections total / per app, channels per app) and the per-client ones
+(subscriptions per client, message rate, message size). At 100 % the next
+connection gets HTTP 503, the next channel ``channel_limit``, the next
+subscription ``subscription_limit``, a message over the rate ``rate_limited``
+and a message over the size close 1009.
+
+``ThresholdWatcher`` turns usages into *crossings*: a warning once when a usage
+rises to 80 %, a rejection once when something is first refused; both are
+armed again only after the usage fell back under 80 %. So a client hammering a
+full limit yields one rejection, not one per message. Each crossing goes to
+the notifier (the realtime plugin logs it once and hands it to the kernel's
+notification hook) and to the recent events of the dashboard; the metrics
+count every warning crossing and every single refusal.
 """
 
 from __future__ import annotations
@@ -17,7 +26,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Final
 
+from fazt.metrics.events import EVENTS, LIMIT_REJECTION, LIMIT_WARNING
+from fazt.metrics.realtime import REALTIME
+
 WARNING_RATIO: Final = 0.8
+#: ``data["event"]`` of a notification: which crossing it reports.
+WARNING: Final = "warning"
+REJECTION: Final = "rejection"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,25 +84,97 @@ def limits_schema() -> dict[str, Any]:
     }
 
 
-#: ``notify(limit_name, message, app_uuid, data)``: where 80 % warnings go.
+#: ``notify(limit_name, message, app_uuid, data)``: where crossings go. ``data`` holds
+#: ``event`` (``warning`` or ``rejection``), ``used`` and ``limit``, and ``clientId``
+#: for a per-client limit.
 Notifier = Callable[[str, str, "str | None", dict[str, Any]], None]
+
+_Flag = tuple[str, "str | None", str]
 
 
 class ThresholdWatcher:
-    """Fires ``notify`` once each time a usage crosses 80 % of its limit upwards."""
+    """Turns usages and refusals into crossings (see the module docstring).
+
+    Capacity limits are watched per app (``app_uuid``, None for kernel-wide);
+    per-client limits per connection too (``client_id``), whose state the
+    caller drops with ``forget_client`` when the connection closes.
+    """
 
     def __init__(self, notify: Notifier) -> None:
         self._notify = notify
-        self._above: set[tuple[str, str | None]] = set()
+        self._flags: set[_Flag] = set()
+        self._client_flags: dict[str, set[_Flag]] = {}
 
-    def observe(self, name: str, used: int, limit: int, app_uuid: str | None = None) -> None:
-        key = (name, app_uuid)
+    def observe(
+        self,
+        name: str,
+        used: int,
+        limit: int,
+        app_uuid: str | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        """A usage now: warns when it rose to 80 %, re-arms both crossings under 80 %."""
         if used >= WARNING_RATIO * limit:
-            if key not in self._above:
-                self._above.add(key)
-                where = f" for app {app_uuid}" if app_uuid else ""
-                message = f"realtime {name}{where} at {used}/{limit} (80% warning)"
-                # The notifier logs (the kernel's hook logs every notification).
-                self._notify(name, message, app_uuid, {"used": used, "limit": limit})
+            flags = self._flags_of(client_id)
+            flag = (name, app_uuid, WARNING)
+            if flag not in flags:
+                flags.add(flag)
+                REALTIME.limit_warning(app_uuid, name)
+                self._crossed(WARNING, name, used, limit, app_uuid, client_id)
+            return
+        flags_now = self._flags if client_id is None else self._client_flags.get(client_id)
+        if flags_now:
+            flags_now.discard((name, app_uuid, WARNING))
+            flags_now.discard((name, app_uuid, REJECTION))
+
+    def refused(
+        self,
+        name: str,
+        used: int,
+        limit: int,
+        app_uuid: str | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        """Something was refused at the limit: counted always, reported once per crossing."""
+        REALTIME.limit_rejection(app_uuid, name)
+        flags = self._flags_of(client_id)
+        flag = (name, app_uuid, REJECTION)
+        if flag not in flags:
+            flags.add(flag)
+            self._crossed(REJECTION, name, used, limit, app_uuid, client_id)
+
+    def forget_client(self, client_id: str) -> None:
+        """The connection closed: drop its per-client crossings."""
+        self._client_flags.pop(client_id, None)
+
+    def _flags_of(self, client_id: str | None) -> set[_Flag]:
+        if client_id is None:
+            return self._flags
+        flags = self._client_flags.get(client_id)
+        if flags is None:
+            flags = self._client_flags[client_id] = set()
+        return flags
+
+    def _crossed(
+        self,
+        event: str,
+        name: str,
+        used: int,
+        limit: int,
+        app_uuid: str | None,
+        client_id: str | None,
+    ) -> None:
+        where = f" for app {app_uuid}" if app_uuid else ""
+        if client_id is not None:
+            where += f" client {client_id}"
+        if event == WARNING:
+            message = f"realtime {name}{where} at {used}/{limit} (80% warning)"
         else:
-            self._above.discard(key)
+            message = f"realtime {name}{where} reached its limit of {limit}: refused"
+        data: dict[str, Any] = {"event": event, "used": used, "limit": limit}
+        if client_id is not None:
+            data["clientId"] = client_id
+        kind = LIMIT_WARNING if event == WARNING else LIMIT_REJECTION
+        EVENTS.record(kind, app_uuid, message, {"limit": name, **data})
+        # The notifier logs (the kernel's hook logs every notification).
+        self._notify(name, message, app_uuid, data)

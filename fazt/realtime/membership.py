@@ -99,10 +99,12 @@ class Membership:
             await self._forget(state, session, name, name in vacated)
 
     async def leave_authenticated(self, session: Session, reason: str) -> None:
-        """Leave every channel that needed the (old) token: private, presence, role rules."""
+        """Leave every channel that needed the (old) token: private, presence, role rules;
+        the registry forgets the connection's user."""
         state = self._hub.state_of(session.app_uuid)
         if state is None:
             return
+        await self._registry.set_connection_user(session.app_uuid, session.client_id, None)
         for channel in list(session.subscriptions):
             if is_presence(channel) or state.rules.rule_for(channel).needs_auth:
                 await self.leave(state, session, channel, reason)

@@ -30,7 +30,7 @@ from fazt.realtime.endpoint import Endpoint
 from fazt.realtime.handler import RealtimeHandler
 from fazt.realtime.hub import Hub
 from fazt.realtime.lifecycle import scan_period
-from fazt.realtime.limits import Limits, limits_schema
+from fazt.realtime.limits import REJECTION, Limits, limits_schema
 from fazt.realtime.scan_timer import ScanTimer
 from fazt.realtime.session import HeartbeatPolicy
 from fazt.realtime.transport import WriteCoalescer
@@ -39,6 +39,11 @@ if TYPE_CHECKING:
     from fazt.kernel.plugin import PluginHost as Kernel
 
 log = logging.getLogger("fazt.realtime")
+
+#: Notification kinds (``kernel.notifications``): a usage at 80 % of a limit, and the
+#: first refusal at 100 % (docs/operations.md, Limit notifications).
+LIMIT_WARNING_KIND = "realtime.limit.warning"
+LIMIT_REJECTION_KIND = "realtime.limit.rejection"
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SDK_ASSET = "realtime.min.js"
@@ -201,6 +206,7 @@ class RealtimePlugin(Plugin):
             connect=core.commands.connect,
             receive=core.commands.handle,
             disconnected=lambda session: core.tasks.spawn(core.commands.disconnect(session)),
+            closed=core.commands.closed,
             max_message_bytes=lambda app: core.hub.limits_for(app).max_message_bytes,
             queue_size=self.outgoing_queue_size,
             coalescer=WriteCoalescer(),
@@ -215,12 +221,15 @@ class RealtimePlugin(Plugin):
         kernel = self._kernel
         if kernel is None:
             return
+        details: dict[str, Any] = {"limit": limit, "used": data["used"], "max": data["limit"]}
+        if "clientId" in data:
+            details["clientId"] = data["clientId"]
         kernel.notifications.notify(
             Notification(
-                "realtime.limit.warning",
+                LIMIT_REJECTION_KIND if data.get("event") == REJECTION else LIMIT_WARNING_KIND,
                 message,
                 app_uuid=app_uuid,
-                data={"limit": limit, "used": data["used"], "max": data["limit"]},
+                data=details,
             )
         )
 

@@ -58,6 +58,8 @@ ERROR_CODES: Final = frozenset(
 
 # -- close codes (Pusher's reconnect classes: 40xx do not reconnect, 41xx back off,
 # 42xx reconnect now).
+#: No close frame was exchanged (the TCP connection dropped); never sent, only reported.
+ABNORMAL_CLOSURE: Final = 1006
 CLOSE_MESSAGE_TOO_BIG: Final = 1009
 CLOSE_UNKNOWN_APP: Final = 4001
 CLOSE_KICKED: Final = 4003
@@ -334,6 +336,16 @@ def error_frame(code: str, text: str, channel: str | None = None) -> bytes:
 def error_frame_from(error: ProtocolError) -> bytes:
     """The ``error`` frame that answers a refused client frame."""
     return error_frame(error.code, error.text, error.channel)
+
+
+#: Standard close codes a connection may end with besides fazt's own (RFC 6455).
+_STANDARD_CLOSE_CODES: Final = frozenset({1000, 1001, 1005, ABNORMAL_CLOSURE, 1009, 1011})
+
+
+def known_close_code(code: int) -> str:
+    """``code`` as text when fazt or RFC 6455 names it, else ``"other"``: clients may
+    close with any code from 1000 to 4999, and the metrics keep a bounded set."""
+    return str(code) if code in CLOSE_REASONS or code in _STANDARD_CLOSE_CODES else "other"
 
 
 def close_reason(code: int) -> str:

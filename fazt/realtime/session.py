@@ -151,6 +151,14 @@ class Session:
             return True
         return False
 
+    def rate_used(self) -> int:
+        """Tokens of the bucket spent and not yet refilled: the rate's current usage."""
+        return int(self._rate_capacity - self._rate_tokens)
+
+    @property
+    def rate_capacity(self) -> int:
+        return int(self._rate_capacity)
+
     def should_warn_rate(self, now: float) -> bool:
         """True at most once a second: when to send a ``rate_limited`` error."""
         if self._rate_warned_at is not None and now - self._rate_warned_at < 1.0:

@@ -115,14 +115,42 @@ def cross_origin_error(handler: tornado.websocket.WebSocketHandler) -> str | Non
     return None
 
 
+class CloseCodeProtocol13(tornado.websocket.WebSocketProtocol13):
+    """Tornado's ``WebSocketProtocol13``, remembering the first close code it sent.
+
+    Every server-side close goes through ``close(code, reason)``: fazt's own
+    (kick, slow consumer, timeouts), Tornado's 1009 for a message over
+    ``max_message_size``, and the echo of a client's close frame. The code is
+    kept only once a close happens (a class default otherwise), so an open
+    connection pays nothing for it.
+    """
+
+    sent_close_code: int | None = None
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if code is not None and self.sent_close_code is None and not self.server_terminated:
+            self.sent_close_code = code
+        super().close(code, reason)
+
+
 def websocket_protocol(
     handler: tornado.websocket.WebSocketHandler,
 ) -> tornado.websocket.WebSocketProtocol | None:
     """The protocol object that will run this connection (None: version not supported).
 
-    Today Tornado's own ``WebSocketProtocol13``; the seam for fazt's own reader.
+    Tornado's own ``WebSocketProtocol13``, as a ``CloseCodeProtocol13`` (the class
+    is swapped, nothing else changes); the seam for fazt's own reader.
     """
-    return handler.get_websocket_protocol()
+    protocol = handler.get_websocket_protocol()
+    if type(protocol) is tornado.websocket.WebSocketProtocol13:
+        protocol.__class__ = CloseCodeProtocol13
+    return protocol
+
+
+def sent_close_code(protocol: tornado.websocket.WebSocketProtocol) -> int | None:
+    """The close code this side sent on ``protocol`` first, or None."""
+    code = getattr(protocol, "sent_close_code", None)
+    return code if isinstance(code, int) else None
 
 
 # -- the fast write path ---------------------------------------------------------------------

@@ -25,7 +25,7 @@ import tornado.iostream
 import tornado.websocket
 
 from fazt.realtime.protocol import CLOSE_SLOW_CONSUMER, close_reason
-from fazt.realtime.tornado_internals import stream_parts
+from fazt.realtime.tornado_internals import sent_close_code, stream_parts
 
 # Linux: a write to a reset peer returns EPIPE instead of raising SIGPIPE.
 _MSG_NOSIGNAL: Final = getattr(socket, "MSG_NOSIGNAL", 0)
@@ -122,6 +122,11 @@ class TornadoTransport:
     @property
     def closing(self) -> bool:
         return self._closing
+
+    @property
+    def sent_close_code(self) -> int | None:
+        """The close code the server sent first (fazt's own, or Tornado's 1009), or None."""
+        return sent_close_code(self._ws)
 
     def send_frame(self, frame: bytes) -> None:
         if self._closing:

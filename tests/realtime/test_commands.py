@@ -195,7 +195,18 @@ async def test_subscription_and_channel_limits_with_warning() -> None:
     assert t3.take()[-1]["code"] == "channel_limit"
     await w.send(s3, {"type": "subscribe", "channel": "d2"})  # existing channel: fine
     assert t3.take()[-1]["type"] == "subscribed"
-    assert w.notes == [("maxChannelsPerApp", "app_chat")]  # 4/5 crossed 80% once
+    # One crossing each: the first client's 3/3 subscriptions (warning) and its refused
+    # fourth (rejection), the channels' 4/5 (warning), the second client's 3/3, then
+    # the refused sixth channel (rejection). The refused subscribes count no more.
+    assert w.notes == [
+        ("maxSubscriptionsPerClient", "app_chat"),
+        ("maxSubscriptionsPerClient", "app_chat"),
+        ("maxChannelsPerApp", "app_chat"),
+        ("maxSubscriptionsPerClient", "app_chat"),
+        ("maxChannelsPerApp", "app_chat"),
+    ]
+    await w.send(s, {"type": "subscribe", "channel": "c3"})  # refused again: no new crossing
+    assert len(w.notes) == 5
 
 
 @pytest.mark.gen_test

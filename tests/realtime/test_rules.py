@@ -171,11 +171,38 @@ def test_threshold_fires_once_per_crossing() -> None:
     watcher = ThresholdWatcher(lambda name, _msg, app, data: seen.append((name, app, data)))
     for used in (1, 7, 8, 9, 10, 9):
         watcher.observe("maxConnectionsPerApp", used, 10, "app_1")
-    assert seen == [("maxConnectionsPerApp", "app_1", {"used": 8, "limit": 10})]
+    assert seen == [("maxConnectionsPerApp", "app_1", {"event": "warning", "used": 8, "limit": 10})]
     watcher.observe("maxConnectionsPerApp", 8, 10, "app_2")  # other app: own crossing
     watcher.observe("maxConnectionsPerApp", 5, 10, "app_1")
     watcher.observe("maxConnectionsPerApp", 8, 10, "app_1")
     assert len(seen) == 3
+
+
+def test_a_rejection_is_reported_once_until_usage_falls_under_80_percent() -> None:
+    seen: list[tuple[str, dict[str, Any]]] = []
+    watcher = ThresholdWatcher(lambda name, _msg, _app, data: seen.append((name, data)))
+    for _ in range(3):
+        watcher.refused("maxConnectionsPerApp", 10, 10, "app_1")
+    assert seen == [("maxConnectionsPerApp", {"event": "rejection", "used": 10, "limit": 10})]
+    watcher.observe("maxConnectionsPerApp", 9, 10, "app_1")  # 90 %: its warning, once
+    watcher.refused("maxConnectionsPerApp", 10, 10, "app_1")  # not re-armed yet
+    assert [data["event"] for _, data in seen] == ["rejection", "warning"]
+    watcher.observe("maxConnectionsPerApp", 7, 10, "app_1")  # under 80 %: armed again
+    watcher.refused("maxConnectionsPerApp", 10, 10, "app_1")
+    assert [data["event"] for _, data in seen] == ["rejection", "warning", "rejection"]
+
+
+def test_per_client_crossings_are_per_client_and_forgotten_on_close() -> None:
+    seen: list[dict[str, Any]] = []
+    watcher = ThresholdWatcher(lambda _name, _msg, _app, data: seen.append(data))
+    for client in ("c1", "c2"):
+        watcher.observe("maxSubscriptionsPerClient", 8, 10, "app_1", client)
+        watcher.observe("maxSubscriptionsPerClient", 9, 10, "app_1", client)
+    assert [data["clientId"] for data in seen] == ["c1", "c2"]
+    watcher.forget_client("c1")
+    watcher.observe("maxSubscriptionsPerClient", 8, 10, "app_1", "c1")  # a new crossing
+    watcher.observe("maxSubscriptionsPerClient", 9, 10, "app_1", "c2")  # not for c2
+    assert [data["clientId"] for data in seen] == ["c1", "c2", "c1"]
 
 
 @pytest.mark.parametrize("value", [-1, 0, "5", None, 2.5])

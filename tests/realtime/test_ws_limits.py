@@ -37,7 +37,14 @@ async def test_connections_per_app_warn_at_80_and_refuse_at_100(tmp_path: Path) 
         clients.append(await rt.client("chat"))  # 5/5: no second warning
         assert len(seen) == 1
         assert await upgrade_status(rt.url("chat")) == 503
+        assert await upgrade_status(rt.url("chat")) == 503  # refused again: reported once
         assert await upgrade_status(rt.url("poll")) == 101  # per app
+        assert [(n.kind, dict(n.data)) for n in seen[1:]] == [
+            (
+                "realtime.limit.rejection",
+                {"limit": "maxConnectionsPerApp", "used": 5, "max": 5},
+            )
+        ]
         # Falling under 80 % and crossing again warns again.
         for client in clients[:3]:
             await client.close()
@@ -46,7 +53,11 @@ async def test_connections_per_app_warn_at_80_and_refuse_at_100(tmp_path: Path) 
             await clients[-1].request({"type": "ping"})
         for _ in range(2):
             clients.append(await rt.client("chat"))
-        assert len(seen) == 2
+        assert [n.kind for n in seen] == [
+            "realtime.limit.warning",
+            "realtime.limit.rejection",
+            "realtime.limit.warning",
+        ]
 
 
 @pytest.mark.gen_test(timeout=20)

@@ -13,6 +13,8 @@ each other's keys whatever their channel names are)::
     P:node:N:apps                set   apps in which N has registry entries
     P:apps                       set   apps with at least one connection
     P:app:A:conns                hash  client id -> owner node id
+    P:app:A:users                hash  client id -> the user it is authenticated as
+    P:app:A:user:U               set   client ids authenticated as user U
     P:app:A:chans                set   channels with at least one subscriber
     P:app:A:ch:C:subs            hash  client id -> "N <subscriber info JSON>"
     P:app:A:pr:C:conns           hash  client id -> "N <user id>"
@@ -60,10 +62,19 @@ local function note_app(node, app)
   redis.call('SADD', p .. ':node:' .. node .. ':apps', app)
 end
 
+local function drop_user(a, client)
+  local user = redis.call('HGET', a .. ':users', client)
+  if user then
+    redis.call('HDEL', a .. ':users', client)
+    redis.call('SREM', a .. ':user:' .. user, client)
+  end
+end
+
 local function drop_connection(app, node, client)
   local a = akey(app)
   if redis.call('HGET', a .. ':conns', client) == node then
     redis.call('HDEL', a .. ':conns', client)
+    drop_user(a, client)
     if redis.call('HLEN', a .. ':conns') == 0 then redis.call('SREM', p .. ':apps', app) end
   end
   redis.call('SREM', a .. ':node:' .. node .. ':conns', client)
@@ -199,6 +210,53 @@ REMOVE_CONNECTION = (
     + r"""
 drop_connection(ARGV[2], ARGV[3], ARGV[4])
 return 1
+"""
+)
+
+#: ARGV: prefix, app, node, client, user ('' for none). Only for a connection the
+#: node holds.
+SET_CONNECTION_USER = (
+    _PRELUDE
+    + r"""
+local a = akey(ARGV[2])
+if redis.call('HGET', a .. ':conns', ARGV[4]) ~= ARGV[3] then return 0 end
+drop_user(a, ARGV[4])
+if ARGV[5] ~= '' then
+  redis.call('HSET', a .. ':users', ARGV[4], ARGV[5])
+  redis.call('SADD', a .. ':user:' .. ARGV[5], ARGV[4])
+end
+return 1
+"""
+)
+
+#: ARGV: prefix, app, user. {client, node, ...} of the user's connections on live nodes.
+USER_CONNECTIONS = (
+    _PRELUDE
+    + r"""
+local a = akey(ARGV[2])
+local out = {}
+for _, client in ipairs(redis.call('SMEMBERS', a .. ':user:' .. ARGV[3])) do
+  local owner = redis.call('HGET', a .. ':conns', client)
+  if owner and redis.call('EXISTS', p .. ':node:' .. owner) == 1 then
+    out[#out + 1] = client
+    out[#out + 1] = owner
+  end
+end
+return out
+"""
+)
+
+#: ARGV: prefix, app. {channel, subscriber count, ...} of the app's channels.
+CHANNEL_COUNTS = (
+    _PRELUDE
+    + r"""
+local a = akey(ARGV[2])
+local out = {}
+for _, channel in ipairs(redis.call('SMEMBERS', a .. ':chans')) do
+  out[#out + 1] = channel
+  out[#out + 1] = redis.call('HLEN', a .. ':ch:' .. channel .. ':subs')
+end
+return out
 """
 )
 

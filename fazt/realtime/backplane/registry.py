@@ -22,6 +22,7 @@ Implementations must pass ``tests/realtime/backplane/registry_conformance.py``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 
@@ -33,6 +34,14 @@ class RegistryHandler(Protocol):
 
         Called on one surviving node only; that node announces the leave.
         """
+
+
+def busiest_first(counts: Iterable[tuple[str, int]], limit: int | None) -> list[tuple[str, int]]:
+    """``(channel, subscribers)`` pairs ranked as ``Registry.channel_counts`` answers them."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit must be a non-negative integer or None, got {limit!r}")
+    ranked = sorted(counts, key=lambda pair: (-pair[1], pair[0]))
+    return ranked if limit is None else ranked[:limit]
 
 
 class Registry(ABC):
@@ -69,6 +78,17 @@ class Registry(ABC):
     async def connection_node(self, app_uuid: str, client_id: str) -> str | None:
         """The id of the live node holding ``client_id`` of this app, or None."""
 
+    @abstractmethod
+    async def set_connection_user(self, app_uuid: str, client_id: str, user_id: str | None) -> None:
+        """Record the user (a token's ``sub``) a connection of this node is authenticated
+        as; None when it is anonymous again. Ignored for a connection this node has not
+        added (or has removed)."""
+
+    @abstractmethod
+    async def user_connections(self, app_uuid: str, user_id: str) -> list[tuple[str, str]]:
+        """``(client_id, node_id)`` of every live connection of the app authenticated as
+        ``user_id``, cluster-wide (for kicking a user everywhere), sorted by client id."""
+
     # -- subscriptions --------------------------------------------------------
     @abstractmethod
     async def add_subscription(
@@ -92,6 +112,14 @@ class Registry(ABC):
     @abstractmethod
     async def count_channels(self, app_uuid: str) -> int:
         """Number of the app's channels that have at least one live subscriber."""
+
+    @abstractmethod
+    async def channel_counts(
+        self, app_uuid: str, limit: int | None = None
+    ) -> list[tuple[str, int]]:
+        """The app's channels that have at least one live subscriber, each with its
+        number of subscribers, cluster-wide: busiest first, ties by channel name, at
+        most ``limit`` of them (None: all). ``limit`` below 0 raises ``ValueError``."""
 
     # -- presence ---------------------------------------------------------------
     @abstractmethod

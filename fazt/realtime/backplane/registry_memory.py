@@ -21,7 +21,7 @@ from typing import Any
 
 from fazt.realtime.backplane.callbacks import run_callback
 from fazt.realtime.backplane.key_safety import check_app_uuid, check_node_id, new_node_id
-from fazt.realtime.backplane.registry import Registry, RegistryHandler
+from fazt.realtime.backplane.registry import Registry, RegistryHandler, busiest_first
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ class MemoryRegistryStore:
         self._expires: dict[str, float] = {}
         #: app -> client -> node
         self._connections: dict[str, dict[str, str]] = {}
+        #: app -> client -> the user it is authenticated as
+        self._users: dict[str, dict[str, str]] = {}
         #: app -> channel -> client -> (node, packed info): see ``_pack_info``
         self._subscriptions: dict[str, dict[str, dict[str, tuple[str, Any, Any]]]] = {}
         #: app -> channel -> presence
@@ -130,6 +132,31 @@ class MemoryRegistryStore:
             clients.pop(client_id, None)
             if not clients:
                 del self._connections[app_uuid]
+        self._forget_user(app_uuid, client_id)
+
+    def set_connection_user(
+        self, node_id: str, app_uuid: str, client_id: str, user_id: str | None
+    ) -> None:
+        if self._connections.get(app_uuid, {}).get(client_id) != node_id:
+            return
+        if not user_id:
+            self._forget_user(app_uuid, client_id)
+        else:
+            self._users.setdefault(app_uuid, {})[client_id] = user_id
+
+    def _forget_user(self, app_uuid: str, client_id: str) -> None:
+        users = self._users.get(app_uuid)
+        if users is not None and users.pop(client_id, None) is not None and not users:
+            del self._users[app_uuid]
+
+    def user_connections(self, app_uuid: str, user_id: str) -> list[tuple[str, str]]:
+        owners = self._connections.get(app_uuid, {})
+        found = [
+            (client_id, owners[client_id])
+            for client_id, user in self._users.get(app_uuid, {}).items()
+            if user == user_id and client_id in owners and self.is_alive(owners[client_id])
+        ]
+        return sorted(found)
 
     def connection_node(self, app_uuid: str, client_id: str) -> str | None:
         """The node holding ``client_id``, when that node is alive."""
@@ -166,6 +193,11 @@ class MemoryRegistryStore:
 
     def count_channels(self, app_uuid: str) -> int:
         return len(self._subscriptions.get(app_uuid, {}))
+
+    def channel_counts(self, app_uuid: str) -> list[tuple[str, int]]:
+        return [
+            (channel, len(subs)) for channel, subs in self._subscriptions.get(app_uuid, {}).items()
+        ]
 
     # -- registry: presence -------------------------------------------------------
     def presence_join(
@@ -308,6 +340,12 @@ class MemoryRegistry(Registry):
     async def connection_node(self, app_uuid: str, client_id: str) -> str | None:
         return self._store.connection_node(check_app_uuid(app_uuid), client_id)
 
+    async def set_connection_user(self, app_uuid: str, client_id: str, user_id: str | None) -> None:
+        self._store.set_connection_user(self.node_id, check_app_uuid(app_uuid), client_id, user_id)
+
+    async def user_connections(self, app_uuid: str, user_id: str) -> list[tuple[str, str]]:
+        return self._store.user_connections(check_app_uuid(app_uuid), user_id)
+
     # -- subscriptions --------------------------------------------------------
     async def add_subscription(
         self, app_uuid: str, channel: str, client_id: str, info: dict[str, Any]
@@ -327,6 +365,11 @@ class MemoryRegistry(Registry):
 
     async def count_channels(self, app_uuid: str) -> int:
         return self._store.count_channels(check_app_uuid(app_uuid))
+
+    async def channel_counts(
+        self, app_uuid: str, limit: int | None = None
+    ) -> list[tuple[str, int]]:
+        return busiest_first(self._store.channel_counts(check_app_uuid(app_uuid)), limit)
 
     # -- presence ---------------------------------------------------------------
     async def presence_join(

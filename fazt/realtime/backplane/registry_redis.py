@@ -33,7 +33,7 @@ from fazt.realtime.backplane import redis_scripts as lua
 from fazt.realtime.backplane.callbacks import run_callback
 from fazt.realtime.backplane.key_safety import check_app_uuid
 from fazt.realtime.backplane.redis_link import RedisLink, run_script
-from fazt.realtime.backplane.registry import Registry, RegistryHandler
+from fazt.realtime.backplane.registry import Registry, RegistryHandler, busiest_first
 
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
@@ -52,6 +52,9 @@ _SCRIPTS: Final = (
     "REMOVE_CONNECTION",
     "COUNT_ALL_CONNECTIONS",
     "CONNECTION_NODE",
+    "SET_CONNECTION_USER",
+    "USER_CONNECTIONS",
+    "CHANNEL_COUNTS",
     "ADD_SUBSCRIPTION",
     "REMOVE_SUBSCRIPTION",
     "PRESENCE_JOIN",
@@ -96,6 +99,7 @@ class RedisRegistry(Registry):
         self._stopped = asyncio.Event()
         # Local mirror of this node's entries: the outage answers, replayed after one.
         self._conns: dict[str, set[str]] = {}
+        self._users: dict[tuple[str, str], str] = {}
         self._subs: dict[tuple[str, str], dict[str, str]] = {}
         self._pres: dict[tuple[str, str], dict[str, tuple[str, str]]] = {}
 
@@ -162,6 +166,9 @@ class RedisRegistry(Registry):
                 for client_id in clients:
                     args = [self._prefix, app_uuid, node, client_id]
                     await self._scripts["ADD_CONNECTION"](args=args, client=pipe)
+            for (app_uuid, client_id), user_id in self._users.items():
+                args = [self._prefix, app_uuid, node, client_id, user_id]
+                await self._scripts["SET_CONNECTION_USER"](args=args, client=pipe)
             for (app_uuid, channel), subs in self._subs.items():
                 for client_id, info in subs.items():
                     args = [self._prefix, app_uuid, node, channel, client_id, info]
@@ -242,7 +249,38 @@ class RedisRegistry(Registry):
             clients.discard(client_id)
             if not clients:
                 del self._conns[app_uuid]
+        self._users.pop((app_uuid, client_id), None)
         await self._run("REMOVE_CONNECTION", [app_uuid, self.node_id, client_id], None)
+
+    async def set_connection_user(self, app_uuid: str, client_id: str, user_id: str | None) -> None:
+        if client_id not in self._conns.get(check_app_uuid(app_uuid), ()):
+            return
+        if user_id:
+            self._users[(app_uuid, client_id)] = user_id
+        else:
+            self._users.pop((app_uuid, client_id), None)
+        args = [app_uuid, self.node_id, client_id, user_id or ""]
+        await self._run("SET_CONNECTION_USER", args, None)
+
+    async def user_connections(self, app_uuid: str, user_id: str) -> list[tuple[str, str]]:
+        check_app_uuid(app_uuid)
+        # While Redis is away, only our own connections can be found.
+        local = [
+            (client_id, self.node_id)
+            for (app, client_id), user in self._users.items()
+            if app == app_uuid and user == user_id
+        ]
+        found = await self._run("USER_CONNECTIONS", [app_uuid, user_id], None)
+        if not isinstance(found, list):
+            return sorted(local)
+        pairs: list[tuple[str, str]] = []
+        for i in range(0, len(found) - 1, 2):
+            client, owner = found[i], found[i + 1]
+            if isinstance(client, bytes) and isinstance(owner, bytes):
+                pairs.append((client.decode("utf-8", "replace"), owner.decode("utf-8", "replace")))
+            else:
+                self.link.note_invalid("an unreadable user connection entry")
+        return sorted(pairs)
 
     async def count_connections(self, app_uuid: str | None = None) -> int:
         if app_uuid is None:
@@ -307,6 +345,26 @@ class RedisRegistry(Registry):
         local = sum(1 for app, _ in self._subs if app == app_uuid)
         key = f"{self._prefix}:app:{app_uuid}:chans"
         return int(await self.link.call(lambda client: client.scard(key), local))
+
+    async def channel_counts(
+        self, app_uuid: str, limit: int | None = None
+    ) -> list[tuple[str, int]]:
+        check_app_uuid(app_uuid)
+        busiest_first((), limit)  # refuse a bad limit before asking Redis
+        local = [
+            (channel, len(subs)) for (app, channel), subs in self._subs.items() if app == app_uuid
+        ]
+        found = await self._run("CHANNEL_COUNTS", [app_uuid], None)
+        if not isinstance(found, list):
+            return busiest_first(local, limit)
+        counts: list[tuple[str, int]] = []
+        for i in range(0, len(found) - 1, 2):
+            channel, count = found[i], found[i + 1]
+            try:
+                counts.append((channel.decode("utf-8"), int(count)))
+            except (AttributeError, UnicodeDecodeError, TypeError, ValueError):
+                self.link.note_invalid("an unreadable channel entry")
+        return busiest_first(counts, limit)
 
     # -- presence ---------------------------------------------------------------
     async def presence_join(

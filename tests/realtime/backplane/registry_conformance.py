@@ -102,6 +102,67 @@ class RegistryConformance:
         assert await a.count_channels(app) == 0
         assert await a.count_channels(other_app) == 1
 
+    @pytest.mark.gen_test
+    async def test_channel_counts_are_cluster_wide_busiest_first(
+        self, registries: Cluster[Registry]
+    ) -> None:
+        (a, _), (b, _) = [await registries.add() for _ in range(2)]
+        app, other_app = new_app(), new_app()
+        subscriptions = {"quiet": ["q1"], "busy": ["b1", "b2", "b3"], "tie-b": ["t1", "t2"]}
+        subscriptions["tie-a"] = ["t3", "t4"]
+        for channel, clients in subscriptions.items():
+            for index, client in enumerate(clients):
+                node = a if index % 2 == 0 else b  # every channel spans both nodes
+                await node.add_subscription(app, channel, client, {"clientId": client})
+        await b.add_subscription(other_app, "elsewhere", "x", {"clientId": "x"})
+        expected = [("busy", 3), ("tie-a", 2), ("tie-b", 2), ("quiet", 1)]
+        for node in (a, b):
+            assert await node.channel_counts(app) == expected
+            assert await node.channel_counts(app, limit=2) == expected[:2]
+            assert await node.channel_counts(app, limit=0) == []
+        assert await a.channel_counts(other_app) == [("elsewhere", 1)]
+        assert await a.channel_counts(new_app()) == []
+        await b.remove_subscription(app, "busy", "b2")
+        await a.remove_subscription(app, "quiet", "q1")
+        assert await b.channel_counts(app) == [("busy", 2), ("tie-a", 2), ("tie-b", 2)]
+        for bad in (-1, 2.5, "3", True):
+            with pytest.raises(ValueError, match="limit"):
+                await a.channel_counts(app, limit=bad)  # type: ignore[arg-type]
+
+    @pytest.mark.gen_test
+    async def test_a_users_connections_are_found_cluster_wide(
+        self, registries: Cluster[Registry]
+    ) -> None:
+        (a, _), (b, _) = [await registries.add() for _ in range(2)]
+        app, other_app = new_app(), new_app()
+        for node, client in ((a, "a1"), (a, "a2"), (b, "b1"), (b, "b2")):
+            await node.add_connection(app, client)
+        await a.set_connection_user(app, "a1", "alice")
+        await b.set_connection_user(app, "b1", "alice")
+        await b.set_connection_user(app, "b2", "bob")
+        await b.add_connection(other_app, "o1")
+        await b.set_connection_user(other_app, "o1", "alice")
+        for node in (a, b):
+            assert await node.user_connections(app, "alice") == [
+                ("a1", a.node_id),
+                ("b1", b.node_id),
+            ]
+            assert await node.user_connections(app, "bob") == [("b2", b.node_id)]
+            assert await node.user_connections(app, "nobody") == []
+        # Re-authenticating as someone else moves the connection; anonymous drops it.
+        await a.set_connection_user(app, "a1", "bob")
+        await b.set_connection_user(app, "b1", None)
+        assert await b.user_connections(app, "alice") == []
+        assert await a.user_connections(app, "bob") == [("a1", a.node_id), ("b2", b.node_id)]
+        # Only the node that holds a connection may name its user; a removed one is gone.
+        await a.set_connection_user(app, "b2", "mallory")
+        await a.set_connection_user(app, "never-added", "mallory")
+        assert await b.user_connections(app, "mallory") == []
+        await b.remove_connection(app, "b2")
+        await b.set_connection_user(app, "b2", "bob")
+        assert await a.user_connections(app, "bob") == [("a1", a.node_id)]
+        assert await a.user_connections(other_app, "alice") == [("o1", b.node_id)]
+
     # -- presence -------------------------------------------------------------
     @pytest.mark.gen_test
     async def test_presence_is_deduplicated_per_user_across_nodes(
@@ -179,6 +240,7 @@ class RegistryConformance:
         await a.add_connection(app, "ca")
         await c.add_connection(app, "cc1")
         await c.add_connection(app, "cc2")
+        await c.set_connection_user(app, "cc2", "bob")
         await a.add_subscription(app, "room", "ca", {"clientId": "ca"})
         await c.add_subscription(app, "room", "cc1", {"clientId": "cc1"})
         await c.add_subscription(app, "solo", "cc1", {"clientId": "cc1"})
@@ -212,6 +274,8 @@ class RegistryConformance:
         # Nobody holds the dead node's clients any more (so they cannot be kicked).
         assert await a.connection_node(app, "cc2") is None
         assert await b.connection_node(app, "ca") == a.node_id
+        assert await a.user_connections(app, "bob") == []
+        assert await a.channel_counts(app) == [("room", 1)]
 
     @pytest.mark.gen_test(timeout=20)
     async def test_live_nodes_keep_their_entries_past_the_ttl(
@@ -239,6 +303,7 @@ class RegistryConformance:
         (a, ha), (b, _) = [await registries.add() for _ in range(2)]
         app = new_app()
         await b.add_connection(app, "cb")
+        await b.set_connection_user(app, "cb", "bob")
         await b.add_subscription(app, "room", "cb", {"clientId": "cb"})
         await b.presence_join(app, "presence-r", "cb", {"id": "bob"})
         await b.stop()
@@ -246,4 +311,6 @@ class RegistryConformance:
         assert await a.count_connections(app) == 0
         assert await a.count_subscribers(app, "room") == 0
         assert await a.presence_members(app, "presence-r") == []
+        assert await a.user_connections(app, "bob") == []
+        assert await a.channel_counts(app) == []
         assert ha.of("expired") == []
