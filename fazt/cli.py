@@ -1,4 +1,4 @@
-"""The ``fazt`` command: ``serve``, ``check``, ``new`` and ``token``.
+"""The ``fazt`` command: ``serve``, ``check``, ``new``, ``token`` and ``admin``.
 
 Flags override the config file, which overrides the defaults. Every refusal
 (bad config, missing plugin, unusable flags, a busy port, an existing folder)
@@ -13,11 +13,13 @@ import asyncio
 import errno
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +40,15 @@ from fazt.kernel.tokens import (
     TokenError,
     TokenService,
     load_secret,
+    secret_file,
 )
+from fazt.ops.admin_cli import AdminCliError, add_admin_parser, run_admin
+from fazt.ops.backend import RealtimeAdmin
+from fazt.ops.json_log import use_json_logs
+from fazt.ops.server import AdminServer
+from fazt.ops.workers import WorkerGroup
 from fazt.realtime.limits import Limits
+from fazt.realtime.plugin import RealtimePlugin
 from fazt.supervisor import WorkerSupervisor
 
 log = logging.getLogger("fazt")
@@ -47,6 +56,8 @@ DEFAULT_CONFIG = "fazt.json"
 DEFAULT_APPS_DIR = "apps"
 #: This repository's example apps, suggested when APPS_DIR is missing and they are here.
 EXAMPLES_DIR = "examples"
+#: The admin API's bearer token, created once in the data folder (mode 0600).
+ADMIN_TOKEN_FILE = "admin-token"
 
 SERVE_DESCRIPTION = """\
 Serve every app under APPS_DIR. APPS_DIR is a folder whose sub-folders are
@@ -62,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fazt", description="fazt: host small JS apps.")
     parser.add_argument("--version", action="version", version=f"fazt {__version__}")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), help="text (default) or json: one object a line"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser(
@@ -87,6 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--redis", help="Redis URL for the realtime backplane (redis://...)")
     serve.add_argument("--workers", type=int, help="processes sharing the port (needs --redis)")
+    serve.add_argument(
+        "--admin-port",
+        type=int,
+        help="serve /metrics, /healthz, /readyz, the admin API and /admin/ on this port "
+        "(at admin.address, default 127.0.0.1; off by default)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=argparse.SUPPRESS,
+        help="text or json (else log.format in the config)",
+    )
 
     check = commands.add_parser(
         "check", help="validate every app.json under APPS_DIR; list every problem"
@@ -135,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--jwt-secret", help="HS256 secret (else $FAZT_JWT_SECRET or data/jwt-secret)"
     )
     token.add_argument("--config", help="JSON config file (for jwt.secret and data)")
+
+    add_admin_parser(commands)
     return parser
 
 
@@ -159,6 +187,10 @@ def serve_config(args: argparse.Namespace) -> KernelConfig:
     }
     if args.jwt_secret:
         overrides["jwt"] = {"secret": args.jwt_secret}
+    if args.admin_port is not None:
+        overrides["admin"] = {"port": args.admin_port}
+    if getattr(args, "log_format", None):
+        overrides["log"] = {"format": args.log_format}
     return load_config(args.config).with_overrides(overrides)
 
 
@@ -193,17 +225,55 @@ def _missing_apps_dir(apps_dir: Path) -> ConfigError:
 
 def bind(config: KernelConfig) -> list[socket.socket]:
     """The listening sockets, bound before anything starts so a busy port is a clean refusal."""
+    return _bind(config.port, config.address, "--port", "(scripts/demo: PORT={other} scripts/demo)")
+
+
+def _bind(port: int, address: str, flag: str, hint: str = "") -> list[socket.socket]:
     try:
-        return tornado.netutil.bind_sockets(config.port, config.address)
+        return tornado.netutil.bind_sockets(port, address)
     except OSError as error:
-        where = f"cannot listen on {config.address}:{config.port}"
+        where = f"cannot listen on {address}:{port}"
         if error.errno == errno.EADDRINUSE:
-            other = config.port + 1 if 0 < config.port < 65535 else 8081
+            other = port + 1 if 0 < port < 65535 else 8081
             raise ConfigError(
-                f"{where}: port {config.port} is already in use (another fazt serve?); "
-                f"choose another port with --port {other} (scripts/demo: PORT={other} scripts/demo)"
+                f"{where}: port {port} is already in use (another fazt serve?); "
+                f"choose another port with {flag} {other} {hint.format(other=other)}".rstrip()
             ) from error
         raise ConfigError(f"{where}: {error.strerror or error}") from error
+
+
+@dataclass
+class AdminLaunch:
+    """What a process needs to run the admin listener: its bound sockets, the token,
+    and with ``--workers`` its place among the workers."""
+
+    sockets: list[socket.socket]
+    token: str
+    workers: WorkerGroup | None = None
+
+
+def admin_launch(config: KernelConfig) -> AdminLaunch | None:
+    """Bind the admin port and find the token; None when the listener is off."""
+    port = config.admin_port
+    if port is None:
+        return None
+    if port == config.port and port != 0:
+        raise ConfigError(f"the admin port must not be the public port ({port}): choose another")
+    try:
+        token = config.admin_token or secret_file(config.data / ADMIN_TOKEN_FILE)
+    except OSError as error:
+        raise ConfigError(
+            f"cannot read or create the admin token in {config.data}: {error}"
+        ) from error
+    return AdminLaunch(_bind(port, config.admin_address, "--admin-port"), token)
+
+
+def _admin_url(address: str, port: int) -> str:
+    if address in ("", "0.0.0.0", "::"):
+        address = "127.0.0.1"
+    elif ":" in address:
+        address = f"[{address}]"
+    return f"http://{address}:{port}"
 
 
 def app_urls(apps: list[App], config: KernelConfig, port: int) -> list[str]:
@@ -225,19 +295,29 @@ def app_urls(apps: list[App], config: KernelConfig, port: int) -> list[str]:
 
 
 async def _serve_until_signal(
-    apps_dir: Path, config: KernelConfig, sockets: list[socket.socket], *, announce: bool = True
+    apps_dir: Path,
+    config: KernelConfig,
+    sockets: list[socket.socket],
+    *,
+    announce: bool = True,
+    admin: AdminLaunch | None = None,
 ) -> None:
     try:
-        await _serve(apps_dir, config, sockets, announce=announce)
+        await _serve(apps_dir, config, sockets, announce=announce, admin=admin)
     finally:
         # The kernel's server closes the sockets it took; these are the ones it never
         # took (it failed before listening). Closing a closed socket does nothing.
-        for sock in sockets:
+        for sock in [*sockets, *(admin.sockets if admin else [])]:
             sock.close()
 
 
 async def _serve(
-    apps_dir: Path, config: KernelConfig, sockets: list[socket.socket], *, announce: bool
+    apps_dir: Path,
+    config: KernelConfig,
+    sockets: list[socket.socket],
+    *,
+    announce: bool,
+    admin: AdminLaunch | None = None,
 ) -> None:
     kernel = Kernel(apps_dir, data_dir=config.data, domain=config.domain, config=config)
     stop = asyncio.Event()
@@ -246,8 +326,16 @@ async def _serve(
         loop.add_signal_handler(signum, stop.set)
     if _EarlySignal.received:
         stop.set()
+    listener: AdminServer | None = None
     try:
         port = await kernel.start(port=config.port, address=config.address, sockets=sockets)
+        if admin is not None:
+            listener = await _start_admin(kernel, admin)
+            if announce:
+                url = _admin_url(config.admin_address, int(admin.sockets[0].getsockname()[1]))
+                log.info(
+                    "admin listener at %s/ (dashboard %s/admin/, metrics %s/metrics)", url, url, url
+                )
         if announce:
             if not len(kernel.apps) and not kernel.manifest_errors:
                 log.warning(
@@ -258,7 +346,25 @@ async def _serve(
         await stop.wait()
         log.info("signal received: stopping")
     finally:
-        await kernel.stop()
+        try:
+            if listener is not None:
+                listener.begin_shutdown()  # /readyz says so while the kernel stops
+            await kernel.stop()
+        finally:
+            if listener is not None:
+                await listener.stop()
+
+
+async def _start_admin(kernel: Kernel, admin: AdminLaunch) -> AdminServer:
+    try:
+        realtime = kernel.plugin("realtime")
+    except KeyError:
+        realtime = None
+    if not isinstance(realtime, RealtimePlugin):
+        raise ConfigError('the admin listener needs the realtime plugin ("plugins": ["realtime"])')
+    listener = AdminServer(RealtimeAdmin(kernel.apps, realtime), admin.token, admin.workers)
+    await listener.start(admin.sockets)
+    return listener
 
 
 def _run_workers(apps_dir: Path, config: KernelConfig) -> int:
@@ -274,30 +380,53 @@ def _run_workers(apps_dir: Path, config: KernelConfig) -> int:
     load_secret(config.jwt.get("secret"), config.data)
     sockets = bind(config)
     port = int(sockets[0].getsockname()[1])
+    admin: AdminLaunch | None = None
+    # The workers' snapshot sockets (fazt.ops.workers): a private folder, removed at exit.
+    folder: Path | None = None
 
     def announce(_workers: list[int]) -> None:
         for line in app_urls(scanned.apps, config, port):
             log.info("%s", line)
+        if admin is not None:
+            url = _admin_url(config.admin_address, int(admin.sockets[0].getsockname()[1]))
+            log.info("admin listener at %s/ (answered by every worker)", url)
+
+    def run_worker(slot: int) -> int:
+        launch = None
+        if admin is not None and folder is not None:
+            group = WorkerGroup(folder, slot, config.workers)
+            launch = AdminLaunch(admin.sockets, admin.token, group)
+        return _run_worker(apps_dir, config, sockets, launch)
 
     try:
+        admin = admin_launch(config)
+        if admin is not None:
+            folder = Path(tempfile.mkdtemp(prefix="fazt-admin-"))
         # Exit status 2 is a config the worker refuses: restarting cannot fix it.
         return WorkerSupervisor(
             config.workers,
-            lambda: _run_worker(apps_dir, config, sockets),
+            run_worker,
             final_exit_codes={2},
             on_started=announce,
         ).run()
     finally:
-        for sock in sockets:
+        for sock in [*sockets, *(admin.sockets if admin else [])]:
             sock.close()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
-def _run_worker(apps_dir: Path, config: KernelConfig, sockets: list[socket.socket]) -> int:
+def _run_worker(
+    apps_dir: Path,
+    config: KernelConfig,
+    sockets: list[socket.socket],
+    admin: AdminLaunch | None = None,
+) -> int:
     """One worker (a forked child; SIGINT/SIGTERM arrive blocked): serve until a signal."""
     _EarlySignal.install()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
-        asyncio.run(_serve_until_signal(apps_dir, config, sockets, announce=False))
+        asyncio.run(_serve_until_signal(apps_dir, config, sockets, announce=False, admin=admin))
     except ConfigError as error:
         print(f"fazt: error: worker {os.getpid()}: {error}", file=sys.stderr)
         return 2
@@ -314,12 +443,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     apps_dir = Path(args.apps_dir)
     if not apps_dir.is_dir():
         raise _missing_apps_dir(apps_dir)
+    if config.log_format == "json":
+        use_json_logs()
     if config.workers > 1:
         return _run_workers(apps_dir, config)
     sockets = bind(config)
+    try:
+        admin = admin_launch(config)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     _EarlySignal.install()
     # Build plugins and the kernel inside the loop they will run on.
-    asyncio.run(_serve_until_signal(apps_dir, config, sockets))
+    asyncio.run(_serve_until_signal(apps_dir, config, sockets, admin=admin))
     return 0
 
 
@@ -399,7 +536,33 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "check": cmd_check, "new": cmd_new, "token": cmd_token}
+def cmd_admin(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    data_dir = Path(args.data) if args.data else config.data
+    port = config.admin_port
+    default_url = _admin_url(config.admin_address, port) if port else None
+
+    def default_token() -> str | None:
+        # Read only: `fazt admin` never creates a token (it would match no server).
+        stored = data_dir / ADMIN_TOKEN_FILE
+        if config.admin_token:
+            return config.admin_token
+        return stored.read_text(encoding="ascii").strip() if stored.is_file() else None
+
+    try:
+        return run_admin(args, default_url=default_url, default_token=default_token)
+    except AdminCliError as error:
+        print(f"fazt: error: {error}", file=sys.stderr)
+        return 1
+
+
+COMMANDS = {
+    "serve": cmd_serve,
+    "check": cmd_check,
+    "new": cmd_new,
+    "token": cmd_token,
+    "admin": cmd_admin,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -411,6 +574,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.log_format == "json":
+        use_json_logs()
     # One line per request is too chatty for the default level; DEBUG shows them.
     if not isinstance(level, int) or level > logging.DEBUG:
         logging.getLogger("tornado.access").setLevel(logging.WARNING)

@@ -72,6 +72,24 @@ _HTTP_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+#: The admin listener (``fazt.ops``): off unless ``port`` is set (or ``--admin-port``).
+_ADMIN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "port": {"type": "integer", "minimum": 0, "maximum": 65535},
+        "address": {"type": "string", "minLength": 1},
+        # Bearer token of the admin API; default: a random one in <data>/admin-token.
+        "token": {"type": "string", "minLength": 16},
+    },
+    "additionalProperties": False,
+}
+
+_LOG_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"format": {"enum": ["text", "json"]}},
+    "additionalProperties": False,
+}
+
 #: The kernel's own keys. Plugin sections are added by ``config_schema()``.
 KERNEL_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -93,6 +111,8 @@ KERNEL_SCHEMA: dict[str, Any] = {
         "jwt": _JWT_SCHEMA,
         "sandbox": _SANDBOX_SCHEMA,
         "http": _HTTP_SCHEMA,
+        "admin": _ADMIN_SCHEMA,
+        "log": _LOG_SCHEMA,
         "redis": {"type": ["string", "null"], "pattern": "^rediss?://"},
         "workers": {"type": "integer", "minimum": 1, "maximum": 256},
         # Host names that are the kernel's own (the app index, /_fazt/, /_app/<slug>/),
@@ -205,6 +225,27 @@ class KernelConfig:
     @property
     def kernel_hosts(self) -> list[str]:
         return [str(host) for host in self._raw.get("kernelHosts", [])]
+
+    # -- admin: the admin listener (docs/operations.md) ----------------------------------
+
+    @property
+    def admin_port(self) -> int | None:
+        """The admin listener's port; None: the listener is off (the default)."""
+        port = self._setting("admin", "port", None)
+        return None if port is None else int(port)
+
+    @property
+    def admin_address(self) -> str:
+        return str(self._setting("admin", "address", "127.0.0.1"))
+
+    @property
+    def admin_token(self) -> str | None:
+        token = self._setting("admin", "token", None)
+        return None if token is None else str(token)
+
+    @property
+    def log_format(self) -> str:
+        return str(self._setting("log", "format", "text"))
 
     @property
     def jwt(self) -> dict[str, Any]:

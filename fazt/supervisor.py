@@ -73,6 +73,8 @@ def describe_exit(exit_code: int) -> str:
 class _Slot:
     """One of the N worker places: its process, or when its replacement is due."""
 
+    #: 0 to N-1; a replacement takes the place (and the number) of the worker it replaces.
+    index: int
     pid: int | None = None
     started_at: float = 0.0
     restarts_in_a_row: int = 0
@@ -83,9 +85,11 @@ class _Slot:
 
 
 class WorkerSupervisor:
-    """Runs ``count`` workers, each a forked child running ``run_worker()``.
+    """Runs ``count`` workers, each a forked child running ``run_worker(slot)``.
 
-    ``run_worker`` runs in the child with SIGINT and SIGTERM blocked, so a stop
+    ``slot`` is the worker's place, 0 to ``count`` - 1, kept by its replacements
+    (the admin listener labels each worker's metrics with it). ``run_worker`` runs
+    in the child with SIGINT and SIGTERM blocked, so a stop
     signal sent while it sets up is not lost: it installs its own handlers,
     unblocks them, serves, and returns the exit status. The child exits with
     that status (1 if ``run_worker`` raises). ``run()`` supervises until a
@@ -100,7 +104,7 @@ class WorkerSupervisor:
     def __init__(
         self,
         count: int,
-        run_worker: Callable[[], int],
+        run_worker: Callable[[int], int],
         *,
         final_exit_codes: Iterable[int] = (),
         on_started: Callable[[list[int]], None] | None = None,
@@ -110,7 +114,7 @@ class WorkerSupervisor:
             raise ValueError("count must be at least 1")
         self._run_worker = run_worker
         self._clock = clock
-        self._slots = [_Slot() for _ in range(count)]
+        self._slots = [_Slot(index) for index in range(count)]
         self._signals_received = 0
         self._signals_forwarded = 0
         self._stop_deadline: float | None = None
@@ -206,7 +210,7 @@ class WorkerSupervisor:
         try:
             pid = os.fork()
             if pid == 0:
-                self._become_worker()
+                self._become_worker(slot.index)
         except OSError as error:
             # No process to be had now (EAGAIN, ENOMEM): try again after a backoff.
             slot.restarts_in_a_row += 1
@@ -229,7 +233,7 @@ class WorkerSupervisor:
         slot.started_at = now
         slot.restart_at = None
 
-    def _become_worker(self) -> None:
+    def _become_worker(self, index: int) -> None:
         """In the child: drop the parent's signal plumbing, run the worker, exit."""
         code = 1
         try:
@@ -239,7 +243,7 @@ class WorkerSupervisor:
             for signum in _FORK_BLOCKED:
                 signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
-            code = self._run_worker()
+            code = self._run_worker(index)
         finally:
             os._exit(code)
 

@@ -52,15 +52,20 @@ def load_secret(explicit: str | None, data_dir: Path) -> bytes:
     from_env = os.environ.get(SECRET_ENV_VAR)
     if from_env:
         return from_env.encode()
-    path = data_dir / SECRET_FILE_NAME
+    return secret_file(data_dir / SECRET_FILE_NAME).encode()
+
+
+def secret_file(path: Path) -> str:
+    """The secret kept in ``path``: a random one (64 hex digits) written there once,
+    mode 0600, then read back on every later call. Raises ``OSError``."""
     if path.exists():
-        return path.read_text(encoding="ascii").strip().encode()
-    data_dir.mkdir(parents=True, exist_ok=True)
+        return path.read_text(encoding="ascii").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_hex(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(secret + "\n")
-    return secret.encode()
+    return secret
 
 
 def load_public_keys(

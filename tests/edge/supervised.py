@@ -38,7 +38,7 @@ def _worker(mode: str) -> int:
 def main() -> int:
     count, mode = int(sys.argv[1]), sys.argv[2]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return WorkerSupervisor(count, lambda: _worker(mode), final_exit_codes={2}).run()
+    return WorkerSupervisor(count, lambda _slot: _worker(mode), final_exit_codes={2}).run()
 
 
 if __name__ == "__main__":
