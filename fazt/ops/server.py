@@ -265,7 +265,20 @@ class _AdminHandler(tornado.web.RequestHandler):
 
 class NotFoundHandler(_AdminHandler):
     def prepare(self) -> None:
+        # Under /admin/ the token comes first, as for every API call.
+        if self.request.path.startswith("/admin/") and not self.listener.authorized(
+            self.request.headers.get("Authorization")
+        ):
+            _unauthorized(self)
+            return
         self.send_json({"error": f"no such admin path: {self.request.path}"}, 404)
+
+
+def _unauthorized(handler: _AdminHandler) -> None:
+    handler.set_header("WWW-Authenticate", 'Bearer realm="fazt admin"')
+    handler.send_json(
+        {"error": "missing or wrong admin token (Authorization: Bearer <token>)"}, 401
+    )
 
 
 class HealthHandler(_AdminHandler):
@@ -314,10 +327,7 @@ class _ApiHandler(_AdminHandler):
 
     def prepare(self) -> None:
         if not self.listener.authorized(self.request.headers.get("Authorization")):
-            self.set_header("WWW-Authenticate", 'Bearer realm="fazt admin"')
-            self.send_json(
-                {"error": "missing or wrong admin token (Authorization: Bearer <token>)"}, 401
-            )
+            _unauthorized(self)
 
     def json_body(self) -> Any:
         try:
