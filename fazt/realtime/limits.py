@@ -175,6 +175,9 @@ class ThresholdWatcher:
         if client_id is not None:
             data["clientId"] = client_id
         kind = LIMIT_WARNING if event == WARNING else LIMIT_REJECTION
-        EVENTS.record(kind, app_uuid, message, {"limit": name, **data})
+        details = {"limit": name, "used": used, "max": limit}
+        if client_id is not None:
+            details["clientId"] = client_id
+        EVENTS.record(kind, app_uuid, message, details)
         # The notifier logs (the kernel's hook logs every notification).
         self._notify(name, message, app_uuid, data)
