@@ -92,9 +92,10 @@ async def admin_kernel(
     apps: Mapping[str, Mapping[str, Any]] | None = None,
     realtime: Mapping[str, Any] | None = None,
     files: Mapping[str, Mapping[str, str]] | None = None,
+    extra_config: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Admin]:
     """A realtime kernel (``realtime_kernel``) plus its admin listener."""
-    async with realtime_kernel(tmp_path, apps, realtime, files) as rt:
+    async with realtime_kernel(tmp_path, apps, realtime, files, extra_config) as rt:
         sockets = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
         port = int(sockets[0].getsockname()[1])
         listener = AdminServer(RealtimeAdmin(rt.kernel.apps, rt.plugin), TOKEN)
