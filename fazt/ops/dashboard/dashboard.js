@@ -7,6 +7,7 @@
 (function () {
   const REFRESH_MS = 2000;
   const HISTORY = 150;
+  const FILL = 30;
   const TOKEN_KEY = 'fazt-admin-token';
   const SVG = 'http://www.w3.org/2000/svg';
 
@@ -32,7 +33,8 @@
     while (svg.firstChild) svg.removeChild(svg.firstChild);
     if (values.length < 2) return;
     const max = Math.max(1, ...values);
-    const step = 300 / (HISTORY - 1);
+    // The first minute fills the width; then the line scrolls, up to HISTORY samples.
+    const step = 300 / (Math.max(values.length, FILL) - 1);
     const start = 300 - step * (values.length - 1);
     const points = values.map((v, i) => `${(start + i * step).toFixed(1)},${(46 - (v / max) * 44).toFixed(1)}`);
     const area = document.createElementNS(SVG, 'polygon');
