@@ -166,7 +166,7 @@ def fazt_available() -> str | None:
     return None
 
 
-def fazt_start(port: int, tmp: Path) -> Server:
+def fazt_start(port: int, tmp: Path, extra_args: list[str] | None = None) -> Server:
     work = Path(tempfile.mkdtemp(prefix="fazt-", dir=tmp))
     app = work / "apps" / "bench"
     (app / "api").mkdir(parents=True)
@@ -193,6 +193,7 @@ def fazt_start(port: int, tmp: Path) -> Server:
         str(config),
         "--data",
         str(work / "data"),
+        *(extra_args or []),
     ]
     proc = spawn(argv, log, cwd=work)
     return Server(
