@@ -47,7 +47,9 @@ setup(
         # quickjs-ng: maintained engine, one abi3 wheel for CPython 3.10+. The bridge
         # relies on the wrapper's behaviour (error texts, limits, threads), which can
         # change in any release: each new one is tested before the bound moves.
-        "quickjs-ng>=0.12.1.1,<0.18",
+        # Below 0.17: syntax errors give other columns (0.12-0.15), and a memory bomb
+        # held by a global reads as a promise that never settles (0.16).
+        "quickjs-ng>=0.17.0.1,<0.18",
         "pyjwt[crypto]>=2.8,<3",
         "jsonschema>=4.18,<5",
     ],
