@@ -25,6 +25,8 @@ import tornado.netutil
 
 from fazt import __version__
 from fazt.config import ConfigError, KernelConfig
+from fazt.edge.fd_limits import fit_config_to_fd_limit
+from fazt.edge.redaction import install_log_redaction
 from fazt.kernel.app import App
 from fazt.kernel.kernel import Kernel, check_secret_length, load_plugin
 from fazt.kernel.manifest import MANIFEST_NAME, ManifestValidator, build_schema, manifest_warnings
@@ -37,6 +39,8 @@ from fazt.kernel.tokens import (
     TokenService,
     load_secret,
 )
+from fazt.realtime.limits import Limits
+from fazt.supervisor import WorkerSupervisor
 
 log = logging.getLogger("fazt")
 DEFAULT_CONFIG = "fazt.json"
@@ -258,7 +262,7 @@ async def _serve(
 
 
 def _run_workers(apps_dir: Path, config: KernelConfig) -> int:
-    """Fork ``workers`` processes sharing one listening socket; forward signals to them."""
+    """Fork ``workers`` processes sharing one listening socket, supervised (``fazt.supervisor``)."""
     if not config.redis_url:
         raise ConfigError(
             f'--workers {config.workers} needs a Redis URL (--redis or "redis" in the config), '
@@ -269,60 +273,44 @@ def _run_workers(apps_dir: Path, config: KernelConfig) -> int:
     scanned = scan_apps(apps_dir, config.data, ManifestValidator(build_schema(plugins)))
     load_secret(config.jwt.get("secret"), config.data)
     sockets = bind(config)
-    children: set[int] = set()
-
-    def forward(signum: int, _frame: object) -> None:
-        for child in list(children):
-            try:
-                os.kill(child, signal.SIGTERM)
-            except ProcessLookupError:
-                children.discard(child)
-
-    # Installed before forking: a signal arriving mid-fork is still forwarded.
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    stop_signals = {signal.SIGINT, signal.SIGTERM}
-    for _ in range(config.workers):
-        # Blocked across fork, so neither side sees a signal before its handler is set.
-        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-        pid = os.fork()
-        if pid == 0:
-            _EarlySignal.install()
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
-            code = 0
-            try:
-                asyncio.run(_serve_until_signal(apps_dir, config, sockets, announce=False))
-            except ConfigError as error:
-                print(f"fazt: error: worker {os.getpid()}: {error}", file=sys.stderr)
-                code = 2
-            except BaseException:
-                log.exception("worker %d failed", os.getpid())
-                code = 1
-            os._exit(code)
-        children.add(pid)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
     port = int(sockets[0].getsockname()[1])
-    for sock in sockets:
-        sock.close()
-    log.info("fazt: %d workers started: %s", config.workers, sorted(children))
-    for line in app_urls(scanned.apps, config, port):
-        log.info("%s", line)
-    status = 0
-    while children:
-        try:
-            pid, raw = os.wait()
-        except ChildProcessError:
-            break
-        children.discard(pid)
-        code = os.waitstatus_to_exitcode(raw)
-        if code != 0:
-            log.error("worker %d exited with %d", pid, code)
-            status = 1
-    return status
+
+    def announce(_workers: list[int]) -> None:
+        for line in app_urls(scanned.apps, config, port):
+            log.info("%s", line)
+
+    try:
+        # Exit status 2 is a config the worker refuses: restarting cannot fix it.
+        return WorkerSupervisor(
+            config.workers,
+            lambda: _run_worker(apps_dir, config, sockets),
+            final_exit_codes={2},
+            on_started=announce,
+        ).run()
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _run_worker(apps_dir: Path, config: KernelConfig, sockets: list[socket.socket]) -> int:
+    """One worker (a forked child; SIGINT/SIGTERM arrive blocked): serve until a signal."""
+    _EarlySignal.install()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        asyncio.run(_serve_until_signal(apps_dir, config, sockets, announce=False))
+    except ConfigError as error:
+        print(f"fazt: error: worker {os.getpid()}: {error}", file=sys.stderr)
+        return 2
+    except BaseException:
+        log.exception("worker %d failed", os.getpid())
+        return 1
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    config = serve_config(args)
+    config = fit_config_to_fd_limit(
+        serve_config(args), default_max_realtime=Limits().maxConnectionsTotal
+    )
     apps_dir = Path(args.apps_dir)
     if not apps_dir.is_dir():
         raise _missing_apps_dir(apps_dir)
@@ -416,13 +404,16 @@ COMMANDS = {"serve": cmd_serve, "check": cmd_check, "new": cmd_new, "token": cmd
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    install_log_redaction()
+    level = getattr(logging, str(args.log_level).upper(), logging.INFO)
     logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # One line per request is too chatty for the default level.
-    logging.getLogger("tornado.access").setLevel(logging.WARNING)
+    # One line per request is too chatty for the default level; DEBUG shows them.
+    if not isinstance(level, int) or level > logging.DEBUG:
+        logging.getLogger("tornado.access").setLevel(logging.WARNING)
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, AppStoreError) as error:

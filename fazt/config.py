@@ -56,11 +56,18 @@ _SANDBOX_SCHEMA: dict[str, Any] = {
 }
 
 #: The HTTP edge: one key per limit, all optional.
+#: The HTTP edge (``fazt.edge``): timeouts, the cap on connections that have not
+#: finished their headers or upgrade, and the /api body limit. Defaults are the
+#: ``KernelConfig.http_*`` properties.
 _HTTP_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         # Bodies of /api requests; JSON is parsed in the sandbox, off the IOLoop.
         "maxBodyKB": {"type": "integer", "minimum": 1, "maximum": 65_536},
+        "headerTimeoutSeconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+        "idleConnectionTimeoutSeconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
+        "bodyTimeoutSeconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
+        "maxPendingConnections": {"type": "integer", "minimum": 1, "maximum": 1000000},
     },
     "additionalProperties": False,
 }
@@ -245,3 +252,19 @@ class KernelConfig:
     @property
     def http_max_body_bytes(self) -> int:
         return int(self._setting("http", "maxBodyKB", 1024)) * 1024
+
+    @property
+    def http_header_timeout_seconds(self) -> float:
+        return float(self._setting("http", "headerTimeoutSeconds", 10.0))
+
+    @property
+    def http_idle_connection_timeout_seconds(self) -> float:
+        return float(self._setting("http", "idleConnectionTimeoutSeconds", 60.0))
+
+    @property
+    def http_body_timeout_seconds(self) -> float:
+        return float(self._setting("http", "bodyTimeoutSeconds", 30.0))
+
+    @property
+    def http_max_pending_connections(self) -> int:
+        return int(self._setting("http", "maxPendingConnections", 1000))

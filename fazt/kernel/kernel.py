@@ -28,6 +28,9 @@ from fazt.config import ConfigError, KernelConfig
 from fazt.contracts.app import App
 from fazt.contracts.host_calls import AUTH_NAMESPACE, RESERVED_NAMESPACES
 from fazt.contracts.js_engine import JsEngineLike
+from fazt.edge.access_log import log_request
+from fazt.edge.redaction import install_log_redaction
+from fazt.edge.server import EdgeHTTPServer, EdgeSettings
 from fazt.kernel.auth_api import auth_namespace
 from fazt.kernel.engine_factory import create_engine
 from fazt.kernel.handlers import ApiEndpoint
@@ -208,7 +211,7 @@ class Kernel:
     def make_application(self) -> tornado.web.Application:
         """The Tornado application that routes every request (see router)."""
         routes = self._plugin_routes()
-        application = tornado.web.Application()
+        application = tornado.web.Application(log_function=log_request)
         router = KernelRouter(application, self, routes)
         application.wildcard_router.add_rules(
             [tornado.routing.Rule(tornado.routing.AnyMatches(), router)]
@@ -250,8 +253,11 @@ class Kernel:
                 await self._stop_plugins()
                 raise
             self._started.append(plugin)
-        self._server = tornado.httpserver.HTTPServer(
-            self.make_application(), max_body_size=self.config.http_max_body_bytes
+        install_log_redaction()
+        self._server = EdgeHTTPServer(
+            self.make_application(),
+            edge=EdgeSettings.from_config(self.config),
+            max_body_size=self.config.http_max_body_bytes,
         )
         bound = sockets if sockets is not None else tornado.netutil.bind_sockets(port, address)
         self._server.add_sockets(bound)
