@@ -8,6 +8,13 @@ Each run is the harness's ``burst`` scenario: 1,000 subscribers on one
 channel, publishers sending back to back, the load client on the other core.
 The figure compared is the server's CPU time per delivery.
 
+First, in this process and without sockets, the same A/B on the hub alone:
+``Hub.publish`` to 1,000 sessions whose transports take frames and do nothing,
+counting on and off, alternating 20 rounds. It is what counting adds to the
+fan-out, with the network, the kernel and the other processes out of the
+picture, so it is far less noisy than the end-to-end figure on a shared
+machine.
+
     .venv/bin/python bench/metrics_cost.py              # 6 repeats of each
     .venv/bin/python bench/metrics_cost.py --repeats 2 --subscribers 200
 
@@ -25,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,8 +82,70 @@ def one_run(metrics: bool, sizes: dict[str, Any], tmp: Path) -> dict[str, Any]:
         harness.stop(server)
 
 
-def describe(values: list[float]) -> str:
-    return f"median {statistics.median(values):.2f}, min {min(values):.2f}, max {max(values):.2f}"
+class _NullTransport:
+    """A transport that takes frames and does nothing: the hub's own work, alone."""
+
+    def send_frame(self, frame: bytes) -> None:
+        pass
+
+    def close(self, code: int, reason: str) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def hub_cost(subscribers: int, publishes: int, rounds: int) -> dict[str, list[float]]:
+    """CPU µs per delivery of ``Hub.publish`` in this process, counting on and off,
+    alternating ``rounds`` times: the hub's own fan-out with no sockets, so what is
+    left between the two sides is what counting adds."""
+    import asyncio
+
+    from fazt.kernel.app import App
+    from fazt.metrics.realtime import REALTIME
+    from fazt.realtime import protocol
+    from fazt.realtime.backplane.node import memory_backplane
+    from fazt.realtime.hub import Hub
+    from fazt.realtime.limits import Limits
+    from fazt.realtime.session import Session
+
+    async def measure() -> dict[str, list[float]]:
+        backplane = memory_backplane()
+        hub = Hub(backplane.bus, Limits())
+        app = App(slug="bench", uuid="app_benchMetrics", root=Path("/nonexistent"), manifest={})
+        state = hub.app_state(app)
+        for index in range(subscribers):
+            session = Session(
+                client_id=f"c{index}",
+                app_uuid=app.uuid,
+                transport=_NullTransport(),
+                now=0.0,
+                connected_at_ms=0,
+                ping_interval=30.0,
+                messages_per_second=100,
+            )
+            hub.add_session(state, session)
+            hub.add_subscriber(state, "bench", session)
+        payload = protocol.message_payload("bench", {"x": "y" * 120}, 0)
+        found: dict[str, list[float]] = {"on": [], "off": []}
+        for index in range(rounds):
+            for enabled in (True, False) if index % 2 == 0 else (False, True):
+                REALTIME.enabled = enabled
+                started = time.process_time()
+                for _ in range(publishes):
+                    await hub.publish(app.uuid, "bench", payload)
+                    REALTIME.published(app.uuid, "server")
+                spent = time.process_time() - started
+                found["on" if enabled else "off"].append(spent / (publishes * subscribers) * 1e6)
+        REALTIME.enabled = False
+        return found
+
+    return asyncio.run(measure())
+
+
+def describe(values: list[float], digits: int = 2) -> str:
+    median, low, high = statistics.median(values), min(values), max(values)
+    return f"median {median:.{digits}f}, min {low:.{digits}f}, max {high:.{digits}f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +154,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--json", help="also write the runs to this file")
+    parser.add_argument(
+        "--hub-only", action="store_true", help="only the in-process hub A/B (no sockets)"
+    )
     args = parser.parse_args(argv)
+    hub = hub_cost(args.subscribers, publishes=200, rounds=20)
+    print(f"hub, in process, counting on : CPU µs/delivery {describe(hub['on'], 4)}")
+    print(f"hub, in process, counting off: CPU µs/delivery {describe(hub['off'], 4)}")
+    ratio = statistics.median(hub["on"]) / statistics.median(hub["off"])
+    print(f"hub ratio of medians (on / off): {ratio:.3f}", flush=True)
+    if args.hub_only:
+        return 0
     harness.raise_fd_limit()
     burst = {**harness.FULL["burst"], "subscribers": args.subscribers, "duration": args.duration}
     sizes = {"burst": burst}

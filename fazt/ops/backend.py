@@ -18,6 +18,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from fazt.kernel.app import App
 from fazt.kernel.registry import AppRegistry
@@ -41,8 +42,9 @@ class AdminError(Exception):
         self.message = message
 
 
-class RealtimeAdmin:
-    """The admin operations over one kernel's apps and its realtime plugin."""
+class RealtimeAdmin(Collector):
+    """The admin operations over one kernel's apps and its realtime plugin; as a
+    ``prometheus-client`` collector, its realtime metrics (``collect``)."""
 
     def __init__(self, apps: AppRegistry, realtime: RealtimePlugin) -> None:
         self._apps = apps

@@ -15,12 +15,13 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 #: The label every sample gets in a merged answer.
 WORKER_LABEL = "worker"
 
 
-class _Families:
+class _Families(Collector):
     """A collector that yields fixed families (a registry renders them)."""
 
     def __init__(self, families: list[Metric]) -> None:
