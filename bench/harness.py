@@ -23,9 +23,11 @@ fails only when something is really broken.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from procs import CLIENT_CORE, ROOT, SERVER_CORE, environment, raise_fd_limit
 from report import docs_block, section, update_docs
@@ -63,6 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help="seconds to wait for a quiet machine before each run (default 5, smoke 0)",
     )
+    parser.add_argument(
+        "--set",
+        metavar="SCENARIO.KEY=JSON",
+        action="append",
+        default=[],
+        help="override one size, e.g. --set rooms.clients=2000 --set rooms.rates=[5000,10000]",
+    )
     args = parser.parse_args(argv)
 
     wanted = [s for s in (args.scenario, args.scenarios) if s]
@@ -73,6 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     peers = set(args.peers.split(",")) if args.peers else {p.name for p in PEERS}
     if args.peers and peers - {p.name for p in PEERS}:
         parser.error(f"unknown peers: {', '.join(sorted(peers - {p.name for p in PEERS}))}")
+    overrides: dict[str, dict[str, Any]] = {}
+    for item in args.set:
+        name, _, rest = item.partition(".")
+        key, eq, value = rest.partition("=")
+        if name not in BY_NAME or not key or not eq:
+            parser.error(f"--set {item}: want SCENARIO.KEY=JSON with a known scenario")
+        try:
+            overrides.setdefault(name, {})[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides.setdefault(name, {})[key] = value
     limit = raise_fd_limit()
     out = args.out or (Path(tempfile.mkdtemp(prefix="bench-smoke-")) if args.smoke else DOCS)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             parser=args.client_parser,
             wanted_peers=peers,
             environment=env,
+            overrides=overrides,
         )
         # In the registry's order, so that connections can use this run's burst figure.
         for scenario in [s for s in SCENARIOS if s.name in chosen]:

@@ -14,7 +14,7 @@ A worker's clients are SDK-like (``sdk/src/client.js``): upgrade, wait for
 fazt's ``connected`` (other peers send none), send ``auth`` with a JWT when
 asked, subscribe to their channels, answer every ``ping`` (JSON, Engine.IO or
 WebSocket-level). In storm mode they also leave on ``server_restart`` and come
-back like the SDK: full-jitter backoff (``backoff`` below, the SDK's constants),
+back like the SDK: full-jitter backoff (``sdkpolicy.py``, the SDK's constants),
 attempt counter reset on ``connected``, connect timeout 10 s.
 
 The opening handshake goes through ``websockets``' sans-I/O ``ClientProtocol``
@@ -39,24 +39,12 @@ import subprocess
 import sys
 import time
 from array import array
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
+from sdkpolicy import CONNECT_TIMEOUT_S, NOW, RETRY, STOP, close_policy, reconnect_delay_ms
 from wsframes import CLOSE, PING, PONG, TEXT, FrameReader
-
-# -- the SDK's reconnect policy (sdk/src/policy.js, sdk/src/client.js) ------------------------
-BACKOFF_MIN_MS = 500
-BACKOFF_MAX_MS = 20000
-CONNECT_TIMEOUT_S = 10.0
-
-
-def backoff(attempt: int, rand: Callable[[], float] = random.random) -> float:
-    """The SDK's full-jitter delay (seconds) before reconnect attempt ``attempt`` (0-based):
-    uniform in [min, min + min(max, min * 2^attempt)], clamped to max."""
-    cap = min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** min(max(attempt, 0), 31))
-    return min(BACKOFF_MAX_MS, int(BACKOFF_MIN_MS + rand() * cap)) / 1000
 
 
 def pack(values: array[float]) -> str:
@@ -464,17 +452,17 @@ class Client:
         self.settle()
         self.worker.error(kind, text)
         if self.worker.storm:
-            self.retry(immediately=False)
+            self.retry()
         else:
             self.state = "failed"
             self.worker.check_settled()
 
-    def retry(self, immediately: bool) -> None:
-        """Come back like the SDK: at once (4200 after a working connection), else backoff."""
+    def retry(self, policy: str = RETRY) -> None:
+        """Come back like the SDK (``client.js`` ``_lost``): the delay per policy and attempt."""
         attempt = self.attempt
         self.attempt += 1
         self.max_attempt = max(self.max_attempt, self.attempt)
-        delay = 0.0 if immediately and attempt == 0 else backoff(attempt)
+        delay = reconnect_delay_ms(policy, attempt) / 1000
         if time.monotonic() + delay > self.worker.storm_deadline:
             self.state = "gave_up"
             return
@@ -498,7 +486,7 @@ class Client:
         if self.state == "ready":
             self.worker.closes["1006"] = self.worker.closes.get("1006", 0) + 1
             if self.worker.storm:
-                self.retry(immediately=False)  # 1006: the SDK's RETRY policy
+                self.retry()  # 1006: the SDK's RETRY policy
             else:
                 self.state = "lost"
             return
@@ -612,13 +600,15 @@ class Client:
         if not self.worker.storm:
             self.state = "lost"
             return
-        # The SDK: 4200-4299 reconnect now (if the connection had lasted a second),
-        # 4000-4099 stop, everything else backs off.
-        if 4000 <= code < 4100:
+        # The SDK: 4000-4099 stop; "reconnect now" only for a connection that lasted
+        # a second (else it backs off like any other close).
+        policy = close_policy(code)
+        if policy == STOP:
             self.state = "stopped"
             return
-        lasted = time.monotonic() - self.connected_at >= 1.0
-        self.retry(immediately=4200 <= code < 4300 and lasted and was_ready)
+        if policy == NOW and time.monotonic() - self.connected_at < 1.0:
+            policy = RETRY
+        self.retry(policy)
 
     def on_text(self, payload: bytes, now: float) -> None:
         if self.dialect == "socketio":
@@ -651,7 +641,7 @@ class Client:
             if self.worker.storm and self.state == "ready":
                 # The SDK leaves at once (close 1000) and comes back with backoff.
                 self.drop(close_frame=b"\x03\xe8")
-                self.retry(immediately=False)
+                self.retry()
         elif kind == "error":
             if self.state in ("auth", "subscribing"):
                 self.failed("refused", f"server error in {self.state}: {payload[:200]!r}")

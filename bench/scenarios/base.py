@@ -47,6 +47,8 @@ class Context:
     parser: str
     wanted_peers: set[str]
     environment: dict[str, Any]
+    # --set SCENARIO.KEY=VALUE
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Summaries of the scenarios already run (connections reads burst's).
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -72,6 +74,10 @@ class Scenario:
 
     def sizes(self, ctx: Context) -> dict[str, Any]:
         sizes = json.loads(json.dumps(self.smoke if ctx.smoke else self.full))
+        for key, value in ctx.overrides.get(self.name, {}).items():
+            if key not in sizes:
+                raise SystemExit(f"bench: {self.name} has no size {key!r} ({', '.join(sizes)})")
+            sizes[key] = value
         if ctx.repeats:
             sizes["repeats"] = ctx.repeats
         sizes.setdefault("repeats", 1 if ctx.smoke else 3)

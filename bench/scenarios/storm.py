@@ -12,7 +12,7 @@ with), subscribes to 1-3 channels and answers pings. Two phases per peer:
    port. fazt sends ``server_restart`` (the clients leave at once, as the SDK
    does) and closes the rest with 4200; the other peers just drop their
    sockets. Every client comes back with the SDK's full-jitter backoff
-   (``swarm.backoff``: 500 ms base, 20 s cap; counter reset on ``connected``)
+   (``sdkpolicy.py``: 500 ms base, 20 s cap; counter reset on ``connected``)
    and resubscribes. Measured: time from SIGTERM until every client is
    subscribed again, time until the new server listened, the peak rate of
    completed handshakes (per 1 s window), the HTTP 503s and refused connects
