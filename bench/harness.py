@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -73,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         help="override one size, e.g. --set rooms.clients=2000 --set rooms.rates=[5000,10000]",
     )
     args = parser.parse_args(argv)
+    # SIGTERM (a CI timeout) unwinds through the finally blocks that stop every
+    # server and client process this run started.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     wanted = [s for s in (args.scenario, args.scenarios) if s]
     chosen = [n for part in wanted for n in part.split(",") if n] or [s.name for s in SCENARIOS]

@@ -39,6 +39,7 @@ import subprocess
 import sys
 import time
 from array import array
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,7 @@ class Worker:
         self.ready_times = array("d")
         self.closes: dict[str, int] = {}
         self.storm = False
-        self.storm_deadline = 0.0
+        self.retry_until = 0.0  # clients retry failed attempts until then
         self.restart_notices = 0
         # publishing (rooms)
         self.recording = False
@@ -109,11 +110,11 @@ class Worker:
         self.received = 0
         self.last_arrival = 0.0
         self.latencies = array("d")
-        # broadcastAll arrivals: id -> [count, last arrival]
+        # broadcastAll arrivals: id -> [count, first arrival, last arrival]
         self.broadcasts: dict[int, list[float]] = {}
         self.rtts = array("d")
         self.settled = asyncio.Event()
-        self.settle_target = 0
+        self.opening: list[Client] = []  # the clients the current open waits for
 
     # -- events the clients report ------------------------------------------------------
     def error(self, kind: str, text: str) -> None:
@@ -127,8 +128,8 @@ class Worker:
         self.check_settled()
 
     def check_settled(self) -> None:
-        done = sum(1 for c in self.clients if c.state in ("ready", "failed"))
-        if done >= self.settle_target:
+        done = sum(1 for c in self.opening if c.state in ("ready", "gave_up", "stopped"))
+        if done >= len(self.opening):
             self.settled.set()
 
     # -- the command loop ---------------------------------------------------------------
@@ -162,9 +163,12 @@ class Worker:
             channels = channels_for(c["layout"], index, c.get("channels_total", 1))
             fresh.append(Client(self, index, channels, mint(index, secret) if token else None))
         self.clients.extend(fresh)
-        self.settle_target = len(self.clients)
+        self.opening = fresh
         self.settled.clear()
+        self.errors, self.error_samples, self.statuses = {}, [], {}
         t0 = time.monotonic()
+        # Like the SDK, a failed attempt is retried with backoff, until the deadline.
+        self.retry_until = t0 + c.get("timeout", 120)
         cpu0 = cpu_now()
         for client in fresh:
             client.start()
@@ -173,6 +177,7 @@ class Worker:
         return {
             "opened": sum(1 for x in fresh if x.state == "ready"),
             "failed": sum(1 for x in fresh if x.state != "ready"),
+            "retries": sum(self.errors.values()),
             "seconds": time.monotonic() - t0,
             "last_ready": max((x.ready_at for x in fresh), default=0.0),
             "client_cpu_s": cpu_now() - cpu0,
@@ -180,7 +185,11 @@ class Worker:
         }
 
     def counters(self) -> dict[str, Any]:
+        states: dict[str, int] = {}
+        for x in self.clients:
+            states[x.state] = states.get(x.state, 0) + 1
         return {
+            "states": states,
             "errors": dict(self.errors),
             "error_samples": list(self.error_samples),
             "statuses": dict(self.statuses),
@@ -230,7 +239,7 @@ class Worker:
         }
 
     async def op_broadcasts(self, c: dict[str, Any]) -> dict[str, Any]:
-        """broadcastAll arrivals so far: {id: [clients that got it, last arrival]}."""
+        """broadcastAll arrivals so far: {id: [clients that got it, first, last arrival]}."""
         return {"broadcasts": self.broadcasts, "clients": len(self.clients)}
 
     async def op_probe(self, c: dict[str, Any]) -> dict[str, Any]:
@@ -247,20 +256,28 @@ class Worker:
         self.rtts = array("d")
         end = time.monotonic() + c["duration"]
         next_at = time.monotonic()
+        sent = 0
         while time.monotonic() < end:
-            probe.ping_sent = time.monotonic()
+            # Pongs come back in order on one connection: match them first-in, first-out
+            # (several pings are in flight whenever the lag exceeds the interval).
+            probe.pings.append(time.monotonic())
             probe.send_json(b'{"type":"ping"}')
+            sent += 1
             next_at += c["interval"]
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-        await asyncio.sleep(0.2)
-        lost = round(c["duration"] / c["interval"]) - len(self.rtts)
+        grace = time.monotonic() + c.get("grace", 5.0)
+        while probe.pings and time.monotonic() < grace:
+            await asyncio.sleep(0.01)
+        unanswered = len(probe.pings)
+        now = time.monotonic()
+        self.rtts.extend(now - t for t in probe.pings)  # their age: a lower bound
         probe.close()
-        return {"rtts": pack(self.rtts), "unanswered": max(0, lost)}
+        return {"rtts": pack(self.rtts), "sent": sent, "unanswered": unanswered}
 
     async def op_storm(self, c: dict[str, Any]) -> dict[str, Any]:
         """From now on, clients come back after a restart (SDK behaviour) until ``deadline``."""
         self.storm = True
-        self.storm_deadline = time.monotonic() + c["seconds"]
+        self.retry_until = time.monotonic() + c["seconds"]
         self.ready_times = array("d")
         self.upgrade_times = array("d")
         self.errors, self.error_samples, self.statuses, self.closes = {}, [], {}, {}
@@ -268,17 +285,11 @@ class Worker:
         return {"armed": len(self.clients)}
 
     async def op_storm_stats(self, c: dict[str, Any]) -> dict[str, Any]:
-        states: dict[str, int] = {}
-        attempts = 0
-        for x in self.clients:
-            states[x.state] = states.get(x.state, 0) + 1
-            attempts = max(attempts, x.max_attempt)
         return {
-            "states": states,
             "restart_notices": self.restart_notices,
             "ready_times": pack(self.ready_times),
             "upgrade_times": pack(self.upgrade_times),
-            "max_attempt": attempts,
+            "max_attempt": max((x.max_attempt for x in self.clients), default=0),
             **self.counters(),
         }
 
@@ -377,7 +388,7 @@ class Client:
         self.max_attempt = 0
         self.connected_at = 0.0
         self.ready_at = 0.0
-        self.ping_sent = 0.0
+        self.pings: deque[float] = deque()  # send times of the probe's pings in flight
         self.timer: asyncio.TimerHandle | None = None
         self.settled: asyncio.Future[None] | None = None
         self.dialect: str = self.conf.get("dialect", "plain")
@@ -407,22 +418,31 @@ class Client:
             self.timer = loop.call_later(CONNECT_TIMEOUT_S, self.on_timeout)
             link = self.link = Link(self)
             source = self.conf.get("source")
-            try:
-                await loop.create_connection(
+            # A SYN the server's full backlog dropped is retried by the kernel for
+            # minutes; the connect timeout ends this attempt long before, and the
+            # late outcome of the connect is ignored (the link is no longer current).
+            opening = loop.create_task(
+                loop.create_connection(
                     lambda: link,
                     self.conf["host"],
                     self.conf["port"],
                     local_addr=(source, 0) if source else None,
                 )
-            except OSError as error:
-                if self.link is link:
-                    kind = "refused" if isinstance(error, ConnectionRefusedError) else "connect"
-                    self.failed(kind, f"connect: {error}")
+            )
+            opening.add_done_callback(lambda task: self.connect_done(link, task))
             if gate is not None:
                 await self.settled  # hold the gate until this handshake is over
         finally:
             if gate is not None:
                 gate.release()
+
+    def connect_done(self, link: Link, task: asyncio.Task[Any]) -> None:
+        error = None if task.cancelled() else task.exception()
+        if error is None:
+            return
+        if self.link is link:
+            kind = "refused" if isinstance(error, ConnectionRefusedError) else "connect"
+            self.failed(kind, f"connect: {error}")
 
     def settle(self) -> None:
         if self.settled is not None and not self.settled.done():
@@ -447,15 +467,11 @@ class Client:
                 link.transport.abort()
 
     def failed(self, kind: str, text: str) -> None:
-        """This attempt failed: in storm mode retry with backoff, else give up."""
+        """This attempt failed: retry with the SDK's backoff until the worker's deadline."""
         self.drop()
         self.settle()
         self.worker.error(kind, text)
-        if self.worker.storm:
-            self.retry()
-        else:
-            self.state = "failed"
-            self.worker.check_settled()
+        self.retry()
 
     def retry(self, policy: str = RETRY) -> None:
         """Come back like the SDK (``client.js`` ``_lost``): the delay per policy and attempt."""
@@ -463,8 +479,9 @@ class Client:
         self.attempt += 1
         self.max_attempt = max(self.max_attempt, self.attempt)
         delay = reconnect_delay_ms(policy, attempt) / 1000
-        if time.monotonic() + delay > self.worker.storm_deadline:
+        if time.monotonic() + delay > self.worker.retry_until:
             self.state = "gave_up"
+            self.worker.check_settled()
             return
         self.state = "waiting"
         asyncio.get_running_loop().call_later(delay, self.start)
@@ -627,9 +644,8 @@ class Client:
         elif kind == "ping":
             self.send_json(b'{"type":"pong"}')
         elif kind == "pong":
-            if self.ping_sent:
-                self.worker.rtts.append(now - self.ping_sent)
-                self.ping_sent = 0.0
+            if self.pings:
+                self.worker.rtts.append(now - self.pings.popleft())
         elif kind == "connected":
             if self.state == "welcome":
                 self.welcomed(now)
@@ -660,9 +676,9 @@ class Client:
         data = message.get("data")
         if "channel" not in message:  # broadcastAll
             if isinstance(data, dict) and "id" in data:
-                seen = worker.broadcasts.setdefault(data["id"], [0, 0.0])
+                seen = worker.broadcasts.setdefault(data["id"], [0, now, now])
                 seen[0] += 1
-                seen[1] = max(seen[1], now)
+                seen[2] = now
             return
         if worker.recording and data["s"] == worker.step:
             worker.received += 1

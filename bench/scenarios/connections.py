@@ -74,11 +74,13 @@ def broadcast_all(swarm: Swarm, server: Server, ident: int, expected: int, timeo
     if status != 200:
         raise RuntimeError(f"broadcast_all.js answered HTTP {status}")
     deadline = t0 + timeout
-    got, last = 0, t0
+    got, first, last = 0, t0, t0
     while time.monotonic() < deadline:
         answers = swarm.all({"op": "broadcasts"}, 30)
-        seen = [a["broadcasts"].get(str(ident), [0, 0.0]) for a in answers]
-        got, last = sum(s[0] for s in seen), max(s[1] for s in seen)
+        seen = [a["broadcasts"][str(ident)] for a in answers if str(ident) in a["broadcasts"]]
+        if seen:
+            got = sum(s[0] for s in seen)
+            first, last = min(s[1] for s in seen), max(s[2] for s in seen)
         if got >= expected:
             break
         time.sleep(0.02)
@@ -86,6 +88,7 @@ def broadcast_all(swarm: Swarm, server: Server, ident: int, expected: int, timeo
     return {
         "delivered": got,
         "ms": (last - t0) * 1e3,
+        "first_ms": (first - t0) * 1e3,
         "server_us_per_delivery": cpu / got * 1e6 if got else None,
     }
 
@@ -212,6 +215,7 @@ class Connections(Scenario):
         costs = [s["server_us_per_delivery"] for s in shots if s["server_us_per_delivery"]]
         return {
             "broadcast_all_ms": statistics.median(s["ms"] for s in shots) if complete else None,
+            "broadcast_all_first_ms": statistics.median(s["first_ms"] for s in shots),
             "broadcast_all_us_per_delivery": statistics.median(costs) if costs else None,
             "broadcast_all_complete": complete,
             "broadcast_all_delivered": min(s["delivered"] for s in shots),
