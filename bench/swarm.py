@@ -526,13 +526,17 @@ class Client:
             return
         head, rest = self.buf[: end + 4], self.buf[end + 4 :]
         self.buf = b""
+        # A refusal (503) has a body that websockets would wait for: read its status here.
+        status_line = head.split(b"\r\n", 1)[0].split(b" ", 2)
+        status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0
+        if status != 101:
+            self.worker.statuses[str(status)] = self.worker.statuses.get(str(status), 0) + 1
+            self.failed(f"http_{status}", f"handshake: HTTP {status}")
+            return
         self.proto.receive_data(head)
-        response = next((e for e in self.proto.events_received() if isinstance(e, Response)), None)
-        status = response.status_code if response is not None else 0
-        if status != 101 or self.proto.handshake_exc is not None:
-            key = str(status)
-            self.worker.statuses[key] = self.worker.statuses.get(key, 0) + 1
-            self.failed(f"http_{status}", f"handshake: {self.proto.handshake_exc or status}")
+        events = self.proto.events_received()
+        if self.proto.handshake_exc is not None or not any(isinstance(e, Response) for e in events):
+            self.failed("handshake", f"handshake: {self.proto.handshake_exc}")
             return
         self.proto = None  # the sans-I/O object is only for the handshake
         self.worker.upgrade_times.append(now)
