@@ -374,7 +374,7 @@ def profile_digest(collapsed: Path, top: int = 20) -> str:
             inclusive[frame] = inclusive.get(frame, 0) + n
     if not total:
         return "no samples\n"
-    lines = [f"{total} samples (connection set-up included)", "", "self time:"]
+    lines = [f"{total} samples over the profiled part of the run", "", "self time:"]
     for frame, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"  {n / total:6.1%}  {frame}")
     lines += ["", "inclusive time:"]
