@@ -114,7 +114,7 @@ class Worker:
         self.broadcasts: dict[int, list[float]] = {}
         self.rtts = array("d")
         self.settled = asyncio.Event()
-        self.opening: list[Client] = []  # the clients the current open waits for
+        self.open_left = 0  # clients the current open still waits for
 
     # -- events the clients report ------------------------------------------------------
     def error(self, kind: str, text: str) -> None:
@@ -122,15 +122,18 @@ class Worker:
         if len(self.error_samples) < 5:
             self.error_samples.append(text[:300])
 
-    def on_ready(self, now: float) -> None:
+    def on_ready(self, client: Client, now: float) -> None:
         self.ready += 1
         self.ready_times.append(now)
-        self.check_settled()
+        self.settle_open(client)
 
-    def check_settled(self) -> None:
-        done = sum(1 for c in self.opening if c.state in ("ready", "gave_up", "stopped"))
-        if done >= len(self.opening):
-            self.settled.set()
+    def settle_open(self, client: Client) -> None:
+        """``client`` is ready, or gave up: one fewer for the current open to wait for."""
+        if client.awaited:
+            client.awaited = False
+            self.open_left -= 1
+            if self.open_left <= 0:
+                self.settled.set()
 
     # -- the command loop ---------------------------------------------------------------
     async def serve(self) -> None:
@@ -163,7 +166,9 @@ class Worker:
             channels = channels_for(c["layout"], index, c.get("channels_total", 1))
             fresh.append(Client(self, index, channels, mint(index, secret) if token else None))
         self.clients.extend(fresh)
-        self.opening = fresh
+        for client in fresh:
+            client.awaited = True
+        self.open_left = len(fresh)
         self.settled.clear()
         self.errors, self.error_samples, self.statuses = {}, [], {}
         t0 = time.monotonic()
@@ -388,6 +393,7 @@ class Client:
         self.max_attempt = 0
         self.connected_at = 0.0
         self.ready_at = 0.0
+        self.awaited = False  # an open waits for this client to be ready or give up
         self.pings: deque[float] = deque()  # send times of the probe's pings in flight
         self.timer: asyncio.TimerHandle | None = None
         self.settled: asyncio.Future[None] | None = None
@@ -481,7 +487,7 @@ class Client:
         delay = reconnect_delay_ms(policy, attempt) / 1000
         if time.monotonic() + delay > self.worker.retry_until:
             self.state = "gave_up"
-            self.worker.check_settled()
+            self.worker.settle_open(self)
             return
         self.state = "waiting"
         asyncio.get_running_loop().call_later(delay, self.start)
@@ -579,7 +585,7 @@ class Client:
         self.state = "ready"
         self.ready_at = now
         if self.index >= 0:
-            self.worker.on_ready(now)
+            self.worker.on_ready(self, now)
 
     # -- frames ---------------------------------------------------------------------------------
     def send_json(self, payload: bytes) -> None:
@@ -615,17 +621,20 @@ class Client:
         closes[str(code)] = closes.get(str(code), 0) + 1
         was_ready = self.state == "ready"
         self.drop(close_frame=payload[:2])
+        # The SDK: 4000-4099 stop for good; "reconnect now" only for a connection that
+        # lasted a second (else it backs off like any other close).
+        policy = close_policy(code)
+        if policy == STOP:
+            self.worker.error(f"close_{code}", f"closed {code}: {payload[2:80]!r}")
+            self.settle()
+            self.state = "stopped"
+            self.worker.settle_open(self)
+            return
         if not was_ready:
             self.failed(f"close_{code}", f"closed {code} in {self.state}: {payload[2:80]!r}")
             return
         if not self.worker.storm:
             self.state = "lost"
-            return
-        # The SDK: 4000-4099 stop; "reconnect now" only for a connection that lasted
-        # a second (else it backs off like any other close).
-        policy = close_policy(code)
-        if policy == STOP:
-            self.state = "stopped"
             return
         if policy == NOW and time.monotonic() - self.connected_at < 1.0:
             policy = RETRY

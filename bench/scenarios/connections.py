@@ -171,6 +171,7 @@ class Connections(Scenario):
                     "connections": step,
                     "opened": opened,
                     "failed": sum(a["failed"] for a in answers),
+                    "retries": sum(a["retries"] for a in answers),
                     "open_s": open_s,
                     "rss_kb": rss,
                     "kb_per_connection": (rss - rss0) / step,
@@ -236,7 +237,8 @@ class Connections(Scenario):
         for row in r["steps"]:
             text = (
                 f"{row['connections']:,}: {row['kb_per_connection']:.1f} KB, "
-                f"open {row['open_s'] or 0:.1f} s, lag p99 {row['lag_p99_ms']:.1f} ms"
+                f"open {row['open_s'] or 0:.1f} s ({row['retries']} retries), "
+                f"lag p99 {row['lag_p99_ms']:.1f} ms"
             )
             if row.get("broadcast_all_ms") is not None:
                 text += f", broadcastAll {row['broadcast_all_ms']:.0f} ms"
