@@ -1,6 +1,6 @@
 """Kernel-only HTTP benchmark: a JS handler against a plain Tornado handler.
 
-Issue 2 item 11: the requests/s of an ``api/*.js`` handler returning a small
+The requests/s of an ``api/*.js`` handler returning a small
 JSON object, compared with a plain ``tornado.web.RequestHandler`` writing the
 same JSON, measured in the same run on the same machine. A kernel static file
 is measured too, and so is the kernel's ``/api`` glue alone (routing, handler

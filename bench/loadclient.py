@@ -1,7 +1,9 @@
 """The load client: one process, uvloop, raw sockets, the websockets sans-I/O protocol.
 
-Run by ``bench/harness.py`` pinned to its own core; it takes one JSON argument
-(the job) and prints one JSON object (the result) on stdout.
+Run by the one-channel scenarios (``bench/scenarios/fanout.py``) and the
+fan-out of ``cluster``, pinned to the client core; it takes one JSON argument
+(the job) and prints one JSON object (the result) on stdout. Scenarios that
+need more connections than one process may hold use ``swarm.py``.
 
 Why it looks the way it does:
 - Each connection is an asyncio ``Protocol`` on a raw socket (no streams, no

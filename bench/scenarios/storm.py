@@ -28,7 +28,7 @@ from typing import Any
 
 from procs import cpu_of, rss_of
 from report import DASH, Metric, bar_chart, median_of, ratio_target, target
-from servers import JWT_SECRET, Options, Server
+from servers import JWT_SECRET, Server
 from swarm import HANDSHAKING, Swarm, unpack
 
 from scenarios.base import Context, Scenario, Unit
@@ -82,9 +82,6 @@ class Storm(Scenario):
         Metric("rss_before_mb", "RSS before, MB", "{:.0f}"),
         Metric("rss_after_mb", "RSS after, MB", "{:.0f}"),
     ]
-
-    def options(self, sizes: dict[str, Any]) -> Options:
-        return Options()
 
     def measure(
         self, unit: Unit, server: Server, sizes: dict[str, Any], ctx: Context
