@@ -394,6 +394,7 @@ class Client:
         self.connected_at = 0.0
         self.ready_at = 0.0
         self.awaited = False  # an open waits for this client to be ready or give up
+        self.opening: asyncio.Task[Any] | None = None  # the TCP connect in progress
         self.pings: deque[float] = deque()  # send times of the probe's pings in flight
         self.timer: asyncio.TimerHandle | None = None
         self.settled: asyncio.Future[None] | None = None
@@ -425,9 +426,9 @@ class Client:
             link = self.link = Link(self)
             source = self.conf.get("source")
             # A SYN the server's full backlog dropped is retried by the kernel for
-            # minutes; the connect timeout ends this attempt long before, and the
-            # late outcome of the connect is ignored (the link is no longer current).
-            opening = loop.create_task(
+            # minutes; the connect timeout ends this attempt long before, and cancels
+            # the connect (as a browser aborts its socket).
+            opening = self.opening = loop.create_task(
                 loop.create_connection(
                     lambda: link,
                     self.conf["host"],
@@ -465,6 +466,8 @@ class Client:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.opening is not None and not self.opening.done():
+            self.opening.cancel()  # still connecting: abort the attempt
         if link is not None and link.transport is not None and not link.transport.is_closing():
             if close_frame is not None:
                 link.transport.write(client_frame(close_frame, 0x8))
@@ -557,6 +560,10 @@ class Client:
 
     def welcomed(self, now: float) -> None:
         """The server said hello (fazt: ``connected``): authenticate, then subscribe."""
+        # The SDK's connect timeout ends here; auth and subscribe wait as long as it takes.
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         self.attempt = 0  # the SDK resets its backoff on "connected"
         self.connected_at = now
         if self.token is not None:

@@ -128,6 +128,7 @@ class Storm(Scenario):
     def storm(self, swarm: Swarm, server: Server, sizes: dict[str, Any]) -> dict[str, Any]:
         n = sizes["clients"]
         swarm.all({"op": "storm", "seconds": sizes["deadline"]}, 30)
+        client0 = cpu_of(swarm.pids())
         t0 = time.monotonic()
         server.stop_for_restart()
         stopped = time.monotonic()
@@ -147,6 +148,7 @@ class Storm(Scenario):
                 break
             time.sleep(0.25)
         cpu = cpu_of(server.pids()) - cpu0
+        client_share = (cpu_of(swarm.pids()) - client0) / (time.monotonic() - t0)
         ready = [t for a in stats for t in unpack(a["ready_times"])]
         upgrades = [t for a in stats for t in unpack(a["upgrade_times"])]
 
@@ -164,6 +166,7 @@ class Storm(Scenario):
             "peak_handshakes_per_s": peak_rate(ready),
             "peak_upgrades_per_s": peak_rate(upgrades),
             "storm_handshake_us": cpu / len(ready) * 1e6 if ready else None,
+            "storm_client_cpu_share": client_share,
             "http_503": total("statuses", "503"),
             "refused": total("errors", "refused"),
             "timeouts": total("errors", "timeout"),
