@@ -212,17 +212,23 @@ def wait_port(
     raise RuntimeError(f"server did not listen within {timeout:.0f} s: {tail(log)}")
 
 
-def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """SIGTERM ``proc``'s process group, SIGKILL it after ``grace`` seconds."""
-    if proc.poll() is None:
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> bool:
+    """SIGTERM ``proc``'s process group, SIGKILL it after ``grace`` seconds.
+
+    Returns True when it had to be killed.
+    """
+    if proc.poll() is not None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+        return False
+    except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+        return True
 
 
 def busy_cores(interval: float = 0.5) -> float:

@@ -67,9 +67,10 @@ class Server:
         """The server and its children (``fazt serve --workers N`` forks N workers)."""
         return process_tree(self.proc.pid)
 
-    def stop_for_restart(self) -> None:
-        """SIGTERM, and wait until the process is gone (its files stay)."""
-        stop_process(self.proc, grace=30.0)
+    def stop_for_restart(self, grace: float = 30.0) -> bool:
+        """SIGTERM, and wait until the process is gone (its files stay); SIGKILL after
+        ``grace`` seconds. Returns True when it had to be killed."""
+        return stop_process(self.proc, grace=grace)
 
     def start_again(self, timeout: float = 60.0) -> None:
         """The same command again, on the same port (after ``stop_for_restart``)."""

@@ -59,6 +59,7 @@ class Storm(Scenario):
         "concurrency": 128,
         "settle": 2.0,
         "deadline": 120.0,
+        "stop_grace": 30.0,
     }
     smoke = {
         "clients": 60,
@@ -67,6 +68,7 @@ class Storm(Scenario):
         "concurrency": 16,
         "settle": 0.2,
         "deadline": 20.0,
+        "stop_grace": 15.0,
     }
     metrics = [
         Metric("handshake_us", "server CPU µs / handshake", "{:.0f}"),
@@ -130,7 +132,7 @@ class Storm(Scenario):
         swarm.all({"op": "storm", "seconds": sizes["deadline"]}, 30)
         client0 = cpu_of(swarm.pids())
         t0 = time.monotonic()
-        server.stop_for_restart()
+        killed = server.stop_for_restart(grace=sizes["stop_grace"])
         stopped = time.monotonic()
         server.start_again()
         listening = time.monotonic()
@@ -158,6 +160,7 @@ class Storm(Scenario):
         return {
             "storm_s": (max(ready) - t0) if back >= n and ready else None,
             "stop_s": stopped - t0,
+            "stop_killed": killed,
             "restart_s": listening - t0,
             "back": back,
             "not_back": n - back,
@@ -182,6 +185,8 @@ class Storm(Scenario):
 
     def brief(self, r: dict[str, Any]) -> str:
         storm = f"{r['storm_s']:.1f} s" if r["storm_s"] is not None else "incomplete"
+        if r["stop_killed"]:
+            storm += f", old server killed after {r['stop_s']:.0f} s"
         return (
             f"{r['handshake_us']:.0f} us/handshake, storm {storm} "
             f"(listening after {r['restart_s']:.1f} s), peak {r['peak_handshakes_per_s']:,.0f}/s, "
