@@ -122,7 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         # In the registry's order, so that connections can use this run's burst figure.
         for scenario in [s for s in SCENARIOS if s.name in chosen]:
             print(f"bench: scenario {scenario.name}", file=sys.stderr)
-            doc, failed = run_scenario(scenario, ctx)
+            try:
+                doc, failed = run_scenario(scenario, ctx)
+            except Exception as error:  # e.g. no redis-server: the other scenarios go on
+                failures.append(f"{scenario.name}: {error}")
+                print(f"bench: scenario {scenario.name} FAILED: {error}", file=sys.stderr)
+                continue
             failures += failed
             print(section(doc))
     if out.resolve() == DOCS.resolve() and not args.smoke:

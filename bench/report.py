@@ -223,7 +223,9 @@ def docs_block(out: Path, order: list[str]) -> str:
     for name in order:
         path = out / f"{name}.json"
         if path.exists():
-            docs.append(json.loads(path.read_text()))
+            doc = json.loads(path.read_text())
+            if not doc.get("smoke"):  # smoke sizes are a check, never a result
+                docs.append(doc)
     if not docs:
         return ""
     head = f"Machine: {machine_line(docs[0]['environment'])}."
