@@ -73,7 +73,12 @@ def markdown_table(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def unit_table(summary: dict[str, Any], units: list[tuple[str, str]], metrics: list[Metric]) -> str:
+def unit_table(
+    summary: dict[str, Any],
+    units: list[tuple[str, str]],
+    metrics: list[Metric],
+    unit_title: str = "peer",
+) -> str:
     """Rows: units (name, label) that have results; columns: the metrics measured."""
     shown = [m for m in metrics if any(m.key in summary.get(u, {}) for u, _ in units)]
     rows = [
@@ -81,7 +86,7 @@ def unit_table(summary: dict[str, Any], units: list[tuple[str, str]], metrics: l
         for u, label in units
         if u in summary
     ]
-    return markdown_table(["peer", *(m.title for m in shown)], rows)
+    return markdown_table([unit_title, *(m.title for m in shown)], rows)
 
 
 def target(text: str, value: float | None, bound: float, shown: str, at_most: bool = True) -> dict:

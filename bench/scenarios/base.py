@@ -71,6 +71,7 @@ class Scenario:
     metrics: list[Metric] = []
     # The scenario wraps its own measured phase in ctx.profiled() (else the whole run is).
     profiles_itself = False
+    unit_title = "peer"  # what the table's rows are
 
     def sizes(self, ctx: Context) -> dict[str, Any]:
         sizes = json.loads(json.dumps(self.smoke if ctx.smoke else self.full))
@@ -113,7 +114,8 @@ class Scenario:
         return summarize(runs, [m.key for m in self.metrics])
 
     def table(self, summary: dict[str, Any], units: list[Unit], sizes: dict[str, Any]) -> str:
-        return unit_table(summary, [(u.name, u.label) for u in units], self.metrics)
+        units_shown = [(u.name, u.label) for u in units]
+        return unit_table(summary, units_shown, self.metrics, self.unit_title)
 
     def targets(
         self, summary: dict[str, Any], sizes: dict[str, Any], ctx: Context

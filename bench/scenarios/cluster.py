@@ -75,6 +75,7 @@ def flush(port: int) -> None:
 
 class Cluster(Scenario):
     name = "cluster"
+    unit_title = "set-up"
     title = "Cluster: 1, 2 and 4 workers on Redis against 1 node in memory"
     full = {
         "fanout": {
