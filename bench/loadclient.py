@@ -43,7 +43,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
-from wsframes import CLOSE, PING, TEXT, FrameReader
+from wsframes import CLOSE, PING, TEXT, FrameReader, split_head
 
 MESSAGE_PREFIX = b'{"type":"message"'
 
@@ -128,11 +128,10 @@ class Conn(asyncio.Protocol):
         # Feed websockets exactly the HTTP response so that it validates the
         # handshake; the frames after it go to the fast parser.
         self.buf += data
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
+        parts = split_head(self.buf)
+        if parts is None:
             return
-        head, rest = self.buf[: end + 4], self.buf[end + 4 :]
-        self.buf = b""
+        (head, rest), self.buf = parts, b""
         self.proto.receive_data(head)
         for event in self.proto.events_received():
             if isinstance(event, Response):

@@ -45,7 +45,7 @@ from typing import Any
 
 import orjson
 from sdkpolicy import CONNECT_TIMEOUT_S, NOW, RETRY, STOP, close_policy, reconnect_delay_ms
-from wsframes import CLOSE, PING, PONG, TEXT, FrameReader
+from wsframes import CLOSE, PING, PONG, TEXT, FrameReader, split_head
 
 
 def pack(values: array[float]) -> str:
@@ -530,11 +530,10 @@ class Client:
         from websockets.http11 import Response
 
         self.buf += data
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
+        parts = split_head(self.buf)
+        if parts is None:
             return
-        head, rest = self.buf[: end + 4], self.buf[end + 4 :]
-        self.buf = b""
+        (head, rest), self.buf = parts, b""
         # A refusal (503) has a body that websockets would wait for: read its status here.
         status_line = head.split(b"\r\n", 1)[0].split(b" ", 2)
         status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0

@@ -10,6 +10,15 @@ from __future__ import annotations
 TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
 
 
+def split_head(buf: bytes) -> tuple[bytes, bytes] | None:
+    """An HTTP response head (through its blank line) and the bytes after it, or
+    None while the head is incomplete."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    return buf[: end + 4], buf[end + 4 :]
+
+
 class FrameReader:
     """Feed it bytes as they arrive; get back whole messages as (opcode, payload).
 
