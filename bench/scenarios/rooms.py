@@ -74,6 +74,18 @@ def run_step(
     }
 
 
+def wait_idle(sampler: CpuSampler, timeout: float, below: float = 0.2) -> float:
+    """Wait (up to ``timeout`` s) until the server used < ``below`` of a core over the
+    last half second, so that a step never starts on the backlog of the one before."""
+    deadline = time.monotonic() + timeout
+    while True:
+        time.sleep(0.5)
+        now = time.monotonic()
+        share = sampler.between(now - 0.5, now)["server"] / 0.5
+        if share < below or now > deadline:
+            return share
+
+
 class Rooms(Scenario):
     name = "rooms"
     title = "Rooms: many rooms of 2, every client publishes (ingress-heavy)"
@@ -89,7 +101,7 @@ class Rooms(Scenario):
         "search_granularity": 500,
         "p99_bound_ms": 50.0,
         "drain_timeout": 30.0,
-        "pause": 1.0,
+        "pause": 0.5,
     }
     smoke = {
         "clients": 40,
@@ -102,7 +114,7 @@ class Rooms(Scenario):
         "search_granularity": 50,
         "p99_bound_ms": 50.0,
         "drain_timeout": 5.0,
-        "pause": 0.1,
+        "pause": 0.0,
     }
     profiles_itself = True
 
@@ -148,6 +160,7 @@ class Rooms(Scenario):
 
         def step(rate: float) -> bool:
             time.sleep(sizes["pause"])
+            wait_idle(sampler, sizes["drain_timeout"])
             s = run_step(swarm, sampler, rate, sizes["duration"], len(steps) + 1, sizes)
             steps.append(s)
             return bool(s["complete"] and s["p99_ms"] < bound)
