@@ -4,7 +4,7 @@ Same run, same machine, alternating: each repeat starts ``fazt serve`` twice,
 once with ``--admin-port`` (metrics counted, and ``/metrics`` scraped every
 second by a thread of this script, as Prometheus would) and once without (no
 listener: every counting call returns at once). The order flips every repeat.
-Each run is the harness's ``burst`` scenario: 1,000 subscribers on one
+Each run is the bench's ``burst`` scenario (``scenarios/fanout.py``): 1,000 subscribers on one
 channel, publishers sending back to back, the load client on the other core.
 The figure compared is the server's CPU time per delivery.
 
@@ -40,7 +40,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness
+from procs import free_port, raise_fd_limit, wait_for_quiet
+from scenarios.base import Context
+from scenarios.fanout import Burst, client_job, run_client
+from servers import BY_NAME, Options, running
+
+BURST = Burst()
 
 
 @contextlib.contextmanager
@@ -65,21 +70,18 @@ def scraping(port: int) -> Iterator[list[int]]:
         thread.join(5)
 
 
-def one_run(metrics: bool, sizes: dict[str, Any], tmp: Path) -> dict[str, Any]:
-    port = harness.free_port()
-    admin_port = harness.free_port()
-    extra = ["--admin-port", str(admin_port)] if metrics else []
-    server = harness.fazt_start(port, tmp, extra)
-    try:
-        harness.wait_listening(server, 30)
-        with scraping(admin_port) if metrics else contextlib.nullcontext([]) as scrapes:
-            result = harness.run_client(harness.job_for("burst", server, sizes), timeout=300)
-        if harness.check("burst", result):
-            raise RuntimeError(harness.check("burst", result))
-        result["scrapes"] = len(scrapes)
-        return result
-    finally:
-        harness.stop(server)
+def one_run(metrics: bool, scrape: bool, sizes: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    admin_port = free_port()
+    options = Options(admin_port=admin_port if metrics else None)
+    with running(BY_NAME["fazt"], ctx.tmp, options) as server:
+        scraper = scraping(admin_port) if metrics and scrape else contextlib.nullcontext([])
+        with scraper as scrapes:
+            result = run_client(client_job("burst", server, sizes, ctx), timeout=300)
+    problem = BURST.check(result)
+    if problem:
+        raise RuntimeError(problem)
+    result["scrapes"] = len(scrapes)
+    return result
 
 
 class _NullTransport:
@@ -157,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--hub-only", action="store_true", help="only the in-process hub A/B (no sockets)"
     )
+    parser.add_argument(
+        "--no-scrape", action="store_true", help="listener on, but nobody scrapes /metrics"
+    )
     args = parser.parse_args(argv)
     hub = hub_cost(args.subscribers, publishes=200, rounds=20)
     print(f"hub, in process, counting on : CPU µs/delivery {describe(hub['on'], 4)}")
@@ -165,22 +170,32 @@ def main(argv: list[str] | None = None) -> int:
     print(f"hub ratio of medians (on / off): {ratio:.3f}", flush=True)
     if args.hub_only:
         return 0
-    harness.raise_fd_limit()
-    burst = {**harness.FULL["burst"], "subscribers": args.subscribers, "duration": args.duration}
-    sizes = {"burst": burst}
+    raise_fd_limit()
+    sizes = {**Burst.full, "subscribers": args.subscribers, "duration": args.duration}
     runs: dict[str, list[float]] = {"on": [], "off": []}
     records = []
     with tempfile.TemporaryDirectory(prefix="fazt-metrics-cost-") as folder:
+        ctx = Context(
+            tmp=Path(folder),
+            out=Path(folder),
+            smoke=False,
+            repeats=args.repeats,
+            quiet_wait=3.0,
+            profile=None,
+            parser="fast",
+            wanted_peers={"fazt"},
+            environment={},
+        )
         for repeat in range(args.repeats):
             order = (True, False) if repeat % 2 == 0 else (False, True)
             for metrics in order:
-                harness.wait_for_quiet(3.0)
-                result = one_run(metrics, sizes, Path(folder))
+                wait_for_quiet(ctx.quiet_wait)
+                result = one_run(metrics, not args.no_scrape, sizes, ctx)
                 side = "on" if metrics else "off"
                 runs[side].append(result["server_us_per_delivery"])
                 records.append({"repeat": repeat, "metrics": side, **result})
                 print(
-                    f"#{repeat + 1} metrics {side:>3}: {harness.brief('burst', result)}"
+                    f"#{repeat + 1} metrics {side:>3}: {BURST.brief(result)}"
                     + (f", {result['scrapes']} scrapes" if metrics else ""),
                     flush=True,
                 )
