@@ -199,13 +199,12 @@ class Commands:
     def _observe_size(self, session: Session, text: str | bytes) -> None:
         """Warn when a client's message reaches 80 % of the size limit (the handler
         closes larger ones with 1009 before they get here)."""
-        limit = self._hub.limits.max_message_bytes
+        state = self._hub.state_of(session.app_uuid)
+        limits = state.limits if state is not None else self._hub.limits
+        limit = limits.max_message_bytes
         # A str of n characters holds n to 4n UTF-8 bytes: encode only when it may matter.
         if len(text) * 4 < WARNING_RATIO * limit:
             return
-        state = self._hub.state_of(session.app_uuid)
-        if state is not None:
-            limit = state.limits.max_message_bytes
         size = len(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
         self._watcher.observe(SIZE, size, limit, session.app_uuid, session.client_id)
 

@@ -203,6 +203,20 @@ async def test_limit_warnings_and_rejections_are_counted(tmp_path: Path) -> None
         assert ("limit.warning", "maxConnectionsPerApp") in kinds
 
 
+@pytest.mark.gen_test(timeout=30)
+async def test_an_app_that_lowers_the_size_limit_is_watched_against_its_own(
+    tmp_path: Path,
+) -> None:
+    apps = {"small": {"limits": {"realtime": {"maxMessageSizeKB": 1}}}}
+    async with admin_kernel(tmp_path, apps) as admin:  # the kernel's limit: 64 KB
+        client = await admin.rt.client("small")
+        await client.send({"type": "ping", "pad": "x" * 850})  # over 80 % of 1 KB
+        assert (await client.recv())["type"] == "pong"
+        found = await admin.metrics()
+        warnings = "fazt_realtime_limit_warnings_total"
+        assert value(found, warnings, app="small", limit="maxMessageSizeKB") == 1
+
+
 def test_workers_metrics_are_merged_with_a_worker_label() -> None:
     text0 = (
         "# HELP fazt_realtime_deliveries_total d\n# TYPE fazt_realtime_deliveries_total counter\n"
