@@ -285,13 +285,20 @@ class Kernel:
                 log.exception("plugin %s failed to stop cleanly", plugin.name)
 
     async def stop(self) -> None:
-        """Plugins' stop hooks (reverse order), stop listening, close the JS engine."""
+        """Stop listening, then plugins' stop hooks (reverse order), then close what is
+        still open and the JS engine.
+
+        Listening stops first: clients told to reconnect (``server_restart``) get a
+        refused connection and back off until the next process listens, instead
+        of a flood of handshakes the stopping process can only answer with 503.
+        """
         if self._stopped:
             return
         self._stopped = True
-        await self._stop_plugins()
         if self._server is not None:
             self._server.stop()
+        await self._stop_plugins()
+        if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.close_all_connections(), CLOSE_TIMEOUT_SECONDS)
             except asyncio.TimeoutError:
