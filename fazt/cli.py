@@ -21,12 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import tornado.netutil
-
 from fazt import __version__
 from fazt.config import ConfigError, KernelConfig
 from fazt.edge.fd_limits import fit_config_to_fd_limit
 from fazt.edge.redaction import install_log_redaction
+from fazt.edge.server import bind_listeners
 from fazt.kernel.app import App
 from fazt.kernel.kernel import Kernel, check_secret_length, load_plugin
 from fazt.kernel.manifest import MANIFEST_NAME, ManifestValidator, build_schema, manifest_warnings
@@ -194,7 +193,7 @@ def _missing_apps_dir(apps_dir: Path) -> ConfigError:
 def bind(config: KernelConfig) -> list[socket.socket]:
     """The listening sockets, bound before anything starts so a busy port is a clean refusal."""
     try:
-        return tornado.netutil.bind_sockets(config.port, config.address)
+        return bind_listeners(config.port, config.address)
     except OSError as error:
         where = f"cannot listen on {config.address}:{config.port}"
         if error.errno == errno.EADDRINUSE:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import tornado.httpserver
-import tornado.netutil
 import tornado.routing
 import tornado.web
 
@@ -30,7 +29,7 @@ from fazt.contracts.host_calls import AUTH_NAMESPACE, RESERVED_NAMESPACES
 from fazt.contracts.js_engine import JsEngineLike
 from fazt.edge.access_log import log_request
 from fazt.edge.redaction import install_log_redaction
-from fazt.edge.server import EdgeHTTPServer, EdgeSettings
+from fazt.edge.server import EdgeHTTPServer, EdgeSettings, bind_listeners
 from fazt.kernel.auth_api import auth_namespace
 from fazt.kernel.engine_factory import create_engine
 from fazt.kernel.handlers import ApiEndpoint
@@ -259,7 +258,7 @@ class Kernel:
             edge=EdgeSettings.from_config(self.config),
             max_body_size=self.config.http_max_body_bytes,
         )
-        bound = sockets if sockets is not None else tornado.netutil.bind_sockets(port, address)
+        bound = sockets if sockets is not None else bind_listeners(port, address)
         self._server.add_sockets(bound)
         actual = int(bound[0].getsockname()[1])
         names = ", ".join(app.slug for app in self.apps.all()) or "none"
