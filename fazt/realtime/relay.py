@@ -36,3 +36,6 @@ class BackplaneRelay:
         # just replaced the dead one often wins the sweep): the other nodes'
         # subscribers must still hear the leave.
         self._tasks.spawn(self._membership.left(app_uuid, channel, member))
+
+    def channel_vacated(self, app_uuid: str, channel: str) -> None:
+        pass
