@@ -206,8 +206,9 @@ class Hooks:
         return self._counts.setdefault(app_uuid, HookCounts())
 
     # -- running one call -----------------------------------------------------------------
-    async def _call(self, app: App, function: str, argument: dict[str, Any]) -> ExportResult | None:
-        """Run one hook; None when the app has too many calls waiting (dropped)."""
+    def _take_place(self, app: App, function: str) -> _Place | None:
+        """Count a call against the app's bound, at once (before any await); None when
+        the app has too many calls waiting: the call is dropped."""
         counts = self.counts(app.uuid)
         pending = self._pending.get(app.uuid, 0)
         if pending >= self.settings.max_pending_per_app:
@@ -216,6 +217,32 @@ class Hooks:
             return None
         self._pending[app.uuid] = pending + 1
         counts.calls += 1
+        return _Place(self._pending, app.uuid)
+
+    def _start(
+        self, app: App, function: str, argument: dict[str, Any], place: _Place | None
+    ) -> asyncio.Task[ExportResult | None]:
+        """Run a hook in a task (None when ``place`` is None: dropped). Its place is
+        freed when it ends, even when the task is cancelled before it started."""
+
+        async def run() -> ExportResult | None:
+            if place is None:
+                return None
+            try:
+                return await self._run(app, function, argument)
+            finally:
+                place.release()
+
+        task = asyncio.ensure_future(run())
+        if place is not None:
+            task.add_done_callback(lambda _: place.release())
+        return task
+
+    async def _call(self, app: App, function: str, argument: dict[str, Any]) -> ExportResult | None:
+        """Run one hook; None when the app has too many calls waiting (dropped)."""
+        return await self._start(app, function, argument, self._take_place(app, function))
+
+    async def _run(self, app: App, function: str, argument: dict[str, Any]) -> ExportResult:
         try:
             result = await self._caller.call(
                 app, function, argument, self.settings.time_limit_seconds
@@ -223,14 +250,8 @@ class Hooks:
         except Exception as error:  # a caller must not raise; a bug must not kill a hook path
             log.exception("app %s: hook %s could not run", app.slug, function)
             result = ExportResult("failed", error=f"internal error: {type(error).__name__}")
-        finally:
-            left = self._pending[app.uuid] - 1
-            if left:
-                self._pending[app.uuid] = left
-            else:
-                del self._pending[app.uuid]
         if result.outcome != "returned":
-            counts.failed += 1
+            self.counts(app.uuid).failed += 1
         return result
 
     def _note_drop(self, app: App, function: str) -> None:
@@ -280,20 +301,30 @@ class Hooks:
             "data": data,
         }
 
+        call = self._start(app, "onPublish", argument, self._take_place(app, "onPublish"))
+
         async def vet() -> Verdict:
-            result = await self._call(app, "onPublish", argument)
+            result = await call
             verdict = publish_verdict(result, data)
             self._log_problem(app, "onPublish", result, verdict, f"a message on {channel} rejected")
             return verdict
 
-        return asyncio.ensure_future(vet())
+        verdict = asyncio.ensure_future(vet())
+        # A verdict nobody waits for any more (a stop) takes its call with it.
+        verdict.add_done_callback(lambda _: call.cancel())
+        return verdict
 
     # -- events -----------------------------------------------------------------------------
     def _emit(self, app: App, function: str, argument: dict[str, Any]) -> None:
         """Run an event hook in the background: best-effort, at most once."""
 
+        place = self._take_place(app, function)
+        if place is None:
+            return
+        call = self._start(app, function, argument, place)
+
         async def run() -> None:
-            result = await self._call(app, function, argument)
+            result = await call
             if result is not None and result.outcome != "returned":
                 log.warning(
                     "app %s: hook %s failed for %s: %s",
@@ -367,6 +398,27 @@ class Hooks:
             )
         except asyncio.TimeoutError:
             log.warning("%d held vacancies were not settled before the stop", len(settles))
+
+
+class _Place:
+    """One call's place in its app's bound; ``release`` frees it, once."""
+
+    __slots__ = ("_app_uuid", "_pending", "_released")
+
+    def __init__(self, pending: dict[str, int], app_uuid: str) -> None:
+        self._pending = pending
+        self._app_uuid = app_uuid
+        self._released = False
+
+    def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        left = self._pending[self._app_uuid] - 1
+        if left:
+            self._pending[self._app_uuid] = left
+        else:
+            del self._pending[self._app_uuid]
 
 
 def _user(session: Session) -> dict[str, Any] | None:
