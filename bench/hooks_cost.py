@@ -169,6 +169,7 @@ class PublishRun:
         self.readers: list[ClientConnection] = []
         self.latencies: list[float] = []
         self.received = 0
+        self.rejected = 0
         self.unseen = [0] * publishers
         self.progress = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
@@ -184,7 +185,10 @@ class PublishRun:
             self.publishers.append(ws)
         self.tasks = [asyncio.ensure_future(self._probe(self.readers[0]))]
         self.tasks += [asyncio.ensure_future(self._drain(ws)) for ws in self.readers[1:]]
-        self.tasks += [asyncio.ensure_future(self._drain(ws)) for ws in self.publishers]
+        self.tasks += [
+            asyncio.ensure_future(self._answers(index, ws))
+            for index, ws in enumerate(self.publishers)
+        ]
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
@@ -205,6 +209,19 @@ class PublishRun:
             elif message.get("type") == "error":
                 raise RuntimeError(f"refused: {message}")
         raise RuntimeError(f"the probe subscriber was closed: {ws.close_code} {ws.close_reason}")
+
+    async def _answers(self, index: int, ws: ClientConnection) -> None:
+        """A publisher's incoming frames: a ``rejected`` (the app's hooks are busy) is
+        counted, and that message is not waited for any more."""
+        async for raw in ws:
+            message = json.loads(raw)
+            if message.get("type") == "error":
+                if message.get("code") != "rejected":
+                    raise RuntimeError(f"refused: {message}")
+                self.rejected += 1
+                self.unseen[index] -= 1
+                self.progress.set()
+        raise RuntimeError(f"a publisher was closed: {ws.close_code} {ws.close_reason}")
 
     @staticmethod
     async def _drain(ws: ClientConnection) -> None:
@@ -267,14 +284,14 @@ async def measure(server: Server, args: argparse.Namespace) -> dict[str, dict[st
         rtts = await subscribe_rtts(server.url, kind, args.subscribes)
         async with PublishRun(server.url, f"{kind}-busy", args.publishers, args.subscribers) as run:
             await run.closed_loop(min(1.0, args.duration / 4), args.window)  # warm-up
-            run.received, run.latencies = 0, []
+            run.received, run.latencies, run.rejected = 0, [], 0
             cpu_before, started = cpu_seconds(pid), time.perf_counter()
             await run.closed_loop(args.duration, args.window)
             elapsed, cpu = time.perf_counter() - started, cpu_seconds(pid) - cpu_before
             throughput, cpu_per_message = run.received / elapsed, cpu / run.received * 1e6
-            run.received, run.latencies = 0, []
+            run.received, run.latencies, run.rejected = 0, [], 0
             await run.paced(args.duration, args.rate)
-            paced = run.latencies
+            paced, rejected = run.latencies, run.rejected
         results[kind] = {
             "subscribe_p50_ms": percentile(rtts, 0.5),
             "subscribe_p99_ms": percentile(rtts, 0.99),
@@ -282,6 +299,7 @@ async def measure(server: Server, args: argparse.Namespace) -> dict[str, dict[st
             "publish_server_us_per_msg": cpu_per_message,
             "paced_p50_ms": percentile(paced, 0.5),
             "paced_p99_ms": percentile(paced, 0.99),
+            "paced_rejected": rejected,
         }
     return results
 
@@ -306,6 +324,7 @@ def table(result: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
         ("publish: server CPU µs per message", "publish_server_us_per_msg", "{:.0f}"),
         (f"publish at {args.rate:g}/s: send to receive, p50 ms", "paced_p50_ms", "{:.2f}"),
         (f"publish at {args.rate:g}/s: send to receive, p99 ms", "paced_p99_ms", "{:.2f}"),
+        (f"publish at {args.rate:g}/s: refused as busy", "paced_rejected", "{:.0f}"),
     ]
     lines = [
         "| | channel without hooks | channel with onSubscribe + onPublish |",
@@ -317,7 +336,18 @@ def table(result: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def wait_for_quiet(max_wait: float) -> float:
+    """Wait (up to ``max_wait`` s) for the 1-minute load average to drop below the core
+    count; returns the load average when the run starts."""
+    cores = os.cpu_count() or 1
+    deadline = time.monotonic() + max_wait
+    while os.getloadavg()[0] >= cores and time.monotonic() < deadline:
+        time.sleep(5)
+    return os.getloadavg()[0]
+
+
 async def main(args: argparse.Namespace) -> None:
+    load_at_start = wait_for_quiet(args.quiet_wait)
     with tempfile.TemporaryDirectory(prefix="fazt-hooks-bench-") as scratch:
         server = Server(Path(scratch))
         try:
@@ -326,7 +356,11 @@ async def main(args: argparse.Namespace) -> None:
         finally:
             server.stop()
     result = median_of(runs)
-    print(f"Medians of {args.repeats} run(s); load average {os.getloadavg()[0]:.1f}.\n")
+    load_at_end = os.getloadavg()[0]
+    print(
+        f"Medians of {args.repeats} run(s); load average {load_at_start:.1f} at the start, "
+        f"{load_at_end:.1f} at the end.\n"
+    )
     print(table(result, args))
     if not args.smoke:
         OUT.parent.mkdir(parents=True, exist_ok=True)
@@ -334,6 +368,7 @@ async def main(args: argparse.Namespace) -> None:
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
             "python": platform.python_version(),
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load_average": [load_at_start, load_at_end],
             "options": vars(args),
             "median": result,
             "runs": runs,
@@ -350,11 +385,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--subscribers", type=int, default=20)
     parser.add_argument("--window", type=int, default=8, help="unseen messages per publisher")
     parser.add_argument("--rate", type=float, default=200.0, help="paced messages/s in all")
+    parser.add_argument(
+        "--quiet-wait", type=float, default=120, help="seconds to wait for a quiet machine"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, nothing written")
     args = parser.parse_args(argv)
     if args.smoke:
         args.duration, args.repeats, args.subscribes = 0.5, 1, 40
-        args.subscribers, args.rate = 4, 50.0
+        args.subscribers, args.rate, args.quiet_wait = 4, 50.0, 0
     return args
 
 
