@@ -142,9 +142,9 @@ async def test_a_request_that_waited_its_whole_wall_time_in_the_queue_is_told_to
 ) -> None:
     capped.write("hold.js", HOST_LOOP)
     first = asyncio.ensure_future(capped.run("hold.js"))
-    await asyncio.sleep(0.1)
-    # Both wait for `first` (1.5 s); the second starts and runs into its own limit, so
-    # the third's wall-clock time is up before it could ever start.
+    await asyncio.sleep(0.6)
+    # Both wait for `first` (1.5 s); the second then runs for the 0.6 s it has left and
+    # into its own limit, so the third's wall-clock time is up before it could start.
     with caplog.at_level(logging.WARNING, logger="fazt.app.alpha"):
         second, third = await asyncio.gather(capped.run("hold.js"), capped.run("hold.js"))
     assert (await first).status == 503 and second.status == 503
