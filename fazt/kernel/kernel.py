@@ -191,6 +191,10 @@ class Kernel:
         """Shortcut for ``apps.by_slug``."""
         return self.apps.by_slug(slug)
 
+    def app_by_uuid(self, uuid: str) -> App | None:
+        """Shortcut for ``apps.by_uuid``."""
+        return self.apps.by_uuid(uuid)
+
     # -- HTTP ----------------------------------------------------------------
 
     def _plugin_routes(self) -> list[PluginRoute]:
