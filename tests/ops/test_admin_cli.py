@@ -51,7 +51,7 @@ def admin_url(server: FaztProcess) -> str:
     return f"http://127.0.0.1:{server.config['admin']['port']}"
 
 
-@pytest.mark.gen_test(timeout=90)
+@pytest.mark.gen_test(timeout=150)
 async def test_status_channels_channel_kick_and_broadcast(server: FaztProcess) -> None:
     token = (server.data_dir / "admin-token").read_text().strip()
     assert (server.data_dir / "admin-token").stat().st_mode & 0o777 == 0o600
@@ -98,7 +98,7 @@ async def test_status_channels_channel_kick_and_broadcast(server: FaztProcess) -
     await bob.close()
 
 
-@pytest.mark.gen_test(timeout=90)
+@pytest.mark.gen_test(timeout=150)
 async def test_every_failure_is_one_line_and_a_non_zero_exit(server: FaztProcess) -> None:
     failures = [
         (("--url", f"http://127.0.0.1:{free_port()}", "status"), "connection refused"),
