@@ -204,6 +204,7 @@ class RealtimePlugin(Plugin):
             max_message_bytes=lambda app: core.hub.limits_for(app).max_message_bytes,
             queue_size=self.outgoing_queue_size,
             coalescer=WriteCoalescer(),
+            inline=core.backplane.runs_inline,
         )
         self._scan_timer = ScanTimer(core.scanner.scan, scan_period(policy))
         self._scan_timer.start()
