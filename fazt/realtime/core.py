@@ -7,6 +7,8 @@ the plugin adds the ``/_ws`` handler and the scan timer around it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fazt.kernel.app import App
 from fazt.kernel.tokens import TokenService
 from fazt.realtime.api import RealtimeAPI
@@ -18,7 +20,7 @@ from fazt.realtime.lifecycle import Scanner, Shutdown
 from fazt.realtime.limits import Limits, Notifier, ThresholdWatcher
 from fazt.realtime.membership import Membership
 from fazt.realtime.relay import BackplaneRelay
-from fazt.realtime.session import HeartbeatPolicy
+from fazt.realtime.session import HeartbeatPolicy, Session, Transport
 from fazt.realtime.tasks import Tasks
 
 
@@ -53,6 +55,15 @@ class RealtimeCore:
         )
         self.shutdown = Shutdown(self.hub, self.admission, self.tasks, self.clocks.monotonic)
         self.relay = BackplaneRelay(self.hub, self.membership, self.tasks)
+
+    async def connect(
+        self, app: App, transport: Transport, claims: dict[str, Any] | None = None
+    ) -> Session:
+        """Register a new connection (``Commands.connect``) and start scanning it."""
+        session = await self.commands.connect(app, transport, claims)
+        if not session.closed:
+            self.scanner.watch(session)
+        return session
 
     async def start(self) -> None:
         """Join the cluster (or start the lone in-memory node)."""

@@ -29,7 +29,6 @@ from fazt.realtime.core import RealtimeCore
 from fazt.realtime.endpoint import Endpoint
 from fazt.realtime.handler import RealtimeHandler
 from fazt.realtime.hub import Hub
-from fazt.realtime.lifecycle import scan_period
 from fazt.realtime.limits import Limits, limits_schema
 from fazt.realtime.scan_timer import ScanTimer
 from fazt.realtime.session import HeartbeatPolicy
@@ -198,7 +197,7 @@ class RealtimePlugin(Plugin):
         self._endpoint = Endpoint(
             verify_token=kernel.tokens.verify,
             admit=core.admission.admit,
-            connect=core.commands.connect,
+            connect=core.connect,
             receive=core.commands.handle,
             disconnected=lambda session: core.tasks.spawn(core.commands.disconnect(session)),
             max_message_bytes=lambda app: core.hub.limits_for(app).max_message_bytes,
@@ -206,7 +205,7 @@ class RealtimePlugin(Plugin):
             coalescer=WriteCoalescer(),
             inline=core.backplane.runs_inline,
         )
-        self._scan_timer = ScanTimer(core.scanner.scan, scan_period(policy))
+        self._scan_timer = ScanTimer(core.scanner.scan, core.scanner.period)
         self._scan_timer.start()
         gc.freeze()
 
