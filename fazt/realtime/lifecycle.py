@@ -81,7 +81,8 @@ class Scanner:
         now = self._clock()
         policy = self.policy
         wheel = self.wheel
-        pings = self.ping_budget
+        budget = pings = self.ping_budget
+        deferred = 0
         later = now + self.period
         due_sessions = wheel.take_due(now)
         self.last_looked_at = len(due_sessions)
@@ -89,7 +90,10 @@ class Scanner:
             due = session.due(now, policy)
             if due is Due.PING:
                 if pings <= 0:
-                    wheel.file(session, later)  # spread: next tick
+                    # Spread: a budget's worth on each of the next ticks, so those
+                    # ticks do not look at the whole wave again.
+                    wheel.file(session, later + self.period * (deferred // budget))
+                    deferred += 1
                     continue
                 pings -= 1
                 session.ping_sent(now)
