@@ -19,7 +19,7 @@ from fazt.realtime.session import Session
 class DueWheel:
     """Sessions by scan tick (``period`` seconds per tick)."""
 
-    __slots__ = ("_buckets", "_cursor", "_period", "filed")
+    __slots__ = ("_buckets", "_carry", "_cursor", "_period", "filed")
 
     def __init__(self, period: float, now: float) -> None:
         self._period = period
@@ -29,6 +29,8 @@ class DueWheel:
         self._cursor = math.floor(now / period)
         #: Entries in the buckets (stale ones included).
         self.filed = 0
+        #: Due sessions a tick left over (``take_due``'s limit), oldest first.
+        self._carry: list[Session] = []
 
     def file(self, session: Session, at: float) -> None:
         """Look at ``session`` on the first tick at or after ``at`` (never a past tick)."""
@@ -41,10 +43,12 @@ class DueWheel:
             bucket.append(session)
         self.filed += 1
 
-    def take_due(self, now: float) -> list[Session]:
-        """The open sessions whose tick came (each once), oldest tick first."""
+    def take_due(self, now: float, limit: int | None = None) -> list[Session]:
+        """The open sessions whose tick came (each once), oldest tick first: at most
+        ``limit`` of them; the rest come first on the next call."""
         tick = math.floor(now / self._period)
-        due: list[Session] = []
+        due: list[Session] = self._carry
+        self._carry = []
         period = self._period
         buckets = self._buckets
         if tick - self._cursor <= len(buckets):
@@ -65,4 +69,7 @@ class DueWheel:
                 session.check_at = None
                 due.append(session)
         self._cursor = max(self._cursor, tick)
+        if limit is not None and len(due) > limit:
+            self._carry = due[limit:]
+            del due[limit:]
         return due

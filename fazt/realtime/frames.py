@@ -37,6 +37,7 @@ import codecs
 import struct
 from typing import Final, NamedTuple
 
+from fazt.realtime.protocol import CLOSE_MESSAGE_TOO_BIG
 from fazt.realtime.tornado_internals import websocket_mask
 
 OP_CONTINUATION: Final = 0x0
@@ -46,9 +47,11 @@ OP_CLOSE: Final = 0x8
 OP_PING: Final = 0x9
 OP_PONG: Final = 0xA
 
+#: The WebSocket layer's own close codes (RFC 6455 7.4.1); the realtime protocol's
+#: codes, 1009 among them, live in ``protocol.py``.
 CLOSE_PROTOCOL_ERROR: Final = 1002
 CLOSE_INVALID_DATA: Final = 1007
-CLOSE_TOO_BIG: Final = 1009
+CLOSE_TOO_BIG: Final = CLOSE_MESSAGE_TOO_BIG
 
 #: Largest payload of a control frame (RFC 6455 5.5).
 MAX_CONTROL_PAYLOAD: Final = 125

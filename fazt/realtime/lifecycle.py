@@ -84,7 +84,9 @@ class Scanner:
         budget = pings = self.ping_budget
         deferred = 0
         later = now + self.period
-        due_sessions = wheel.take_due(now)
+        # A whole wave due on one tick (a reconnect storm's sessions) is looked at
+        # over several ticks, so no tick stalls the loop.
+        due_sessions = wheel.take_due(now, 2 * budget)
         self.last_looked_at = len(due_sessions)
         for session in due_sessions:
             due = session.due(now, policy)

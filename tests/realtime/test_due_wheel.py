@@ -53,6 +53,16 @@ def test_stale_and_closed_entries_are_skipped_and_a_long_pause_catches_up() -> N
     assert wheel.filed == 0
 
 
+def test_a_limit_leaves_the_rest_of_a_wave_for_the_next_ticks() -> None:
+    wheel = DueWheel(1.0, now=0.0)
+    wave = [session(name=str(n)) for n in range(250)]
+    for item in wave:
+        wheel.file(item, 5.0)
+    taken = [wheel.take_due(now, limit=100) for now in (5.0, 6.0, 7.0, 8.0)]
+    assert [len(part) for part in taken] == [100, 100, 50, 0]
+    assert [item for part in taken for item in part] == wave  # each once, in order
+
+
 @pytest.mark.gen_test
 async def test_the_scan_looks_only_at_due_sessions_and_spreads_pings() -> None:
     w = await make_world(heartbeat=HeartbeatPolicy(30, 10, 300))
