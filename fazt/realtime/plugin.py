@@ -38,11 +38,10 @@ from fazt.realtime.hooks import (
     hooks_schema,
 )
 from fazt.realtime.hub import Hub
-from fazt.realtime.lifecycle import scan_period
 from fazt.realtime.limits import REJECTION, Limits, limits_schema
 from fazt.realtime.scan_timer import ScanTimer
-from fazt.realtime.session import HeartbeatPolicy
-from fazt.realtime.transport import WriteCoalescer
+from fazt.realtime.session import HeartbeatPolicy, Session
+from fazt.realtime.transport import WriteCoalescer, ended_with
 
 if TYPE_CHECKING:
     from fazt.kernel.plugin import PluginHost as Kernel
@@ -245,18 +244,24 @@ class RealtimePlugin(Plugin):
         )
         await core.start()
         self._core = core
+
+        def disconnected(session: Session) -> None:
+            # Counted with its close code now; forgotten in the background.
+            core.commands.closed(session, ended_with(session.transport))
+            core.tasks.spawn(core.commands.disconnect(session))
+
         self._endpoint = Endpoint(
             verify_token=kernel.tokens.verify,
             admit=core.admission.admit,
-            connect=core.commands.connect,
+            connect=core.connect,
             receive=core.commands.handle,
-            disconnected=lambda session: core.tasks.spawn(core.commands.disconnect(session)),
-            closed=core.commands.closed,
+            disconnected=disconnected,
             max_message_bytes=lambda app: core.hub.limits_for(app).max_message_bytes,
             queue_size=self.outgoing_queue_size,
             coalescer=WriteCoalescer(),
+            inline=core.backplane.runs_inline,
         )
-        self._scan_timer = ScanTimer(core.scanner.scan, scan_period(policy))
+        self._scan_timer = ScanTimer(core.scanner.scan, core.scanner.period)
         self._scan_timer.start()
         gc.freeze()
 

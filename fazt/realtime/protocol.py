@@ -61,7 +61,9 @@ ERROR_CODES: Final = frozenset(
 
 # -- close codes (Pusher's reconnect classes: 40xx do not reconnect, 41xx back off,
 # 42xx reconnect now).
-#: No close frame was exchanged (the TCP connection dropped); never sent, only reported.
+#: Reported, never sent (RFC 6455): a close frame without a code (1005), and no close
+#: frame at all, the TCP connection dropped (1006).
+NO_STATUS: Final = 1005
 ABNORMAL_CLOSURE: Final = 1006
 CLOSE_MESSAGE_TOO_BIG: Final = 1009
 CLOSE_UNKNOWN_APP: Final = 4001
@@ -342,7 +344,9 @@ def error_frame_from(error: ProtocolError) -> bytes:
 
 
 #: Standard close codes a connection may end with besides fazt's own (RFC 6455).
-_STANDARD_CLOSE_CODES: Final = frozenset({1000, 1001, 1005, ABNORMAL_CLOSURE, 1009, 1011})
+_STANDARD_CLOSE_CODES: Final = frozenset(
+    {1000, 1001, 1002, NO_STATUS, ABNORMAL_CLOSURE, 1007, 1009, 1011}
+)
 
 
 def known_close_code(code: int) -> str:
