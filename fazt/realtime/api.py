@@ -22,6 +22,8 @@ from fazt.realtime import protocol
 from fazt.realtime.backplane.node import Backplane
 from fazt.realtime.channels import is_valid_channel_name
 from fazt.realtime.hub import Hub
+from fazt.realtime.session import is_client_id
+from fazt.realtime.strict_json import strict_json_problem
 
 #: The functions of a plugin's JS namespace, by name.
 JsNamespace = dict[str, HostFunction]
@@ -59,7 +61,15 @@ def _reason(value: object) -> str:
         return ""
     if not isinstance(value, str):
         raise RealtimeAPIError("reason must be a string")
+    _strict("reason", value)
     return value[: protocol.MAX_KICK_REASON]
+
+
+def _strict(name: str, value: object) -> None:
+    """Refuse what strict UTF-8 JSON cannot carry (lone surrogates, NaN, infinities)."""
+    problem = strict_json_problem(value, name)
+    if problem is not None:
+        raise RealtimeAPIError(f"{name} must be strict JSON: {problem}")
 
 
 class RealtimeAPI:
@@ -75,10 +85,13 @@ class RealtimeAPI:
         self._wall_ms = wall_ms
         self.app = app
 
-    def _within_limit(self, build: Callable[[], bytes]) -> bytes:
+    def _within_limit(self, data: Any, build: Callable[[], bytes]) -> bytes:
+        _strict("data", data)
         try:
             payload = build()
         except (TypeError, ValueError) as error:
+            # What the strict check lets through but JSON still refuses (an integer
+            # longer than Python converts to text).
             raise RealtimeAPIError("data must be JSON-serialisable") from error
         limit = self._hub.limits_for(self.app).max_message_bytes
         if len(payload) > limit:
@@ -88,12 +101,16 @@ class RealtimeAPI:
     async def broadcast(self, channel: str, data: Any) -> None:
         """Send ``data`` to every subscriber of ``channel`` in this app, cluster-wide."""
         name = _channel(channel)
-        payload = self._within_limit(lambda: protocol.message_payload(name, data, self._wall_ms()))
+        payload = self._within_limit(
+            data, lambda: protocol.message_payload(name, data, self._wall_ms())
+        )
         await self._hub.publish(self._hub.app_state(self.app), name, payload)
 
     async def broadcast_all(self, data: Any) -> None:
         """Send ``data`` to every client of the app (no channel), cluster-wide."""
-        payload = self._within_limit(lambda: protocol.app_message_payload(data, self._wall_ms()))
+        payload = self._within_limit(
+            data, lambda: protocol.app_message_payload(data, self._wall_ms())
+        )
         await self._hub.publish_app(self._hub.app_state(self.app), payload)
 
     async def subscribers(self, channel: str) -> list[dict[str, Any]]:
@@ -111,6 +128,8 @@ class RealtimeAPI:
         """Kick a client of this app, wherever it is connected; False when unknown."""
         client = _client_id(client_id)
         text = _reason(reason)
+        if not is_client_id(client):
+            return False  # no client ever has such an id: nothing to look up
         app_uuid = self.app.uuid
         if self._hub.kick(app_uuid, client, text):
             return True

@@ -6,12 +6,14 @@ here or refused with an ``error`` frame; a refused request never closes the
 connection. Whether a subscribe is allowed is decided in one place,
 ``_may_subscribe`` (rules, roles, presence, the subscription and channel
 limits); what a subscribe or unsubscribe then does is ``membership``'s job.
+
+Whatever raises while a connection opens, runs or closes, what it holds is
+released (``release.run_every``: one failed step never skips the next), and
+the error is logged once for the connection (``release.note_failure``).
 """
 
 from __future__ import annotations
 
-import logging
-import secrets
 import sys
 from typing import Any
 
@@ -20,16 +22,22 @@ from fazt.kernel.tokens import TokenError, TokenService
 from fazt.realtime import protocol
 from fazt.realtime.backplane.bus import Bus
 from fazt.realtime.backplane.registry import Registry
-from fazt.realtime.channels import check_access, is_presence
+from fazt.realtime.channels import access_refusal, is_presence
 from fazt.realtime.clocks import Clocks
 from fazt.realtime.hub import AppState, Hub
 from fazt.realtime.limits import ThresholdWatcher
 from fazt.realtime.membership import Membership
 from fazt.realtime.presence import user_from_claims
 from fazt.realtime.protocol import ProtocolError
-from fazt.realtime.session import HeartbeatPolicy, Session, Transport
+from fazt.realtime.release import note_failure, run_every
+from fazt.realtime.session import HeartbeatPolicy, Session, Transport, new_client_id
+from fazt.realtime.strict_json import strict_json_problem
 
-log = logging.getLogger("fazt.realtime")
+#: The text of an access refusal (``channels.access_refusal``), by code.
+_ACCESS_REFUSED = {
+    protocol.UNAUTHORIZED: "this channel needs an authenticated client",
+    protocol.FORBIDDEN: "your role may not use this channel",
+}
 
 
 class Commands:
@@ -56,13 +64,30 @@ class Commands:
         self._clocks = clocks
 
     # -- connect and disconnect ---------------------------------------------------------
+    def verify_token(self, token: str, app: App) -> dict[str, Any]:
+        """The claims of a token for ``app`` (``?token=`` and ``auth``), or ``TokenError``.
+
+        Claims must be strict JSON: a token may carry a lone surrogate or a number
+        that parses to infinity (it is still well signed), and neither could be
+        sent on in a ``connected``, ``authenticated`` or ``presence`` frame.
+        """
+        claims = self._tokens.verify(token, app)
+        problem = strict_json_problem(claims, "claims")
+        if problem is not None:
+            raise TokenError(f"token claims are not strict JSON: {problem}")
+        return claims
+
     async def connect(
         self, app: App, transport: Transport, claims: dict[str, Any] | None = None
     ) -> Session:
-        """Register a new connection and send it ``connected``."""
+        """Register a new connection and send it ``connected``.
+
+        Never raises: when a step fails, the connection is closed with 1011,
+        released, and the error logged; the (closed) session is returned.
+        """
         state = self._hub.app_state(app)
         session = Session(
-            client_id=secrets.token_urlsafe(18),
+            client_id=new_client_id(),
             app_uuid=app.uuid,
             transport=transport,
             now=self._clocks.monotonic(),
@@ -73,32 +98,59 @@ class Commands:
         if claims is not None:
             session.authenticate(claims, self._clocks.token_deadline(claims.get("exp")))
         first = self._hub.add_session(state, session)
-        user = user_from_claims(claims) if claims is not None else None
-        session.send(protocol.connected_frame(session.client_id, user))
-        if first:
-            await self._bus.watch_app(app.uuid)
-        await self._registry.add_connection(app.uuid, session.client_id)
-        if session.closed:  # it went away while we registered it
-            await self._registry.remove_connection(app.uuid, session.client_id)
+        try:
+            user = user_from_claims(claims) if claims is not None else None
+            session.send(protocol.connected_frame(session.client_id, user))
+            if first:
+                await self._bus.watch_app(app.uuid)
+            await self._registry.add_connection(app.uuid, session.client_id)
+            if session.closed:  # it went away while we registered it
+                await self._registry.remove_connection(app.uuid, session.client_id)
+        except Exception:
+            note_failure(session, "opening the connection")
+            session.close(
+                protocol.CLOSE_INTERNAL_ERROR, protocol.close_reason(protocol.CLOSE_INTERNAL_ERROR)
+            )
+            await self.disconnect(session)
         return session
 
     async def disconnect(self, session: Session) -> None:
-        """Forget a connection that closed (for any reason). Idempotent."""
+        """Forget a connection that closed (for any reason). Idempotent; never raises.
+
+        Its subscriptions, presence entries, registration and counts are all
+        released, each step even when an earlier one failed.
+        """
         session.closed = True
         state = self._hub.remove_session(session)
         if state is None:
             return
-        await self._membership.leave_all(state, session)
         app_uuid = session.app_uuid
-        await self._registry.remove_connection(app_uuid, session.client_id)
-        if not state.sessions:
-            await self._bus.unwatch_app(app_uuid)
-        per_app = await self._registry.count_connections(app_uuid)
-        self._watcher.observe(
-            "maxConnectionsPerApp", per_app, state.limits.maxConnectionsPerApp, app_uuid
-        )
-        total = await self._registry.count_connections(None)
-        self._watcher.observe("maxConnectionsTotal", total, self._hub.limits.maxConnectionsTotal)
+
+        async def unwatch() -> None:
+            if not state.sessions:
+                await self._bus.unwatch_app(app_uuid)
+
+        async def observe() -> None:
+            per_app = await self._registry.count_connections(app_uuid)
+            self._watcher.observe(
+                "maxConnectionsPerApp", per_app, state.limits.maxConnectionsPerApp, app_uuid
+            )
+            total = await self._registry.count_connections(None)
+            self._watcher.observe(
+                "maxConnectionsTotal", total, self._hub.limits.maxConnectionsTotal
+            )
+
+        try:
+            await run_every(
+                (
+                    lambda: self._membership.leave_all(state, session),
+                    lambda: self._registry.remove_connection(app_uuid, session.client_id),
+                    unwatch,
+                    observe,
+                )
+            )
+        except Exception:
+            note_failure(session, "closing the connection")
 
     # -- client frames -------------------------------------------------------------------
     async def handle(self, session: Session, text: str | bytes) -> None:
@@ -137,8 +189,8 @@ class Commands:
                 session.send(protocol.error_frame_from(error))
         except Exception:
             # A failing backplane call (or a bug) must not cost the client its
-            # connection; it is logged loudly instead.
-            log.exception("realtime: failed to handle a %s message", type(message).__name__)
+            # connection; it is logged, once for the connection.
+            note_failure(session, f"handling a {type(message).__name__} message")
 
     def _state(self, session: Session) -> AppState:
         state = self._hub.state_of(session.app_uuid)
@@ -161,14 +213,17 @@ class Commands:
     async def _auth(self, session: Session, token: str) -> None:
         state = self._state(session)
         try:
-            claims = self._tokens.verify(token, state.app)
+            claims = self.verify_token(token, state.app)
         except TokenError as error:
             raise ProtocolError(protocol.UNAUTHORIZED, str(error)) from error
         previous = session.claims
+        membership = self._membership
         if previous is not None and previous.get("sub") != claims.get("sub"):
-            # Switching users: presence and private subscriptions were granted to the
-            # old identity, so they go (as on expiry).
-            await self._membership.leave_authenticated(session, "reauthenticated")
+            # Switching users: what the old identity was granted goes (as on expiry).
+            await membership.leave_disallowed(state, session, None, "reauthenticated")
+        # Same user or not, every subscription must still be allowed by the new claims
+        # (a role may be gone).
+        await membership.leave_disallowed(state, session, claims, "reauthenticated")
         session.authenticate(claims, self._clocks.token_deadline(claims.get("exp")))
         session.send(protocol.authenticated_frame(user_from_claims(claims)))
 
@@ -177,25 +232,29 @@ class Commands:
         # Every subscriber keeps the name: one shared string, not one per client.
         channel = sys.intern(channel)
         if channel in session.subscriptions:
-            await self._membership.send_subscribed(session, channel)  # idempotent
+            # Idempotent, but access is checked again: a subscription that is no
+            # longer allowed (the app's rules changed) goes, with the refusal.
+            refusal = _access_refusal(state, session, channel)
+            if refusal is not None:
+                await self._membership.leave(state, session, channel, refusal.code)
+                raise refusal
+            await self._membership.send_subscribed(session, channel)
             return
-        await self._may_subscribe(state, session, channel)
+        creates = await self._may_subscribe(state, session, channel)
         if session.closed:
             return
         await self._membership.join(state, session, channel)
+        session.record_subscribe(channel, creates)
 
-    async def _may_subscribe(self, state: AppState, session: Session, channel: str) -> None:
-        """The one place a subscribe is decided: raises ``ProtocolError`` to refuse it."""
-        rule = state.rules.rule_for(channel)
-        if is_presence(channel) and not session.claims:
-            raise ProtocolError(
-                protocol.UNAUTHORIZED, "presence channels need an authenticated client", channel
-            )
-        denied = check_access(rule, session.claims)
-        if denied == protocol.UNAUTHORIZED:
-            raise ProtocolError(denied, "this channel needs an authenticated client", channel)
-        if denied is not None:
-            raise ProtocolError(protocol.FORBIDDEN, "your role may not use this channel", channel)
+    async def _may_subscribe(self, state: AppState, session: Session, channel: str) -> bool:
+        """The one place a subscribe is decided: raises ``ProtocolError`` to refuse it.
+
+        Returns whether the subscribe creates the channel (nobody, anywhere in
+        the cluster, is subscribed to it yet).
+        """
+        refusal = _access_refusal(state, session, channel)
+        if refusal is not None:
+            raise refusal
         limits = state.limits
         if len(session.subscriptions) >= limits.maxSubscriptionsPerClient:
             raise ProtocolError(
@@ -204,17 +263,26 @@ class Commands:
                 channel,
             )
         if channel in state.channels:
-            return  # the channel already exists here: no new channel for the app
+            return False  # the channel already exists here: no new channel for the app
         app_uuid = session.app_uuid
-        if await self._registry.count_subscribers(app_uuid, channel) == 0:
-            used = await self._registry.count_channels(app_uuid)
-            if used >= limits.maxChannelsPerApp:
-                raise ProtocolError(
-                    protocol.CHANNEL_LIMIT,
-                    f"this app has reached its limit of {limits.maxChannelsPerApp} channels",
-                    channel,
-                )
-            self._watcher.observe("maxChannelsPerApp", used + 1, limits.maxChannelsPerApp, app_uuid)
+        if await self._registry.count_subscribers(app_uuid, channel) != 0:
+            return False
+        budget = limits.maxChannelsCreatedPerClient
+        if session.channels_created() >= budget:
+            raise ProtocolError(
+                protocol.CHANNEL_LIMIT,
+                f"at most {budget} new channels per client: leave one you created first",
+                channel,
+            )
+        used = await self._registry.count_channels(app_uuid)
+        if used >= limits.maxChannelsPerApp:
+            raise ProtocolError(
+                protocol.CHANNEL_LIMIT,
+                f"this app has reached its limit of {limits.maxChannelsPerApp} channels",
+                channel,
+            )
+        self._watcher.observe("maxChannelsPerApp", used + 1, limits.maxChannelsPerApp, app_uuid)
+        return True
 
     async def _members(self, session: Session, channel: str) -> None:
         if channel not in session.subscriptions:
@@ -246,3 +314,16 @@ class Commands:
             channel, message.data, self._clocks.wall_ms(), session.client_id
         )
         await self._hub.publish(state, channel, payload, exclude=session.client_id)
+
+
+def _access_refusal(state: AppState, session: Session, channel: str) -> ProtocolError | None:
+    """The error that refuses ``session`` the channel (``channels.access_refusal``), or None."""
+    code = access_refusal(state.rules, channel, session.claims)
+    if code is None:
+        return None
+    text = (
+        "presence channels need an authenticated client"
+        if is_presence(channel) and not session.claims
+        else _ACCESS_REFUSED[code]
+    )
+    return ProtocolError(code, text, channel)

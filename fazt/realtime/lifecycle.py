@@ -16,6 +16,7 @@ from typing import Final
 from fazt.realtime import protocol
 from fazt.realtime.hub import Admission, Hub
 from fazt.realtime.membership import Membership
+from fazt.realtime.release import note_failure
 from fazt.realtime.session import Due, HeartbeatPolicy, Session
 from fazt.realtime.tasks import Tasks
 
@@ -68,14 +69,22 @@ class Scanner:
                 self._tasks.spawn(self.expire_token(session))
 
     async def expire_token(self, session: Session) -> None:
-        """The token ran out: drop its subscriptions, stay open as anonymous."""
+        """The token ran out: every subscription an anonymous client may not hold goes
+        (private, presence, ``auth``, role and ``{sub}`` rules); the connection stays
+        open as anonymous, even when leaving a channel failed."""
         if session.closed or session.claims is None:
             return
         session.token_expires_at = None  # the scan must not fire twice
-        await self._membership.leave_authenticated(session, "token_expired")
-        session.drop_auth()
-        if not session.closed:
-            session.send(protocol.error_frame(protocol.UNAUTHORIZED, "token expired"))
+        try:
+            state = self._hub.state_of(session.app_uuid)
+            if state is not None:
+                await self._membership.leave_disallowed(state, session, None, "token_expired")
+        except Exception:
+            note_failure(session, "expiring its token")
+        finally:
+            session.drop_auth()
+            if not session.closed:
+                session.send(protocol.error_frame(protocol.UNAUTHORIZED, "token expired"))
 
 
 class Shutdown:

@@ -1,4 +1,4 @@
-"""The seven realtime limits: names, defaults, per-app lowering and 80 % warnings.
+"""The realtime limits: names, defaults, per-app lowering and 80 % warnings.
 
 Kernel config ``"realtime": {"limits": {...}}`` sets them for the kernel; an
 app's ``app.json`` ``"limits": {"realtime": {...}}`` may lower any of them,
@@ -8,7 +8,10 @@ Capacity limits (connections total / per app, channels per app) warn at 80 %:
 once per crossing, i.e. again only after usage fell back under 80 % and rose
 again. The warning is logged and handed to a notifier (the kernel's
 notification hook). At 100 % the next connection gets HTTP 503 and the next
-channel ``channel_limit``.
+channel ``channel_limit``. ``maxChannelsCreatedPerClient`` bounds how many of
+the app's channels one connection may hold open by being their first
+subscriber, so a few anonymous connections cannot use up
+``maxChannelsPerApp``; an unsubscribe gives the budget back.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ class Limits:
     maxConnectionsTotal: int = 5000
     maxConnectionsPerApp: int = 500
     maxChannelsPerApp: int = 100
+    #: New channels one connection may hold: its subscriptions that created their channel.
+    maxChannelsCreatedPerClient: int = 10
     maxSubscriptionsPerClient: int = 20
     maxMessageSizeKB: int = 64
     maxMessagesPerSecond: int = 100

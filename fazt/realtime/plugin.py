@@ -178,7 +178,7 @@ class RealtimePlugin(Plugin):
         await core.start()
         self._core = core
         self._endpoint = Endpoint(
-            verify_token=kernel.tokens.verify,
+            verify_token=core.commands.verify_token,
             admit=core.admission.admit,
             connect=core.commands.connect,
             receive=core.commands.handle,

@@ -28,6 +28,7 @@ from fazt.realtime.channels import (
     MAX_CHANNEL_LENGTH,
     is_valid_channel_name,
 )
+from fazt.realtime.strict_json import strict_json_problem
 
 # -- error codes (sent in {"type": "error", "code": ...}; never close the connection)
 INVALID_JSON: Final = "invalid_json"
@@ -59,6 +60,7 @@ ERROR_CODES: Final = frozenset(
 # -- close codes (Pusher's reconnect classes: 40xx do not reconnect, 41xx back off,
 # 42xx reconnect now).
 CLOSE_MESSAGE_TOO_BIG: Final = 1009
+CLOSE_INTERNAL_ERROR: Final = 1011
 CLOSE_UNKNOWN_APP: Final = 4001
 CLOSE_KICKED: Final = 4003
 CLOSE_AUTH_FAILED: Final = 4009
@@ -70,6 +72,7 @@ CLOSE_IDLE_TIMEOUT: Final = 4202
 
 CLOSE_REASONS: Final = {
     CLOSE_MESSAGE_TOO_BIG: "message too big",
+    CLOSE_INTERNAL_ERROR: "internal error",
     CLOSE_UNKNOWN_APP: "unknown app",
     CLOSE_KICKED: "kicked",
     CLOSE_AUTH_FAILED: "authentication failed",
@@ -149,8 +152,12 @@ _CHANNEL_TYPES: Final[dict[str, type[Subscribe | Unsubscribe | Members]]] = {
 def parse(frame: str | bytes) -> ClientMessage:
     """Parse one client text frame, or raise ``ProtocolError``.
 
-    Unknown extra fields are ignored (forward compatibility); a known field of
-    the wrong type is ``invalid_message``; a bad channel name is
+    A frame that is not *strict* JSON is ``invalid_json`` too: a number too big
+    for a double (``1e400`` would parse to infinity), a lone surrogate in a
+    string or key (``"\\ud800"``), or nesting deeper than ``strict_json.MAX_DEPTH``. That
+    is checked here, once, so nothing behind the edge meets a value it cannot
+    encode again. Unknown extra fields are ignored (forward compatibility); a
+    known field of the wrong type is ``invalid_message``; a bad channel name is
     ``invalid_channel`` (with the offending name echoed only when it is short
     and printable, so a hostile name is never reflected in full).
     """
@@ -158,6 +165,9 @@ def parse(frame: str | bytes) -> ClientMessage:
         value = json.loads(frame, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as error:
         raise ProtocolError(INVALID_JSON, "frame is not valid JSON") from error
+    problem = strict_json_problem(value, "message")
+    if problem is not None:
+        raise ProtocolError(INVALID_JSON, f"frame is not strict JSON: {problem}")
     if not isinstance(value, dict):
         raise ProtocolError(INVALID_MESSAGE, "a message must be a JSON object")
     kind = value.get("type")

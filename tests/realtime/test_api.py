@@ -53,9 +53,22 @@ async def test_subscribers_list_public_entries() -> None:
         (lambda api: api.broadcast(5, 1), "channel must be a string"),
         (lambda api: api.broadcast("bad name", 1), "invalid channel name"),
         (lambda api: api.broadcast("c", "x" * 2000), "over the 1024-byte limit"),
-        (lambda api: api.broadcast("c", {1, 2}), "data must be JSON-serialisable"),
-        (lambda api: api.broadcast("c", float("nan")), "data must be JSON-serialisable"),
-        (lambda api: api.broadcast_all(float("inf")), "data must be JSON-serialisable"),
+        (lambda api: api.broadcast("c", {1, 2}), "data must be strict JSON: a value of type set"),
+        (lambda api: api.broadcast("c", float("nan")), "data must be strict JSON: a non-finite"),
+        (lambda api: api.broadcast_all(float("inf")), "data must be strict JSON: a non-finite"),
+        (
+            lambda api: api.broadcast("c", {"user": {"name": "\ud800"}}),
+            "data must be strict JSON: a lone surrogate in a string at data.user.name",
+        ),
+        (
+            lambda api: api.broadcast_all({"\udc00": 1}),
+            "data must be strict JSON: a lone surrogate in a key at data",
+        ),
+        (
+            lambda api: api.broadcast("c", [float("-inf")]),
+            "data must be strict JSON: a non-finite number at data[0]",
+        ),
+        (lambda api: api.broadcast("c", 10**5000), "data must be JSON-serialisable"),
         (lambda api: api.subscribers(None), "channel is required"),
         (lambda api: api.count(""), "invalid channel name"),
         (lambda api: api.count(7), "channel must be a string"),
@@ -63,6 +76,7 @@ async def test_subscribers_list_public_entries() -> None:
         (lambda api: api.kick(3, "r"), "clientId must be a string"),
         (lambda api: api.kick("", "r"), "clientId must be a non-empty string"),
         (lambda api: api.kick("id", 5), "reason must be a string"),
+        (lambda api: api.kick("id", "bye \ud83d"), "reason must be strict JSON: a lone surrogate"),
     ],
 )
 @pytest.mark.gen_test
