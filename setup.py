@@ -8,6 +8,7 @@ from setuptools import find_packages, setup
 
 TEST_REQUIREMENTS = [
     "pytest>=8.0",
+    "pytest-timeout>=2.3",
     "hypothesis>=6.100",
     "websockets>=13.0",
     "redis>=5.0",

@@ -44,6 +44,19 @@ _SANDBOX_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+#: The HTTP edge (``fazt.edge``): timeouts, and the cap on connections that have not
+#: finished their headers or upgrade. Defaults are the properties below.
+_HTTP_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "headerTimeoutSeconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+        "idleConnectionTimeoutSeconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
+        "bodyTimeoutSeconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
+        "maxPendingConnections": {"type": "integer", "minimum": 1, "maximum": 1000000},
+    },
+    "additionalProperties": False,
+}
+
 #: The kernel's own keys. Plugin sections are added by ``config_schema()``.
 KERNEL_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -64,8 +77,15 @@ KERNEL_SCHEMA: dict[str, Any] = {
         },
         "jwt": _JWT_SCHEMA,
         "sandbox": _SANDBOX_SCHEMA,
+        "http": _HTTP_SCHEMA,
         "redis": {"type": ["string", "null"], "pattern": "^rediss?://"},
         "workers": {"type": "integer", "minimum": 1, "maximum": 256},
+        # Host names that are the kernel's own (the app index, /_fazt/, /_app/<slug>/),
+        # besides the bare domain, localhost and IP literals.
+        "kernelHosts": {
+            "type": "array",
+            "items": {"type": "string", "pattern": r"^[A-Za-z0-9.-]+$"},
+        },
     },
 }
 
@@ -172,6 +192,10 @@ class KernelConfig:
         return int(self._raw.get("workers", 1))
 
     @property
+    def kernel_hosts(self) -> list[str]:
+        return [str(host) for host in self._raw.get("kernelHosts", [])]
+
+    @property
     def jwt(self) -> dict[str, Any]:
         return dict(self._raw.get("jwt", {}))
 
@@ -186,3 +210,19 @@ class KernelConfig:
     @property
     def sandbox_threads(self) -> int:
         return int(self._raw.get("sandbox", {}).get("threads", 2))
+
+    @property
+    def http_header_timeout_seconds(self) -> float:
+        return float(self._raw.get("http", {}).get("headerTimeoutSeconds", 10.0))
+
+    @property
+    def http_idle_connection_timeout_seconds(self) -> float:
+        return float(self._raw.get("http", {}).get("idleConnectionTimeoutSeconds", 60.0))
+
+    @property
+    def http_body_timeout_seconds(self) -> float:
+        return float(self._raw.get("http", {}).get("bodyTimeoutSeconds", 30.0))
+
+    @property
+    def http_max_pending_connections(self) -> int:
+        return int(self._raw.get("http", {}).get("maxPendingConnections", 1000))

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import quickjs
 
-from fazt.js_bridge.modules import ModuleSource
+from fazt.js_bridge.modules import ModuleLines, ModuleSource
 
 HostCall = tuple[int, str, list[Any]]  # (call id, "fazt.ns.fn", JSON-decoded args)
 HostResult = tuple[int, bool, str]  # (call id, ok, JSON result or rejection message)
@@ -143,6 +143,7 @@ class AppRuntime:
         )
         self._ctx.eval(";".join(f"delete globalThis.{name}" for name in _INTERNALS))
         self._loaded: dict[str, tuple[Any, str, str]] = {}  # key -> (version, kind, text)
+        self._lines = ModuleLines(reserved=PRELUDE_SOURCE.count("\n") + 1)
         self._budget = CpuBudget(0.0)
 
     # -- slices ------------------------------------------------------------------
@@ -172,14 +173,12 @@ class AppRuntime:
             changed = True
             if module.kind == "js":
                 try:
-                    # The wrapper shares the first line of the source: line numbers match.
-                    factory = self._slice(
-                        self._ctx.eval,
-                        "(function (module, exports, require) {" + module.text + "\n})",
-                    )
+                    # At its own lines, so that locations name the file (see ModuleLines).
+                    source = self._lines.wrap(module.key, module.text)
+                    factory = self._slice(self._ctx.eval, source)
                 except quickjs.JSException as error:
-                    first = str(error).split("\n", 1)[0]
-                    self._slice(self._define, module.key, "error", f"api/{module.key}: {first}")
+                    message = self._lines.compile_error(module.key, str(error))
+                    self._slice(self._define, module.key, "error", message)
                 else:
                     self._slice(self._define, module.key, "js", factory)
             else:
@@ -227,6 +226,8 @@ class AppRuntime:
                 if self._slice(self._ctx.execute_pending_job):
                     continue
             if isinstance(done, dict):
+                if isinstance(done.get("stack"), str):
+                    done["stack"] = self._lines.rewrite_stack(done["stack"])
                 return done
             return {
                 "error": "the handler's promise never settled (it awaits something that "
@@ -254,7 +255,8 @@ class AppRuntime:
             for entry in logs:
                 if isinstance(entry, list) and len(entry) == 2:
                     level = _LOG_LEVELS.get(str(entry[0]), logging.INFO)
-                    self.log.log(level, "%s", entry[1], extra={"app": self.slug})
+                    text = self._lines.rewrite_stack(str(entry[1]))  # a logged Error's stack
+                    self.log.log(level, "%s", text, extra={"app": self.slug})
         if dropped:
             self.log.warning(
                 "%d console lines dropped (more than %d between two host calls)",

@@ -25,6 +25,9 @@ import tornado.routing
 import tornado.web
 
 from fazt.config import ConfigError, KernelConfig
+from fazt.edge.access_log import log_request
+from fazt.edge.redaction import install_log_redaction
+from fazt.edge.server import EdgeHTTPServer, EdgeSettings
 from fazt.kernel.app import App
 from fazt.kernel.auth_api import NAMESPACE as AUTH_NAMESPACE
 from fazt.kernel.auth_api import auth_namespace
@@ -210,7 +213,7 @@ class Kernel:
     def make_application(self) -> tornado.web.Application:
         """The Tornado application that routes every request (see router)."""
         routes = self._plugin_routes()
-        application = tornado.web.Application()
+        application = tornado.web.Application(log_function=log_request)
         router = KernelRouter(application, self, routes)
         application.wildcard_router.add_rules(
             [tornado.routing.Rule(tornado.routing.AnyMatches(), router)]
@@ -252,8 +255,11 @@ class Kernel:
                 await self._stop_plugins()
                 raise
             self._started.append(plugin)
-        self._server = tornado.httpserver.HTTPServer(
-            self.make_application(), max_body_size=MAX_BODY_BYTES
+        install_log_redaction()
+        self._server = EdgeHTTPServer(
+            self.make_application(),
+            edge=EdgeSettings.from_config(self.config),
+            max_body_size=MAX_BODY_BYTES,
         )
         bound = sockets if sockets is not None else tornado.netutil.bind_sockets(port, address)
         self._server.add_sockets(bound)

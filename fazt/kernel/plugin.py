@@ -79,6 +79,13 @@ class Plugin:
         """JSON Schema for ``app.json`` ``limits.<name>`` (per-app overrides)."""
         return None
 
+    def manifest_warnings(self, manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """``(json_path, reason)`` for settings of a valid ``app.json`` that never take effect.
+
+        ``fazt check`` prints them as warnings; they do not keep the app out.
+        """
+        return []
+
     def routes(self) -> list[PluginRoute]:
         """Paths reserved inside every app."""
         return []

@@ -104,7 +104,7 @@ class RealtimeAPI:
         payload = self._within_limit(
             data, lambda: protocol.message_payload(name, data, self._wall_ms())
         )
-        await self._hub.publish(self._hub.app_state(self.app), name, payload)
+        await self._hub.publish(self.app.uuid, name, payload)
 
     async def broadcast_all(self, data: Any) -> None:
         """Send ``data`` to every client of the app (no channel), cluster-wide."""

@@ -175,6 +175,24 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(f"{star(head)}(?P<owner>.+?){star(tail)}")
 
 
+def auth_false_never_holds(pattern: str, spec: Mapping[str, Any]) -> str | None:
+    """Why ``"auth": false`` in this rule can never hold, or None.
+
+    Presence needs a member (a user from a token), ``{sub}`` needs the token's
+    ``sub`` and a role needs the token's roles, so such a rule needs a token
+    whatever ``auth`` says.
+    """
+    if spec.get("auth") is not False:
+        return None
+    if is_presence(pattern):
+        return "presence channels always need a token (each member is a signed-in user)"
+    if OWNER_PLACEHOLDER in pattern:
+        return "a {sub} pattern always needs a token (its sub names the channel's owner)"
+    if spec.get("role"):
+        return "a rule with a role always needs a token (the roles come from it)"
+    return None
+
+
 def _rule_from(pattern: str, spec: Mapping[str, Any]) -> ChannelRule:
     role = spec.get("role")
     roles: frozenset[str]

@@ -80,7 +80,11 @@ class Commands:
     async def connect(
         self, app: App, transport: Transport, claims: dict[str, Any] | None = None
     ) -> Session:
-        """Register a new connection and send it ``connected``.
+        """Register a new connection, then send it ``connected``.
+
+        ``connected`` goes out only once the registry counts the connection and
+        this node receives the app's messages, so a client that saw it is
+        already counted by every node's admission and reached by ``broadcastAll``.
 
         Never raises: when a step fails, the connection is closed with 1011,
         released, and the error logged; the (closed) session is returned.
@@ -99,13 +103,14 @@ class Commands:
             session.authenticate(claims, self._clocks.token_deadline(claims.get("exp")))
         first = self._hub.add_session(state, session)
         try:
-            user = user_from_claims(claims) if claims is not None else None
-            session.send(protocol.connected_frame(session.client_id, user))
             if first:
                 await self._bus.watch_app(app.uuid)
             await self._registry.add_connection(app.uuid, session.client_id)
             if session.closed:  # it went away while we registered it
                 await self._registry.remove_connection(app.uuid, session.client_id)
+                return session
+            user = user_from_claims(claims) if claims is not None else None
+            session.send(protocol.connected_frame(session.client_id, user))
         except Exception:
             note_failure(session, "opening the connection")
             session.close(
@@ -313,7 +318,7 @@ class Commands:
         payload = protocol.message_payload(
             channel, message.data, self._clocks.wall_ms(), session.client_id
         )
-        await self._hub.publish(state, channel, payload, exclude=session.client_id)
+        await self._hub.publish(state.app.uuid, channel, payload, exclude=session.client_id)
 
 
 def _access_refusal(state: AppState, session: Session, channel: str) -> ProtocolError | None:

@@ -150,14 +150,19 @@ class Hub:
                 session.send(frame)
 
     async def publish(
-        self, state: AppState, channel: str, payload: bytes, exclude: str | None = None
+        self, app_uuid: str, channel: str, payload: bytes, exclude: str | None = None
     ) -> None:
         """The one place a message to a channel is fanned out: to the local subscribers
-        (but ``exclude``), then once to the bus for the other nodes."""
-        subscribers = state.channels.get(channel)
+        (but ``exclude``), then once to the bus for the other nodes.
+
+        Takes the app's uuid, not its state: a node with no client of the app (one
+        that swept a dead node's presence, say) still publishes to the others.
+        """
+        state = self._apps.get(app_uuid)
+        subscribers = state.channels.get(channel) if state is not None else None
         if subscribers:
             self.fan_out(subscribers, text_frame(payload), exclude)
-        await self._bus.publish_channel(state.app.uuid, channel, payload)
+        await self._bus.publish_channel(app_uuid, channel, payload)
 
     async def publish_app(self, state: AppState, payload: bytes) -> None:
         """``broadcastAll``: to every local client of the app, then to the bus."""

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fazt.kernel.app import App
+from fazt.kernel.manifest import PATTERN_DESCRIPTION, child_path
 from fazt.kernel.plugin import Plugin, PluginRoute
 from fazt.realtime.api import JsNamespace, RealtimeAPI, js_namespace
 from fazt.realtime.backplane.node import Backplane, memory_backplane, redis_backplane
-from fazt.realtime.channels import rule_pattern_schema
+from fazt.realtime.channels import auth_false_never_holds, rule_pattern_schema
 from fazt.realtime.core import RealtimeCore
 from fazt.realtime.endpoint import Endpoint
 from fazt.realtime.handler import RealtimeHandler
@@ -108,7 +109,11 @@ class RealtimePlugin(Plugin):
                     "channels": {
                         "type": "object",
                         # Channel characters plus "*" globs and at most one "{sub}".
-                        "propertyNames": rule_pattern_schema(),
+                        "propertyNames": {
+                            **rule_pattern_schema(),
+                            PATTERN_DESCRIPTION: "a channel pattern may contain only letters, "
+                            "digits, _ - = @ , . ; : and the wildcard *, plus at most one {sub}",
+                        },
                         "additionalProperties": CHANNEL_RULE_SCHEMA,
                     }
                 },
@@ -117,6 +122,19 @@ class RealtimePlugin(Plugin):
 
     def manifest_limits_schema(self) -> dict[str, Any]:
         return limits_schema()
+
+    def manifest_warnings(self, manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
+        section = manifest.get("realtime")
+        rules = section.get("channels") if isinstance(section, Mapping) else None
+        if not isinstance(rules, Mapping):
+            return []
+        warnings = []
+        for pattern, spec in rules.items():
+            why = auth_false_never_holds(pattern, spec) if isinstance(spec, Mapping) else None
+            if why is not None:
+                where = child_path(child_path("$.realtime.channels", pattern), "auth")
+                warnings.append((where, f'"auth": false never holds: {why}'))
+        return warnings
 
     # -- what the kernel serves ----------------------------------------------------
     def routes(self) -> list[PluginRoute]:

@@ -26,7 +26,8 @@ logged at most once a minute (``note_invalid``). Publishes dropped because of
 an outage are counted in ``dropped_messages``.
 
 redis-py is imported lazily, so fazt without the ``redis`` extra still works and
-only a node that asks for Redis learns that it must ``pip install 'fazt[redis]'``.
+only a node that asks for Redis learns that it must install redis-py
+(``pip install -e '.[redis]'`` in the repository).
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ log = logging.getLogger("fazt.realtime.backplane.redis")
 T = TypeVar("T")
 F = TypeVar("F")
 
-INSTALL_HINT = "the Redis backplane needs redis-py: pip install 'fazt[redis]'"
+INSTALL_HINT = (
+    "the Redis backplane needs redis-py: run pip install -e '.[redis]' in the fazt repository "
+    "(or pip install redis in fazt's virtualenv)"
+)
 _LOG_INTERVAL_SECONDS = 60.0
 
 #: ``on_message(topic, data)``: one pub/sub message for the listener.
