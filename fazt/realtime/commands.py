@@ -85,6 +85,9 @@ class Commands:
         ``connected`` goes out only once the registry counts the connection and
         this node receives the app's messages, so a client that saw it is
         already counted by every node's admission and reached by ``broadcastAll``.
+        It is always the connection's first frame: while it is being registered
+        the session is in the hub (a disconnect finds it) but takes no frames, so
+        an app-wide message fanned out meanwhile is not delivered to it.
 
         Never raises: when a step fails, the connection is closed with 1011,
         released, and the error logged; the (closed) session is returned.
@@ -101,6 +104,7 @@ class Commands:
         )
         if claims is not None:
             session.authenticate(claims, self._clocks.token_deadline(claims.get("exp")))
+        session.send = _not_connected_yet
         first = self._hub.add_session(state, session)
         try:
             if first:
@@ -110,6 +114,7 @@ class Commands:
                 await self._registry.remove_connection(app.uuid, session.client_id)
                 return session
             user = user_from_claims(claims) if claims is not None else None
+            session.send = transport.send_frame
             session.send(protocol.connected_frame(session.client_id, user))
         except Exception:
             note_failure(session, "opening the connection")
@@ -319,6 +324,10 @@ class Commands:
             channel, message.data, self._clocks.wall_ms(), session.client_id
         )
         await self._hub.publish(state.app.uuid, channel, payload, exclude=session.client_id)
+
+
+def _not_connected_yet(frame: bytes) -> None:
+    """``Session.send`` until ``connected`` went out: frames before it are dropped."""
 
 
 def _access_refusal(state: AppState, session: Session, channel: str) -> ProtocolError | None:

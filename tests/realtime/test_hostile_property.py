@@ -33,6 +33,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.harness import FaztProcess, make_app
+from tests.realtime.wsclient import strict_loads
 
 SECRET = "hostile-property-secret-0123456789abcdef"
 PRESENCE = "presence-lobby"
@@ -144,17 +145,6 @@ def token(claims_text: str) -> str:
 
 def claims_with(sub: str, extra: str = "") -> str:
     return f'{{"sub":"{sub}","exp":{int(time.time()) + 600}{extra}}}'
-
-
-def strict_loads(text: str | bytes) -> Any:
-    """Every server frame must be strict JSON: no NaN/Infinity, nothing unencodable."""
-
-    def refuse(name: str) -> Any:
-        raise AssertionError(f"the server sent {name}")
-
-    value = json.loads(text, parse_constant=refuse)
-    json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
-    return value
 
 
 def is_strict(text: str, enclosing: int) -> bool:

@@ -20,6 +20,18 @@ from tests.harness import RunningKernel, make_app, running_kernel
 TIMEOUT = 5.0
 
 
+def strict_loads(text: str | bytes) -> Any:
+    """A server frame, which must be strict JSON: no NaN/Infinity, nothing unencodable
+    (``ValueError`` otherwise; ``UnicodeEncodeError`` is one)."""
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"the server sent {name}, which is not JSON")
+
+    value = json.loads(text, parse_constant=refuse)
+    json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    return value
+
+
 class Client:
     """A JSON WebSocket client with bounded waits."""
 

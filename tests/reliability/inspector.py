@@ -1,0 +1,163 @@
+"""A test-only kernel plugin: what the realtime core holds, for the reliability suite.
+
+Not reachable in production: it lives under ``tests/`` (not in the ``fazt``
+package) and is loaded only by a config that names it by import path,
+``"plugins": ["realtime", "tests.reliability.inspector:InspectorPlugin"]``.
+
+``GET /_inspect`` (inside any app) answers the realtime core's own state:
+local sessions and the closing ones among them, local channels, the core's
+background tasks and every asyncio task of the server. ``?deep=1`` adds
+counts of live objects found by the garbage collector (sessions, transports,
+WebSocket handlers): a session the hub forgot but something still holds shows
+there. ``?client=ID`` answers only that client's state (``open``, ``closing``
+or ``gone``): cheap enough to poll.
+
+``?stalls=1`` answers what the plugin watched since the server started: the
+longest lateness of a 10 ms IOLoop timer (how long the loop was kept from its
+other work) and the longest garbage-collector pass, with the moments (seconds
+since the plugin started) of every one over 50 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from typing import Any, Final
+
+import tornado.ioloop
+import tornado.web
+
+from fazt.kernel.app import App
+from fazt.kernel.kernel import Kernel
+from fazt.kernel.plugin import Plugin, PluginRoute
+from fazt.realtime.handler import RealtimeHandler
+from fazt.realtime.plugin import RealtimePlugin
+from fazt.realtime.session import Session
+from fazt.realtime.transport import TornadoTransport
+
+#: A loop lateness or a GC pass longer than this is listed with its moment.
+STALL_MS: Final = 50.0
+#: At most this many listed (the maximum is always kept).
+MAX_LISTED: Final = 100
+
+
+class StallWatch:
+    """The IOLoop's lateness (a 10 ms timer) and the GC's passes, in the server."""
+
+    PERIOD_SECONDS: Final = 0.01
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.loop_max_ms = 0.0
+        self.gc_max_ms = 0.0
+        self.loop_stalls: list[tuple[float, float]] = []
+        self.gc_stalls: list[tuple[float, float]] = []
+        self._expected = 0.0
+        self._gc_started = 0.0
+        self._timer: tornado.ioloop.PeriodicCallback | None = None
+
+    def start(self) -> None:
+        self._expected = time.monotonic() + self.PERIOD_SECONDS
+        self._timer = tornado.ioloop.PeriodicCallback(self._tick, self.PERIOD_SECONDS * 1000)
+        self._timer.start()
+        gc.callbacks.append(self._gc)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        if self._gc in gc.callbacks:
+            gc.callbacks.remove(self._gc)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        late_ms = (now - self._expected) * 1000
+        self._expected = now + self.PERIOD_SECONDS
+        self.loop_max_ms = max(self.loop_max_ms, late_ms)
+        if late_ms > STALL_MS and len(self.loop_stalls) < MAX_LISTED:
+            self.loop_stalls.append((round(now - self.started, 2), round(late_ms, 1)))
+
+    def _gc(self, phase: str, info: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if phase == "start":
+            self._gc_started = now
+            return
+        took_ms = (now - self._gc_started) * 1000
+        self.gc_max_ms = max(self.gc_max_ms, took_ms)
+        if took_ms > STALL_MS and len(self.gc_stalls) < MAX_LISTED:
+            self.gc_stalls.append((round(now - self.started, 2), round(took_ms, 1)))
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "loopMaxLagMs": round(self.loop_max_ms, 1),
+            "loopStalls": self.loop_stalls,
+            "gcMaxMs": round(self.gc_max_ms, 1),
+            "gcStalls": self.gc_stalls,
+        }
+
+
+class InspectHandler(tornado.web.RequestHandler):
+    def initialize(self, kernel: Kernel, app: App | None, watch: StallWatch) -> None:
+        self.kernel = kernel
+        self.watch = watch
+
+    def get(self) -> None:
+        plugin = self.kernel.plugin("realtime")
+        assert isinstance(plugin, RealtimePlugin)
+        core = plugin.core
+        client = self.get_query_argument("client", None)
+        if client is not None:
+            self.write({"state": _client_state(plugin, client)})
+            return
+        if self.get_query_argument("stalls", None):
+            self.write(self.watch.report())
+            return
+        sessions = list(core.hub.sessions())
+        stats: dict[str, Any] = {
+            "sessions": len(sessions),
+            "closing": sum(1 for session in sessions if session.closed),
+            "channels": sum(len(state.channels) for state in core.hub._apps.values()),
+            "coreTasks": len(core.tasks._tasks),
+            "asyncioTasks": len(asyncio.all_tasks()),
+        }
+        if self.get_query_argument("deep", None):
+            gc.collect()
+            kinds = {"sessionObjects": Session, "transportObjects": TornadoTransport}
+            counts = dict.fromkeys(kinds, 0)
+            handlers = 0
+            for item in gc.get_objects():
+                for name, kind in kinds.items():
+                    if type(item) is kind:
+                        counts[name] += 1
+                if isinstance(item, RealtimeHandler):
+                    handlers += 1
+            stats.update(counts, handlerObjects=handlers)
+        self.write(stats)
+
+
+def _client_state(plugin: RealtimePlugin, client_id: str) -> str:
+    for session in plugin.core.hub.sessions():
+        if session.client_id == client_id:
+            # A transport closes itself (4101) without the session knowing yet.
+            transport = session.transport
+            closing = isinstance(transport, TornadoTransport) and transport.closing
+            return "closing" if session.closed or closing else "open"
+    return "gone"
+
+
+class InspectorPlugin(Plugin):
+    """Adds ``/_inspect`` to every app (see the module docstring)."""
+
+    name = "inspect"
+
+    def __init__(self) -> None:
+        self.watch = StallWatch()
+
+    def routes(self) -> list[PluginRoute]:
+        return [PluginRoute("/_inspect", InspectHandler, {"watch": self.watch})]
+
+    async def start(self, kernel: Kernel) -> None:
+        self.watch.start()
+
+    async def stop(self, kernel: Kernel) -> None:
+        self.watch.stop()
