@@ -98,6 +98,7 @@ CLIENT_DOORS = [
     "publish",
     "publish-binary",
     "subscribe-extra",
+    "unsubscribe-extra",
     "channel",
     "members-extra",
     "auth-name",
@@ -256,6 +257,16 @@ def run_step(
     elif door == "subscribe-extra":
         reply = request(sender, f'{{"type":"subscribe","channel":"talk","x":{value}}}')
         assert reply["type"] == "subscribed" if strict else refused(reply)
+    elif door == "unsubscribe-extra":
+        assert request(sender, '{"type":"subscribe","channel":"tmp"}')["type"] == "subscribed"
+        reply = request(sender, f'{{"type":"unsubscribe","channel":"tmp","x":{value}}}')
+        if strict:
+            assert reply == {"type": "unsubscribed", "channel": "tmp"}, reply
+        else:
+            assert refused(reply), reply
+            assert (
+                request(sender, '{"type":"unsubscribe","channel":"tmp"}')["type"] == "unsubscribed"
+            )
     elif door == "channel":
         reply = request(sender, f'{{"type":"subscribe","channel":{value}}}')
         assert reply["type"] in ("subscribed", "error"), reply
