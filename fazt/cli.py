@@ -39,6 +39,7 @@ from fazt.kernel.tokens import (
     TokenService,
     load_secret,
 )
+from fazt.realtime.limits import Limits
 from fazt.supervisor import WorkerSupervisor
 
 log = logging.getLogger("fazt")
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"folder of app folders (default: ./{DEFAULT_APPS_DIR})",
     )
     check.add_argument("--config", help="JSON config file (decides which plugins extend app.json)")
+    check.add_argument(
+        "--data", help="data folder whose apps.json uuids are checked (never written)"
+    )
 
     new = commands.add_parser(
         "new",
@@ -304,7 +308,9 @@ def _run_worker(apps_dir: Path, config: KernelConfig, sockets: list[socket.socke
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    config = fit_config_to_fd_limit(serve_config(args))
+    config = fit_config_to_fd_limit(
+        serve_config(args), default_max_realtime=Limits().maxConnectionsTotal
+    )
     apps_dir = Path(args.apps_dir)
     if not apps_dir.is_dir():
         raise _missing_apps_dir(apps_dir)
@@ -326,8 +332,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not apps_dir.is_dir():
         raise _missing_apps_dir(apps_dir)
     with tempfile.TemporaryDirectory(prefix="fazt-check-") as scratch:
-        # A scratch data folder: checking never writes uuids next to real data.
-        result = scan_apps(apps_dir, Path(scratch), validator)
+        # Checking never writes uuids: --data is only read, and by default there is none.
+        data_dir = Path(args.data) if args.data else Path(scratch)
+        result = scan_apps(apps_dir, data_dir, validator, remember=False)
     errors = 0
     for error in result.errors:
         for problem in error.problems:

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from fazt.config import KernelConfig
-from fazt.realtime.limits import Limits
 
 log = logging.getLogger("fazt.edge")
 
@@ -95,16 +94,18 @@ def fd_budget(limit: int, *, max_pending: int, max_realtime: int) -> FdBudget:
     return FdBudget(limit, reserve, pending, realtime)
 
 
-def fit_config_to_fd_limit(config: KernelConfig) -> KernelConfig:
+def fit_config_to_fd_limit(config: KernelConfig, *, default_max_realtime: int) -> KernelConfig:
     """Raise the soft limit, then lower the caps that do not fit it (one line each).
 
+    ``default_max_realtime`` is the realtime plugin's ``maxConnectionsTotal`` when
+    the config leaves it unset (passed in: the edge sits below the plugins).
     Returns ``config`` unchanged when everything fits.
     """
     limit = raise_fd_limit().soft
     realtime_enabled = REALTIME in config.plugins
     section: dict[str, Any] = config.plugin_settings(REALTIME)
     limits = dict(section.get("limits") or {})
-    wanted = int(limits.get("maxConnectionsTotal", Limits().maxConnectionsTotal))
+    wanted = int(limits.get("maxConnectionsTotal", default_max_realtime))
     budget = fd_budget(limit, max_pending=config.http_max_pending_connections, max_realtime=wanted)
     overrides: dict[str, Any] = {}
     if budget.pending < config.http_max_pending_connections:

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from fazt.contracts.containment import is_within
+
 #: Largest file the loader reads (bigger ones become error modules).
 MAX_MODULE_BYTES = 4 * 1024 * 1024
 
@@ -100,10 +102,6 @@ def candidate_keys(from_key: str, spec: str) -> list[str]:
     return [key, key + ".js", key + ".json", key + "/index.js"]
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
 def _is_candidate(path: str) -> bool:
     """Whether ``require`` would pick this path: a file, or a symlink that is not a folder.
 
@@ -138,7 +136,7 @@ class ModuleStore:
             return key
         root = os.path.abspath(api_root)
         path = os.path.abspath(handler_file)
-        if path == root or not _inside(path, root):
+        if path == root or not is_within(path, root):
             raise HandlerPathError(f"{handler_file} is not inside {api_root}")
         key = path[len(root) :].lstrip(os.sep).replace(os.sep, "/")
         with self._lock:
@@ -225,7 +223,7 @@ class ModuleStore:
         def error(message: str) -> ModuleSource:
             return ModuleSource(key, version, "error", message)
 
-        if not _inside(os.path.realpath(path), os.path.realpath(root)):
+        if not is_within(os.path.realpath(path), os.path.realpath(root)):
             return error(f"api/{key} resolves outside the app's api/ folder (symlink); refused")
         if not os.path.isfile(path):
             return error(f"api/{key} is not a regular file")

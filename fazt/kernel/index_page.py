@@ -10,13 +10,24 @@ system path: refused apps are named by their folder only.
 from __future__ import annotations
 
 from html import escape
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from fazt.kernel.handlers import JsonErrorsMixin
 from fazt.kernel.hosts import host_port
+from fazt.kernel.manifest import ManifestError
+from fazt.kernel.registry import AppRegistry
 
-if TYPE_CHECKING:
-    from fazt.kernel.kernel import Kernel
+
+class AppListing(Protocol):
+    """What the index page shows of the kernel (``Kernel`` is one)."""
+
+    @property
+    def apps(self) -> AppRegistry: ...
+    @property
+    def domain(self) -> str: ...
+    @property
+    def manifest_errors(self) -> list[ManifestError]: ...
+
 
 _STYLE = """
 body { font: 16px/1.5 system-ui, sans-serif; margin: 0 auto; padding: 1rem; max-width: 44rem; }
@@ -36,7 +47,7 @@ def _port_suffix(host: str) -> str:
     return f":{port}" if port else ""
 
 
-def render_index(kernel: Kernel, *, scheme: str, host: str) -> str:
+def render_index(kernel: AppListing, *, scheme: str, host: str) -> str:
     """The index page's HTML for a request that came in on ``host`` (a kernel host)."""
     suffix = _port_suffix(host)
     items = []
@@ -84,7 +95,7 @@ and, on this host, at <code>/_app/&lt;slug&gt;/</code>.</p>
 class IndexHandler(JsonErrorsMixin):
     """``GET /`` and ``HEAD /`` on a kernel host: the app index (see module doc)."""
 
-    def initialize(self, kernel: Kernel) -> None:
+    def initialize(self, kernel: AppListing) -> None:
         self._kernel = kernel
 
     def _send(self, include_body: bool) -> None:

@@ -31,7 +31,9 @@ E. anything else: the app's static files.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import tornado.httputil
@@ -39,6 +41,7 @@ import tornado.routing
 import tornado.web
 
 from fazt.kernel.handlers import (
+    ApiEndpoint,
     ApiHandler,
     AssetHandler,
     NotFoundHandler,
@@ -46,11 +49,19 @@ from fazt.kernel.handlers import (
     StaticHandler,
 )
 from fazt.kernel.hosts import KernelHosts, host_name, host_port, host_slug
-from fazt.kernel.index_page import IndexHandler
-from fazt.kernel.plugin import PluginRoute
+from fazt.kernel.index_page import AppListing, IndexHandler
+from fazt.kernel.plugin import PluginHost, PluginRoute
 
-if TYPE_CHECKING:
-    from fazt.kernel.kernel import Kernel
+
+class RouterHost(PluginHost, AppListing, Protocol):
+    """What the router uses of the kernel (``Kernel`` is one). Plugin routes get it as
+    ``kernel=`` (a ``PluginHost``), the index page as an ``AppListing``."""
+
+    @property
+    def assets(self) -> Mapping[str, Path]: ...
+    @property
+    def api(self) -> ApiEndpoint: ...
+
 
 APP_PREFIX = "/_app/"
 ASSET_PREFIX = "/_fazt/"
@@ -68,7 +79,7 @@ class KernelRouter(tornado.routing.Router):
     """Dispatches every request of the kernel's Application (see module doc)."""
 
     def __init__(
-        self, application: tornado.web.Application, kernel: Kernel, routes: list[PluginRoute]
+        self, application: tornado.web.Application, kernel: RouterHost, routes: list[PluginRoute]
     ) -> None:
         self._application = application
         self._kernel = kernel
@@ -132,10 +143,12 @@ class KernelRouter(tornado.routing.Router):
         if app is None:
             return self._delegate(request, NotFoundHandler, message=f"unknown app {slug!r}")
         if inner == "/_fazt" or inner.startswith(ASSET_PREFIX):
-            return self._delegate(request, AssetHandler, kernel=self._kernel, name=inner[7:])
+            return self._delegate(request, AssetHandler, assets=self._kernel.assets, name=inner[7:])
         if inner == "/api" or inner.startswith("/api/"):
             name = inner[5:]
-            return self._delegate(request, ApiHandler, kernel=self._kernel, app=app, name=name)
+            return self._delegate(
+                request, ApiHandler, endpoint=self._kernel.api, app=app, name=name
+            )
         return self._delegate(request, StaticHandler, app=app, inner_path=inner)
 
     def _kernel_page(
@@ -144,7 +157,7 @@ class KernelRouter(tornado.routing.Router):
         """What the kernel's own host answers outside ``/_app/``."""
         if path.startswith(ASSET_PREFIX):
             name = path[len(ASSET_PREFIX) :]
-            return self._delegate(request, AssetHandler, kernel=self._kernel, name=name)
+            return self._delegate(request, AssetHandler, assets=self._kernel.assets, name=name)
         if path == "/":
             return self._delegate(request, IndexHandler, kernel=self._kernel)
         return self._not_here(request)

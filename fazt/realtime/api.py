@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from fazt.contracts.host_calls import HostCallContext, HostCallError, HostFunction
 from fazt.kernel.app import App
-from fazt.kernel.plugin import HostCallContext, HostCallError, HostFunction
 from fazt.realtime import protocol
 from fazt.realtime.backplane.node import Backplane
 from fazt.realtime.channels import is_valid_channel_name

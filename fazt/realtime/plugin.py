@@ -36,7 +36,7 @@ from fazt.realtime.session import HeartbeatPolicy
 from fazt.realtime.transport import WriteCoalescer
 
 if TYPE_CHECKING:
-    from fazt.kernel.kernel import Kernel
+    from fazt.kernel.plugin import PluginHost as Kernel
 
 log = logging.getLogger("fazt.realtime")
 

@@ -24,7 +24,8 @@ def is_running(pid: int) -> bool:
     """Alive and not a zombie."""
     try:
         return _stat_fields(pid)[0] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
+        # Gone, or reaped between the open and the read of its stat file.
         return False
 
 

@@ -21,6 +21,12 @@ def app_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "fazt.app.alpha"]
 
 
+def stack_lines(message: str) -> list[str]:
+    """The stack of a logged error: one log line, its own lines escaped as ``\\n``."""
+    assert "\n" not in message  # one error, one log line
+    return message.partition(" | stack: ")[2].split("\\n")
+
+
 async def test_stack_names_each_file_line_and_column(
     js: JsHarness, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -43,7 +49,7 @@ async def test_stack_names_each_file_line_and_column(
         response = await js.run("boom.js")
     assert response.status == 500 and json.loads(response.body) == {"error": "deep"}
     (message,) = app_errors(caplog)
-    frames = [line.strip() for line in message.splitlines()[1:]]
+    frames = [line.strip() for line in stack_lines(message)]
     assert frames == [
         "at <anonymous> (api/_lib/deep.js:3:29)",  # TypeError(...)
         "at map (native)",
@@ -62,7 +68,7 @@ async def test_an_error_while_a_module_loads(
     with caplog.at_level(logging.ERROR, logger="fazt.app.alpha"):
         assert await js.json("top.js") == {"error": "at load"}
     (message,) = app_errors(caplog)
-    assert message.splitlines()[1:] == [
+    assert stack_lines(message) == [
         "    at <anonymous> (api/_lib/top.js:3:11)",
         "    at <anonymous> (api/top.js:1:1)",
     ]
@@ -98,7 +104,7 @@ async def test_locations_follow_edits_and_other_modules(
         js1.touch_later(path)
         await js1.run("b.js")
         await js1.run("a.js")
-    frames = [message.splitlines()[1].strip() for message in app_errors(caplog)]
+    frames = [stack_lines(message)[0].strip() for message in app_errors(caplog)]
     # QuickJS points at the callee: the column of `Error` in `throw new Error(...)`.
     assert frames == [
         "at <anonymous> (api/a.js:1:36)",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fazt.cli import main
-from fazt.kernel.app import App
+from fazt.contracts.app import App
 from fazt.kernel.tokens import TokenService
 from tests.harness import FaztProcess, make_app
 

@@ -78,15 +78,19 @@ def test_uuid_is_stable_and_honours_app_json(tmp_path: Path) -> None:
     assert other["b"] == "app_FixedUuid123" and other["a"] != uuids["a"]
 
 
-def test_duplicate_slug_and_uuid_refuse_the_second(tmp_path: Path) -> None:
+def test_duplicate_slug_refuses_the_second_and_a_uuid_pinned_twice_refuses_both(
+    tmp_path: Path,
+) -> None:
     apps = tmp_path / "apps"
     make_app(apps, "alpha", {"uuid": "app_SameSame1"})
     make_app(apps, "beta", {"uuid": "app_SameSame1"})
     make_app(apps, "chat")
     make_app(apps, "zeta", {"slug": "chat"})
     slugs, errors = scan(apps, tmp_path / "d")
-    assert slugs == ["alpha", "chat"]
-    assert any(e.startswith("beta|$.uuid|uuid 'app_SameSame1' is already used by") for e in errors)
+    # Neither owns the uuid, so load order must not pick one: both stay out.
+    assert slugs == ["chat"]
+    assert f"alpha|$.uuid|uuid 'app_SameSame1' is also pinned by {apps / 'beta'}" in "".join(errors)
+    assert any(e.startswith("beta|$.uuid|uuid 'app_SameSame1' is also pinned by") for e in errors)
     assert any(e.startswith("zeta|$.slug|slug 'chat' is already used by") for e in errors)
 
 
