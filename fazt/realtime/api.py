@@ -17,13 +17,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fazt.contracts.host_calls import HostCallContext, HostCallError, HostFunction
+from fazt.contracts.strict_json import StrictJsonError, check_strict_json
 from fazt.kernel.app import App
 from fazt.realtime import protocol
 from fazt.realtime.backplane.node import Backplane
 from fazt.realtime.channels import is_valid_channel_name
 from fazt.realtime.hub import Hub
 from fazt.realtime.session import is_client_id
-from fazt.realtime.strict_json import strict_json_problem
 
 #: The functions of a plugin's JS namespace, by name.
 JsNamespace = dict[str, HostFunction]
@@ -67,9 +67,10 @@ def _reason(value: object) -> str:
 
 def _strict(name: str, value: object) -> None:
     """Refuse what strict UTF-8 JSON cannot carry (lone surrogates, NaN, infinities)."""
-    problem = strict_json_problem(value, name)
-    if problem is not None:
-        raise RealtimeAPIError(f"{name} must be strict JSON: {problem}")
+    try:
+        check_strict_json(value, path=name)
+    except StrictJsonError as error:
+        raise RealtimeAPIError(f"{name} must be strict JSON: {error}") from error
 
 
 class RealtimeAPI:

@@ -196,7 +196,7 @@ class RealtimePlugin(Plugin):
         await core.start()
         self._core = core
         self._endpoint = Endpoint(
-            verify_token=core.commands.verify_token,
+            verify_token=kernel.tokens.verify,
             admit=core.admission.admit,
             connect=core.commands.connect,
             receive=core.commands.handle,

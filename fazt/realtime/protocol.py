@@ -23,12 +23,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from fazt.contracts.strict_json import StrictJsonError, check_strict_json
 from fazt.realtime.channels import (
     CHANNEL_CHARACTERS_TEXT,
     MAX_CHANNEL_LENGTH,
     is_valid_channel_name,
 )
-from fazt.realtime.strict_json import strict_json_problem
 
 # -- error codes (sent in {"type": "error", "code": ...}; never close the connection)
 INVALID_JSON: Final = "invalid_json"
@@ -87,6 +87,8 @@ CLOSE_REASONS: Final = {
 MAX_TOKEN_LENGTH: Final = 8192
 #: Longest ``reason`` of a ``kicked`` message; a longer one is cut.
 MAX_KICK_REASON: Final = 200
+#: Longest ``error`` text that quotes the client's own frame (a path through its keys).
+MAX_ERROR_TEXT: Final = 200
 
 
 class ProtocolError(Exception):
@@ -154,10 +156,12 @@ def parse(frame: str | bytes) -> ClientMessage:
 
     A frame that is not *strict* JSON is ``invalid_json`` too: a number too big
     for a double (``1e400`` would parse to infinity), a lone surrogate in a
-    string or key (``"\\ud800"``), or nesting deeper than ``strict_json.MAX_DEPTH``. That
-    is checked here, once, so nothing behind the edge meets a value it cannot
-    encode again. Unknown extra fields are ignored (forward compatibility); a
-    known field of the wrong type is ``invalid_message``; a bad channel name is
+    string or key (``"\\ud800"``), or nesting deeper than 64 levels
+    (``fazt.contracts.strict_json``). That is checked here, once, so nothing
+    behind the edge meets a value it cannot encode again; the error names the
+    place, cut to ``MAX_ERROR_TEXT`` characters (a key is client text).
+    Unknown extra fields are ignored (forward compatibility); a known field of
+    the wrong type is ``invalid_message``; a bad channel name is
     ``invalid_channel`` (with the offending name echoed only when it is short
     and printable, so a hostile name is never reflected in full).
     """
@@ -165,9 +169,11 @@ def parse(frame: str | bytes) -> ClientMessage:
         value = json.loads(frame, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as error:
         raise ProtocolError(INVALID_JSON, "frame is not valid JSON") from error
-    problem = strict_json_problem(value, "message")
-    if problem is not None:
-        raise ProtocolError(INVALID_JSON, f"frame is not strict JSON: {problem}")
+    try:
+        check_strict_json(value, path="message")
+    except StrictJsonError as error:
+        text = f"frame is not strict JSON: {error}"
+        raise ProtocolError(INVALID_JSON, text[:MAX_ERROR_TEXT]) from error
     if not isinstance(value, dict):
         raise ProtocolError(INVALID_MESSAGE, "a message must be a JSON object")
     kind = value.get("type")

@@ -13,10 +13,7 @@ clients are real sockets.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import hmac
 import json
 import socket
 import struct
@@ -33,7 +30,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.harness import FaztProcess, make_app
-from tests.realtime.wsclient import strict_loads
+from tests.realtime.wsclient import hs256_token, strict_loads
 
 SECRET = "hostile-property-secret-0123456789abcdef"
 PRESENCE = "presence-lobby"
@@ -132,16 +129,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaztProcess]:
     assert "Traceback" not in log, log[-3000:]
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def token(claims_text: str) -> str:
     """An HS256 token over exactly ``claims_text`` (hand-written JSON)."""
-    header = _b64(b'{"alg":"HS256","typ":"JWT"}')
-    body = _b64(claims_text.encode())
-    signature = hmac.new(SECRET.encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
-    return f"{header}.{body}.{_b64(signature)}"
+    return hs256_token(SECRET.encode(), claims_text)
 
 
 def claims_with(sub: str, extra: str = "") -> str:

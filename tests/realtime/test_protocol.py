@@ -87,11 +87,19 @@ def test_a_frame_that_is_not_strict_json_says_what_and_where() -> None:
     with pytest.raises(ProtocolError) as caught:
         parse('{"type":"message","channel":"c","data":{"user":{"name":"\\ud800"}}}')
     assert caught.value.text == (
-        "frame is not strict JSON: a lone surrogate in a string at message.data.user.name"
+        "frame is not strict JSON: a string that is not valid Unicode (lone surrogate) "
+        "at message.data.user.name"
     )
     with pytest.raises(ProtocolError) as caught:
         parse('{"type":"message","channel":"c","data":[1, 2e400]}')
-    assert caught.value.text == "frame is not strict JSON: a non-finite number at message.data[1]"
+    assert (
+        caught.value.text
+        == "frame is not strict JSON: a number that is not finite at message.data[1]"
+    )
+    # A hostile key is quoted in the error only so far.
+    with pytest.raises(ProtocolError) as caught:
+        parse('{"type":"ping","' + "k" * 5000 + '\\ud800":1}')
+    assert len(caught.value.text) == protocol.MAX_ERROR_TEXT
     # Valid pairs, big integers and 64 levels of nesting are fine.
     message = parse('{"type":"message","channel":"c","data":["\\ud83d\\ude00", 1e308]}')
     assert message == protocol.Publish("c", ["\U0001f600", 1e308])

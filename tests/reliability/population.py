@@ -32,6 +32,7 @@ import json
 import random
 import socket
 import struct
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from fazt.kernel.tokens import TokenService
 from fazt.realtime.protocol import ERROR_CODES
 from tests.realtime.wsclient import (
+    hs256_token,
     masked_text_frame,
     parse_server_frames,
     raw_upgrade,
@@ -417,7 +419,9 @@ class Churner:
         self.ctx, self.number = ctx, number
 
     async def hostile_token(self) -> None:
-        token = self.ctx.token(f"churn{self.number}", name="\ud800")
+        exp = int(time.time()) + 600
+        claims = f'{{"sub":"churn{self.number}","exp":{exp},"name":"\\ud800"}}'
+        token = hs256_token(SECRET.encode(), claims)
         try:
             ws = await connect(self.ctx.server.ws_url(token), proxy=None, open_timeout=10)
         except InvalidStatus as refused:
