@@ -3,8 +3,9 @@
 ``python -m tests.reliability.probe URL OUT [--interval 0.05]`` sends one
 ``GET URL`` on a fresh connection every interval until SIGTERM, then writes
 JSON to OUT: ``requests``, ``errors`` (a failure or any answer but 200, with
-its reason), ``latencies_ms`` and, request by request, ``control_ms`` (-1 when
-the control failed).
+its reason), and for every answered request ``started_at`` (the machine-wide
+monotonic clock, seconds), ``latencies_ms`` and ``control_ms`` (-1 when the
+control failed).
 
 The control: at the same instant as each health request, the same request goes
 to an idle ``python -m http.server`` (a process of its own, serving one small
@@ -94,12 +95,14 @@ def main(argv: list[str] | None = None) -> None:
         stop = True
 
     signal.signal(signal.SIGTERM, on_term)
+    started_at: list[float] = []
     latencies: list[float] = []
     control: list[float] = []
     errors: list[str] = []
     with control_server() as control_port, concurrent.futures.ThreadPoolExecutor(2) as pool:
         next_at = time.monotonic()
         while not stop:
+            at = time.monotonic()
             health = pool.submit(probe_once, host, port, path, args.timeout)
             idle = pool.submit(probe_once, "127.0.0.1", control_port, "/ok.txt", args.timeout)
             try:
@@ -109,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 latencies.append(round(health.result(), 2))
                 control.append(idle_ms)
+                started_at.append(round(at, 3))
             except OSError as error:
                 errors.append(f"{time.strftime('%H:%M:%S')} {error!r}")
             # A fixed cadence; after a slow answer, start again from now (no burst).
@@ -117,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "requests": len(latencies) + len(errors),
         "errors": errors,
+        "started_at": started_at,
         "latencies_ms": latencies,
         "control_ms": control,
     }

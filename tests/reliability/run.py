@@ -158,7 +158,7 @@ async def _drive(server: ServerUnderTest, config: RunConfig, workdir: Path, repo
             f"{stalls['loopMaxLagMs']}/{stalls['gcMaxMs']}"
         )
         if stalls["loopStalls"] or stalls["gcStalls"]:
-            figures["server stalls over 50 ms (s since start, ms): loop, GC"] = (
+            figures["server stalls over 50 ms (s, wall, loop CPU, process CPU, CPU wait ms)"] = (
                 f"{stalls['loopStalls'][:10]}, {stalls['gcStalls'][:10]}"
             )
         await _back_to_zero(ctx)
@@ -167,7 +167,7 @@ async def _drive(server: ServerUnderTest, config: RunConfig, workdir: Path, repo
     finally:
         ctx.http.close()
     _check_leaks(ctx, baseline, final)
-    _check_health(ctx, health, config.health_bound_ms)
+    _check_health(ctx, health, stalls["waitingForCpu"], config.health_bound_ms)
     growth = rss_after - rss_before
     if growth > config.rss_bound_kb:
         ctx.fail("memory", f"RSS grew {growth} KB (bound {config.rss_bound_kb} KB)")
@@ -336,21 +336,33 @@ def _stop_probe(probe: subprocess.Popen[bytes], out: Path) -> dict[str, Any]:
     return result
 
 
-def _check_health(ctx: Context, health: dict[str, Any], bound_ms: float) -> None:
-    latencies, control = health["latencies_ms"], health["control_ms"]
+def _check_health(
+    ctx: Context, health: dict[str, Any], waiting_for_cpu: list[list[float]], bound_ms: float
+) -> None:
+    """Every answer within ``bound_ms``, but for the instants the machine did not run
+    processes on time: the idle control was slow too, or the server's IOLoop thread
+    was waiting on the run queue for a CPU (``inspector.StallWatch``). Those are
+    counted, not held against fazt."""
+    latencies = health["latencies_ms"]
     if not latencies:
         ctx.fail("health", "no health request was answered")
-    slow = [(ms, idle) for ms, idle in zip(latencies, control, strict=True) if ms > bound_ms]
-    stalled = [ms for ms, idle in slow if idle > CONTROL_STALL_MS]
-    held = [(ms, idle) for ms, idle in slow if idle <= CONTROL_STALL_MS]
+    held = []
+    for at, ms, idle in zip(health["started_at"], latencies, health["control_ms"], strict=True):
+        if ms <= bound_ms:
+            continue
+        end = at + ms / 1000
+        if idle > CONTROL_STALL_MS:
+            ctx.counts["health answers over the bound: the control stalled too"] += 1
+        elif any(start < end and stop > at for start, stop in waiting_for_cpu):
+            ctx.counts["health answers over the bound: the server waited for a CPU"] += 1
+        else:
+            held.append((ms, idle))
     if held:
         ctx.fail(
             "health",
-            f"{len(held)} of {len(latencies)} answers over {bound_ms:g} ms while an idle "
-            f"control server answered in time: (ms, control ms) {held[:10]}",
+            f"{len(held)} of {len(latencies)} answers over {bound_ms:g} ms while the "
+            f"machine ran processes on time: (ms, control ms) {held[:10]}",
         )
-    if stalled:
-        ctx.counts["health answers over the bound while the machine stalled"] = len(stalled)
     for error in health["errors"]:
         ctx.fail("health", error)
 
