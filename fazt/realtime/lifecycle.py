@@ -71,8 +71,10 @@ class Scanner:
     async def expire_token(self, session: Session) -> None:
         """The token ran out: every subscription an anonymous client may not hold goes
         (private, presence, ``auth``, role and ``{sub}`` rules); the connection stays
-        open as anonymous, even when leaving a channel failed."""
-        if session.closed or session.claims is None:
+        open as anonymous, even when leaving a channel failed. A fresh ``auth`` that
+        lands while the channels are being left wins: its claims stay."""
+        expired = session.claims
+        if session.closed or expired is None:
             return
         session.token_expires_at = None  # the scan must not fire twice
         try:
@@ -82,9 +84,10 @@ class Scanner:
         except Exception:
             note_failure(session, "expiring its token")
         finally:
-            session.drop_auth()
-            if not session.closed:
-                session.send(protocol.error_frame(protocol.UNAUTHORIZED, "token expired"))
+            if session.claims is expired:
+                session.drop_auth()
+                if not session.closed:
+                    session.send(protocol.error_frame(protocol.UNAUTHORIZED, "token expired"))
 
 
 class Shutdown:

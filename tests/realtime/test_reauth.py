@@ -8,12 +8,16 @@ rules, private and presence channels).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fazt.realtime.backplane.bus_memory import MemoryBus
+from fazt.realtime.backplane.node import Backplane
+from fazt.realtime.backplane.registry_memory import MemoryRegistry
 from fazt.realtime.session import HeartbeatPolicy
 from tests.realtime.world import TOKENS, make_app, make_world
 from tests.realtime.wsclient import realtime_kernel
@@ -149,3 +153,44 @@ async def test_role_change_over_real_sockets(tmp_path: Path) -> None:
         assert await api.count("admin") == 0
         await api.broadcast("admin", "for admins")
         assert await client.nothing_within(0.2)
+
+
+class _SlowLeaves(MemoryRegistry):
+    """``remove_subscription`` waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__(node_id="n1")
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def remove_subscription(self, app_uuid: str, channel: str, client_id: str) -> None:
+        self.waiting.set()
+        await self.gate.wait()
+        await super().remove_subscription(app_uuid, channel, client_id)
+
+
+@pytest.mark.gen_test
+async def test_a_fresh_auth_during_an_expiry_keeps_its_claims() -> None:
+    registry = _SlowLeaves()
+    w = await make_world(
+        heartbeat=HeartbeatPolicy(100, 10, 1000),
+        backplane=Backplane(MemoryBus(node_id="n1"), registry),
+    )
+    s, t = await w.connect(APP)
+    short = TOKENS.issue("ann", app="chat", ttl_seconds=5, now=int(time.time()))
+    await w.send(s, {"type": "auth", "token": short})
+    await w.send(s, {"type": "subscribe", "channel": "members"})
+    t.take()
+    w.clock.advance(6)
+    w.core.scanner.scan()  # the expiry starts leaving "members", and waits there
+    await registry.waiting.wait()
+    await w.send(s, token("ann"))  # a fresh token meanwhile
+    registry.gate.set()
+    await w.core.tasks.drain()
+    assert t.take() == [
+        {"type": "unsubscribed", "channel": "members", "reason": "token_expired"},
+        {"type": "authenticated", "user": {"id": "ann"}},
+    ]
+    assert s.claims is not None and s.claims["sub"] == "ann"
+    await w.send(s, {"type": "subscribe", "channel": "members"})
+    assert t.take() == [{"type": "subscribed", "channel": "members"}]
