@@ -11,7 +11,8 @@ The control: at the same instant as each health request, the same request goes
 to an idle ``python -m http.server`` (a process of its own, serving one small
 file). On a quiet machine it answers in a millisecond or two; when it is slow
 too, the machine itself did not run processes on time (other work on shared
-cores), and a slow health answer at that instant says nothing about fazt.
+cores), and that much of a slow health answer at that instant says nothing
+about fazt.
 """
 
 from __future__ import annotations
