@@ -1,11 +1,14 @@
 // fazt chat: rooms (room-<name>), who is online (presence-room-<name>) and
 // direct messages (private-user-<id>), on the FaztRealtime browser SDK.
-// Every write goes through an api/*.js handler; the page only subscribes.
+// Room messages are published over the WebSocket and checked by the app's
+// onPublish hook (api/_realtime.js); sign-in and DMs go through api/*.js.
 (function () {
   'use strict';
 
   const $ = (id) => document.getElementById(id);
-  const state = { token: null, user: null, rt: null, room: null, members: new Map() };
+  // lastSent: this page's latest room message {channel, item, text}, which a
+  // `rejected` error takes back (see the message form below).
+  const state = { token: null, user: null, rt: null, room: null, members: new Map(), lastSent: null };
 
   // Relative URLs, so the app works at http://chat.localhost:8080/ and at /_app/chat/.
   async function post(path, body) {
@@ -39,6 +42,22 @@
     when.textContent = time(timestamp);
     item.append(author, body, when);
     if (extra) Object.assign(item.dataset, extra);
+    list.append(item);
+    list.scrollTop = list.scrollHeight;
+    return item;
+  }
+
+  // "Alice joined" / "Alice left", posted into the room by the app's presence hooks.
+  function systemLine(list, text, timestamp) {
+    const item = document.createElement('li');
+    item.className = 'system';
+    const body = document.createElement('span');
+    body.className = 'text';
+    body.textContent = text;
+    const when = document.createElement('span');
+    when.className = 'time';
+    when.textContent = time(timestamp);
+    item.append(body, when);
     list.append(item);
     list.scrollTop = list.scrollHeight;
   }
@@ -75,7 +94,10 @@
     $('messages').replaceChildren();
     setMembers([]);
     rt.subscribe('room-' + room, {
-      onMessage: (data) => line($('messages'), data.user.name, data.text, data.timestamp, { from: data.user.id }),
+      onMessage: (data) => {
+        if (data.system) systemLine($('messages'), data.text, data.timestamp);
+        else line($('messages'), data.user.name, data.text, data.timestamp, { from: data.user.id });
+      },
     });
     rt.subscribe('presence-room-' + room, {
       onJoin: (member) => {
@@ -110,7 +132,18 @@
     rt.on('disconnected', () => setStatus('offline'));
     rt.on('reconnecting', () => setStatus('reconnecting'));
     rt.on('kicked', () => setStatus('kicked'));
-    rt.on('error', showError);
+    rt.on('error', (error) => {
+      // The onPublish hook refused our message: take it back off the screen and
+      // give its text back. The error names the room, not the message: it is the
+      // latest one (a verdict takes milliseconds, far less than typing the next).
+      const sent = state.lastSent;
+      if (error.code === 'rejected' && sent && sent.channel === error.channel) {
+        sent.item.remove();
+        if (!$('message').value) $('message').value = sent.text;
+        state.lastSent = null;
+      }
+      showError(error);
+    });
 
     // A DM to me shows its sender's name; my own copy shows whom I wrote to.
     rt.subscribe('private-user-' + state.user.id, {
@@ -141,14 +174,21 @@
 
   $('room').addEventListener('change', () => joinRoom($('room').value));
 
+  // A room message goes over the WebSocket; the server never echoes it to its
+  // sender, so the page shows it at once, as the onPublish hook will (trimmed,
+  // under our name). If the hook rejects it, the error handler takes it back.
   $('message-form').addEventListener('submit', async (event) => {
     event.preventDefault();
     const input = $('message');
-    if (!input.value.trim()) return;
+    const text = input.value;
+    if (!text.trim()) return;
+    const channel = 'room-' + state.room;
     try {
-      await post('chat', { channel: 'room-' + state.room, message: input.value });
+      await state.rt.publish(channel, { text });
       input.value = '';
       showError(null);
+      const item = line($('messages'), state.user.name, text.trim(), Date.now(), { from: state.user.id });
+      state.lastSent = { channel, item, text };
     } catch (error) {
       showError(error);
     }

@@ -4,8 +4,10 @@ The handler calls ``connect`` after the upgrade, ``handle`` for every frame and
 ``disconnect`` once the connection closed. Every client request is answered
 here or refused with an ``error`` frame; a refused request never closes the
 connection. Whether a subscribe is allowed is decided in one place,
-``_may_subscribe`` (rules, roles, presence, the subscription and channel
-limits); what a subscribe or unsubscribe then does is ``membership``'s job.
+``_may_subscribe`` (rules, roles, presence, the app's ``onSubscribe`` hook, the
+subscription and channel limits); what a subscribe or unsubscribe then does is
+``membership``'s job. A client message on a channel with an ``onPublish`` hook
+waits for the hook's verdict in its connection's lane (``publish_lanes``).
 
 Whatever raises while a connection opens, runs or closes, what it holds is
 released (``release.run_every``: one failed step never skips the next), and
@@ -14,6 +16,7 @@ the error is logged once for the connection (``release.note_failure``).
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
@@ -24,13 +27,19 @@ from fazt.realtime.backplane.bus import Bus
 from fazt.realtime.backplane.registry import Registry
 from fazt.realtime.channels import access_refusal, is_presence
 from fazt.realtime.clocks import Clocks
+from fazt.realtime.hook_verdicts import Verdict
+from fazt.realtime.hooks import Hooks
 from fazt.realtime.hub import AppState, Hub
 from fazt.realtime.limits import ThresholdWatcher
 from fazt.realtime.membership import Membership
 from fazt.realtime.presence import user_from_claims
 from fazt.realtime.protocol import ProtocolError
+from fazt.realtime.publish_lanes import MAX_PENDING_PER_CONNECTION, PublishLanes
 from fazt.realtime.release import note_failure, run_every
 from fazt.realtime.session import HeartbeatPolicy, Session, Transport, new_client_id
+from fazt.realtime.tasks import Tasks
+
+log = logging.getLogger("fazt.realtime")
 
 #: The text of an access refusal (``channels.access_refusal``), by code.
 _ACCESS_REFUSED = {
@@ -52,6 +61,8 @@ class Commands:
         heartbeat: HeartbeatPolicy,
         watcher: ThresholdWatcher,
         clocks: Clocks,
+        hooks: Hooks,
+        tasks: Tasks,
     ) -> None:
         self._hub = hub
         self._membership = membership
@@ -61,6 +72,8 @@ class Commands:
         self._heartbeat = heartbeat
         self._watcher = watcher
         self._clocks = clocks
+        self._hooks = hooks
+        self._lanes: PublishLanes[Verdict] = PublishLanes(tasks)
 
     # -- connect and disconnect ---------------------------------------------------------
     async def connect(
@@ -236,21 +249,24 @@ class Commands:
                 raise refusal
             await self._membership.send_subscribed(session, channel)
             return
-        creates = await self._may_subscribe(state, session, channel)
+        await self._may_subscribe(state, session, channel)
         if session.closed:
             return
-        await self._membership.join(state, session, channel)
-        session.record_subscribe(channel, creates)
+        # The registry's own answer: this subscription created the channel.
+        created = await self._membership.join(state, session, channel)
+        session.record_subscribe(channel, created)
 
-    async def _may_subscribe(self, state: AppState, session: Session, channel: str) -> bool:
+    async def _may_subscribe(self, state: AppState, session: Session, channel: str) -> None:
         """The one place a subscribe is decided: raises ``ProtocolError`` to refuse it.
 
-        Returns whether the subscribe creates the channel (nobody, anywhere in
-        the cluster, is subscribed to it yet).
+        A subscribe that would create a channel (nobody in the cluster holds it
+        yet) counts against the app's ``maxChannelsPerApp`` and the connection's
+        ``maxChannelsCreatedPerClient``.
         """
         refusal = _access_refusal(state, session, channel)
         if refusal is not None:
             raise refusal
+        rule = state.rules.rule_for(channel)
         limits = state.limits
         if len(session.subscriptions) >= limits.maxSubscriptionsPerClient:
             raise ProtocolError(
@@ -258,11 +274,15 @@ class Commands:
                 f"at most {limits.maxSubscriptionsPerClient} subscriptions per client",
                 channel,
             )
+        if "subscribe" in rule.hooks:
+            verdict = await self._hooks.allow_subscribe(state.app, session, channel)
+            if not verdict.allowed:
+                raise ProtocolError(protocol.FORBIDDEN, verdict.reason, channel)
         if channel in state.channels:
-            return False  # the channel already exists here: no new channel for the app
+            return  # the channel already exists here: no new channel for the app
         app_uuid = session.app_uuid
         if await self._registry.count_subscribers(app_uuid, channel) != 0:
-            return False
+            return
         budget = limits.maxChannelsCreatedPerClient
         if session.channels_created() >= budget:
             raise ProtocolError(
@@ -278,7 +298,6 @@ class Commands:
                 channel,
             )
         self._watcher.observe("maxChannelsPerApp", used + 1, limits.maxChannelsPerApp, app_uuid)
-        return True
 
     async def _members(self, session: Session, channel: str) -> None:
         if channel not in session.subscriptions:
@@ -298,7 +317,8 @@ class Commands:
         never echoed to its sender."""
         state = self._state(session)
         channel = message.channel
-        if not state.rules.rule_for(channel).publish:
+        rule = state.rules.rule_for(channel)
+        if not rule.publish:
             raise ProtocolError(
                 protocol.FORBIDDEN, "clients may not publish on this channel", channel
             )
@@ -306,10 +326,51 @@ class Commands:
             raise ProtocolError(
                 protocol.NOT_SUBSCRIBED, "subscribe to the channel before publishing", channel
             )
+        if "publish" in rule.hooks:
+            self._publish_after_hook(state, session, channel, message.data)
+            return
         payload = protocol.message_payload(
             channel, message.data, self._clocks.wall_ms(), session.client_id
         )
         await self._hub.publish(state.app.uuid, channel, payload, exclude=session.client_id)
+
+    def _publish_after_hook(
+        self, state: AppState, session: Session, channel: str, data: Any
+    ) -> None:
+        """Start ``onPublish`` for a client message; the message goes out (or is
+        refused with ``rejected``) once its hook and every earlier message of this
+        connection on the channel are done. Its timestamp is its arrival."""
+        connection = (session.app_uuid, session.client_id)
+        if self._lanes.pending(connection) >= MAX_PENDING_PER_CONNECTION:
+            raise ProtocolError(
+                protocol.REJECTED,
+                f"at most {MAX_PENDING_PER_CONNECTION} messages may wait for the app's "
+                "onPublish hook; message dropped",
+                channel,
+            )
+        timestamp = self._clocks.wall_ms()
+        app_uuid = state.app.uuid
+        limit = state.limits.max_message_bytes
+
+        async def act(verdict: Verdict) -> None:
+            if verdict.allowed:
+                payload = protocol.message_payload(
+                    channel, verdict.data, timestamp, session.client_id
+                )
+                if len(payload) <= limit:
+                    await self._hub.publish(app_uuid, channel, payload, exclude=session.client_id)
+                    return
+                log.warning(
+                    "app %s: hook onPublish returned data over maxMessageSizeKB on %s",
+                    state.app.slug,
+                    channel,
+                )
+                verdict = Verdict(False, "the message the app made of yours is too big to send")
+            if not session.closed:
+                session.send(protocol.error_frame(protocol.REJECTED, verdict.reason, channel))
+
+        verdict = self._hooks.vet_publish(state.app, session, channel, data)
+        self._lanes.add(connection, channel, verdict, act)
 
 
 def _not_connected_yet(frame: bytes) -> None:

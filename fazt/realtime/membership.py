@@ -8,7 +8,11 @@ This is the one place that decides, and acts on:
 * a user **joining** a presence channel (their first connection anywhere in
   the cluster, as the registry answers) and **leaving** it (their last one,
   including when the node holding it died), each announced once to the
-  channel's subscribers on every node.
+  channel's subscribers on every node;
+* a channel getting its first subscriber anywhere in the cluster and losing
+  its last one (the registry answers that too), for the app's ``onOccupied``
+  and ``onVacated`` hooks; ``onJoin`` and ``onLeave`` run with the joins and
+  leaves above (``hooks``).
 
 Whether a session may subscribe at all is decided before, by ``commands``;
 the replies ``subscribed`` and ``unsubscribed`` are sent from here, so they
@@ -26,6 +30,7 @@ from fazt.realtime import protocol
 from fazt.realtime.backplane.bus import Bus
 from fazt.realtime.backplane.registry import Registry
 from fazt.realtime.channels import access_refusal, is_presence
+from fazt.realtime.hooks import Hooks
 from fazt.realtime.hub import AppState, Hub
 from fazt.realtime.limits import ThresholdWatcher
 from fazt.realtime.presence import member_from_claims
@@ -37,15 +42,19 @@ from fazt.realtime.session import Session
 class Membership:
     """Joins and leaves of this node's sessions, local and cluster-wide."""
 
-    def __init__(self, hub: Hub, bus: Bus, registry: Registry, watcher: ThresholdWatcher) -> None:
+    def __init__(
+        self, hub: Hub, bus: Bus, registry: Registry, watcher: ThresholdWatcher, hooks: Hooks
+    ) -> None:
         self._hub = hub
         self._bus = bus
         self._registry = registry
         self._watcher = watcher
+        self._hooks = hooks
 
     # -- joining --------------------------------------------------------------------
-    async def join(self, state: AppState, session: Session, channel: str) -> None:
-        """Subscribe ``session`` (already allowed) and answer ``subscribed``.
+    async def join(self, state: AppState, session: Session, channel: str) -> bool:
+        """Subscribe ``session`` (already allowed) and answer ``subscribed``; True when
+        this subscription created the channel (its first subscriber, cluster-wide).
 
         When a step fails, the subscription is taken back (locally and, as far
         as it goes, in the registry) before the error propagates: a client is
@@ -56,9 +65,11 @@ class Membership:
         try:
             if occupied:
                 await self._occupied(state, channel)
-            await self._registry.add_subscription(
+            first = await self._registry.add_subscription(
                 session.app_uuid, channel, session.client_id, session.public_info()
             )
+            if first:
+                self._hooks.occupied(state.app, channel)
             joined = False
             member: dict[str, Any] | None = None
             if is_presence(channel) and session.claims:
@@ -70,7 +81,7 @@ class Membership:
                 # Disconnected or unsubscribed meanwhile: undo what the registry got.
                 if session.closed:
                     await self._forget(state, session, channel, vacated=False)
-                return
+                return first
             await self.send_subscribed(session, channel)
         except Exception:
             if channel in session.subscriptions:
@@ -81,6 +92,7 @@ class Membership:
             raise
         if joined and member is not None:
             await self._joined(state, channel, member, session)
+        return first
 
     async def send_subscribed(self, session: Session, channel: str) -> None:
         """``subscribed``, with the member list on a presence channel."""
@@ -154,6 +166,14 @@ class Membership:
         app_uuid = session.app_uuid
         claims = session.claims
 
+        async def unsubscribe() -> None:
+            hold = self._hooks.wants(state.app, channel, "occupancy")
+            last = await self._registry.remove_subscription(
+                app_uuid, channel, session.client_id, hold_vacancy=hold
+            )
+            if last and hold:
+                self._hooks.vacancy_held(state.app, channel)
+
         async def vacate() -> None:
             if vacated and channel not in state.channels:
                 await self._vacated(state, channel)
@@ -167,15 +187,7 @@ class Membership:
                 if left:
                     await self.left(state.app.uuid, channel, member)
 
-        await run_every(
-            (
-                functools.partial(
-                    self._registry.remove_subscription, app_uuid, channel, session.client_id
-                ),
-                vacate,
-                leave_presence,
-            )
-        )
+        await run_every((unsubscribe, vacate, leave_presence))
 
     # -- the decisions' effects -----------------------------------------------------------
     async def _occupied(self, state: AppState, channel: str) -> None:
@@ -193,10 +205,12 @@ class Membership:
         self, state: AppState, channel: str, member: dict[str, Any], session: Session
     ) -> None:
         """A user's first connection joined a presence channel: tell everyone else."""
+        self._hooks.joined(state.app, channel, member)
         payload = protocol.presence_payload(channel, "join", member)
         await self._hub.publish(state.app.uuid, channel, payload, exclude=session.client_id)
 
     async def left(self, app_uuid: str, channel: str, member: dict[str, Any]) -> None:
         """A user's last connection left a presence channel (here, or on a node that died)."""
+        self._hooks.left(app_uuid, channel, member)
         payload = protocol.presence_payload(channel, "leave", member)
         await self._hub.publish(app_uuid, channel, payload)

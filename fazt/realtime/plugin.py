@@ -19,15 +19,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fazt.contracts.host_calls import HostCallContext
+from fazt.contracts.js_engine import JsEngineLike
 from fazt.kernel.app import App
 from fazt.kernel.manifest import PATTERN_DESCRIPTION, child_path
 from fazt.kernel.plugin import Plugin, PluginRoute
 from fazt.realtime.api import JsNamespace, RealtimeAPI, js_namespace
 from fazt.realtime.backplane.node import Backplane, memory_backplane, redis_backplane
-from fazt.realtime.channels import auth_false_never_holds, rule_pattern_schema
+from fazt.realtime.channels import HOOK_KINDS, auth_false_never_holds, rule_pattern_schema
 from fazt.realtime.core import RealtimeCore
 from fazt.realtime.endpoint import Endpoint
 from fazt.realtime.handler import RealtimeHandler
+from fazt.realtime.hooks import (
+    HOOK_FUNCTIONS,
+    HOOK_MODULE,
+    HookSettings,
+    JsHookCaller,
+    hooks_schema,
+)
 from fazt.realtime.hub import Hub
 from fazt.realtime.lifecycle import scan_period
 from fazt.realtime.limits import Limits, limits_schema
@@ -64,6 +73,7 @@ CHANNEL_RULE_SCHEMA: dict[str, Any] = {
             ]
         },
         "publish": {"type": "boolean"},
+        "hooks": {"type": "array", "items": {"enum": list(HOOK_KINDS)}, "uniqueItems": True},
     },
 }
 
@@ -94,6 +104,7 @@ class RealtimePlugin(Plugin):
                 "outgoingQueueSize": {"type": "integer", "minimum": 1},
                 "presenceTtlSeconds": _POSITIVE,
                 "limits": limits_schema(),
+                "hooks": hooks_schema(),
             },
         }
 
@@ -135,6 +146,37 @@ class RealtimePlugin(Plugin):
                 where = child_path(child_path("$.realtime.channels", pattern), "auth")
                 warnings.append((where, f'"auth": false never holds: {why}'))
         return warnings
+
+    async def app_errors(self, app: App, js: JsEngineLike) -> list[tuple[str, str]]:
+        """Every hook a channel rule names that ``api/_realtime.js`` does not export
+        (one error per rule and function), or the module failing to load."""
+        rules = app.section("realtime").get("channels")
+        named: list[tuple[str, str]] = []  # (json path of the kind, function)
+        for pattern, spec in (rules if isinstance(rules, Mapping) else {}).items():
+            kinds = spec.get("hooks") if isinstance(spec, Mapping) else None
+            for index, kind in enumerate(kinds if isinstance(kinds, list) else ()):
+                where = f"{child_path(child_path('$.realtime.channels', pattern), 'hooks')}"
+                for function in HOOK_FUNCTIONS.get(kind, ()):
+                    named.append((child_path(where, index), function))
+        if not named:
+            return []
+        api_root = app.root / "api"
+        listed = await js.module_functions(
+            HostCallContext(app=app), api_root / HOOK_MODULE, api_root
+        )
+        module = f"api/{HOOK_MODULE}"
+        if listed.outcome == "missing":
+            return [
+                (where, f"{module} does not exist (it must export {fn})") for where, fn in named
+            ]
+        if listed.outcome == "failed":
+            return [("$.realtime.channels", f"{module} fails to load: {listed.error}")]
+        exported = set(listed.value or ())
+        return [
+            (where, f"{module} does not export {function}")
+            for where, function in named
+            if function not in exported
+        ]
 
     # -- what the kernel serves ----------------------------------------------------
     def routes(self) -> list[PluginRoute]:
@@ -192,6 +234,9 @@ class RealtimePlugin(Plugin):
             limits=limits,
             heartbeat=policy,
             notify=self._notify,
+            hook_caller=JsHookCaller(kernel.js),
+            hook_settings=HookSettings.from_config(self._settings.get("hooks")),
+            find_app=kernel.app_by_uuid,
         )
         await core.start()
         self._core = core

@@ -41,6 +41,8 @@ NOT_SUBSCRIBED: Final = "not_subscribed"
 SUBSCRIPTION_LIMIT: Final = "subscription_limit"
 CHANNEL_LIMIT: Final = "channel_limit"
 RATE_LIMITED: Final = "rate_limited"
+#: The app's ``onPublish`` hook refused a client message (or failed: it fails closed).
+REJECTED: Final = "rejected"
 
 ERROR_CODES: Final = frozenset(
     {
@@ -54,6 +56,7 @@ ERROR_CODES: Final = frozenset(
         SUBSCRIPTION_LIMIT,
         CHANNEL_LIMIT,
         RATE_LIMITED,
+        REJECTED,
     }
 )
 

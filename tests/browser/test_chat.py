@@ -91,16 +91,20 @@ def test_rooms_are_separate_channels_with_their_own_presence(
 
     alice.expect_members("alice")  # Bob left general's presence channel...
     bob.expect_members("bob")  # ...and is alone in random
-    # Each say() returns once the server accepted the post, and one connection
-    # gets its frames in order: had a page received the other room's earlier
-    # message, it would be on screen before the page's own later one.
+    # A page shows its own message at once; the others get it after the hook's
+    # verdict, in order on each connection: had a page received the other room's
+    # message, it would be on screen before the marker that follows it.
     bob.say("random 1")
     alice.say("general 1")
     bob.say("random 2")
-    expect(alice.message("general 1")).to_be_visible()
+    alice.say("general marker")
     expect(bob.message("random 2")).to_be_visible()
-    expect(alice.page.locator("#messages li")).to_have_count(1)
-    expect(bob.page.locator("#messages li")).to_have_count(2)
+    expect(alice.message("general marker")).to_be_visible()
+    expect(alice.chat_lines).to_have_count(2)
+    expect(bob.chat_lines).to_have_count(2)
+    # The presence hooks post "joined"/"left" lines into each room.
+    expect(alice.system_line("Bob left")).to_be_visible()
+    expect(bob.system_line("Bob joined")).to_be_visible()
 
 
 def test_clicking_someone_online_sends_them_a_direct_message(

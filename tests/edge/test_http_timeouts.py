@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import tornado.httpserver
 from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection
 
 from fazt.config import ConfigError, KernelConfig
-from fazt.edge.server import EdgeSettings
+from fazt.edge.server import LISTEN_BACKLOG, EdgeSettings, bind_listeners
 from tests.edge.rawhttp import FULL_HEAD, HALF_HEAD, RawConnection
 from tests.harness import make_app, running_kernel
 
@@ -114,3 +115,21 @@ def test_the_tornado_seams_the_edge_server_relies_on() -> None:
     # ...through parameters that each request connection holds publicly.
     assert "params" in HTTP1Connection.__init__.__code__.co_names
     assert "stream" in HTTP1ServerConnection.__init__.__code__.co_names
+
+
+def test_listeners_queue_a_reconnect_storm() -> None:
+    # Thousands of clients reconnect at once after a restart: a short backlog
+    # drops their SYNs and each pays a retransmit second.
+    assert LISTEN_BACKLOG >= 1024
+    sockets = bind_listeners(0, "127.0.0.1")
+    try:
+        port = sockets[0].getsockname()[1]
+        # For a listener, ss reports the backlog as its Send-Q (iproute2).
+        shown = subprocess.run(
+            ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+        assert int(shown[2]) == min(LISTEN_BACKLOG, somaxconn), shown
+    finally:
+        for sock in sockets:
+            sock.close()

@@ -20,6 +20,11 @@ SPIN = "module.exports = () => { for (;;) {} };"
 COUNT_FOREVER = "module.exports = async () => { for (;;) await fazt.realtime.count(); };"
 PING = "module.exports = () => ({ json: 'pong' });"
 SANDBOX = {"timeLimitSeconds": 2, "wallTimeLimitSeconds": 3}
+#: A starved request waits for whole hog jobs (each runs to its 2 s CPU limit), so
+#: any p99 above half a hog job means the calm app queued behind the hog. On a
+#: quiet machine the p99 is about 10 ms (docs/js-handlers.md); the bound leaves
+#: room for a CI machine busy with other work.
+STARVED_P99_SECONDS = SANDBOX["timeLimitSeconds"] / 2
 
 
 async def latencies_meanwhile(url: str, hog_url: str, hogs: int, samples: int) -> list[float]:
@@ -56,7 +61,7 @@ async def test_a_spinning_app_does_not_slow_another_apps_handlers(tmp_path: Path
         times = await latencies_meanwhile(
             k.url("calm", "/api/ping"), k.url("hog", "/api/spin"), hogs=6, samples=100
         )
-    assert times[98] < 0.2, f"p99 {times[98]:.3f} s while another app spins"
+    assert times[98] < STARVED_P99_SECONDS, f"p99 {times[98]:.3f} s while another app spins"
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -69,7 +74,9 @@ async def test_an_app_looping_on_host_calls_does_not_hold_every_worker(tmp_path:
         times = await latencies_meanwhile(
             k.url("calm", "/api/ping"), k.url("hog", "/api/count"), hogs=12, samples=100
         )
-    assert times[98] < 0.2, f"p99 {times[98]:.3f} s while another app loops on host calls"
+    assert times[98] < STARVED_P99_SECONDS, (
+        f"p99 {times[98]:.3f} s while another app loops on host calls"
+    )
 
 
 @pytest.mark.gen_test(timeout=30)

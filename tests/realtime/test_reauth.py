@@ -163,10 +163,14 @@ class _SlowLeaves(MemoryRegistry):
         self.gate = asyncio.Event()
         self.waiting = asyncio.Event()
 
-    async def remove_subscription(self, app_uuid: str, channel: str, client_id: str) -> None:
+    async def remove_subscription(
+        self, app_uuid: str, channel: str, client_id: str, *, hold_vacancy: bool = False
+    ) -> bool:
         self.waiting.set()
         await self.gate.wait()
-        await super().remove_subscription(app_uuid, channel, client_id)
+        return await super().remove_subscription(
+            app_uuid, channel, client_id, hold_vacancy=hold_vacancy
+        )
 
 
 @pytest.mark.gen_test

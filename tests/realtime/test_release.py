@@ -48,13 +48,17 @@ class FaultyRegistry(MemoryRegistry):
 
     async def add_subscription(
         self, app_uuid: str, channel: str, client_id: str, info: dict[str, Any]
-    ) -> None:
+    ) -> bool:
         self._check("add_subscription")
-        await super().add_subscription(app_uuid, channel, client_id, info)
+        return await super().add_subscription(app_uuid, channel, client_id, info)
 
-    async def remove_subscription(self, app_uuid: str, channel: str, client_id: str) -> None:
+    async def remove_subscription(
+        self, app_uuid: str, channel: str, client_id: str, *, hold_vacancy: bool = False
+    ) -> bool:
         self._check("remove_subscription")
-        await super().remove_subscription(app_uuid, channel, client_id)
+        return await super().remove_subscription(
+            app_uuid, channel, client_id, hold_vacancy=hold_vacancy
+        )
 
     async def presence_leave(
         self, app_uuid: str, channel: str, client_id: str, user_id: str

@@ -65,7 +65,9 @@ async def make_world(
     limits: Limits | None = None,
     heartbeat: HeartbeatPolicy | None = None,
     backplane: Backplane | None = None,
+    **core_options: Any,
 ) -> World:
+    """A started core; ``core_options`` go to ``RealtimeCore`` (hooks, for instance)."""
     clock = Clock()
     notes: list[tuple[str, str | None]] = []
     core = RealtimeCore(
@@ -75,6 +77,7 @@ async def make_world(
         heartbeat=heartbeat,
         notify=lambda name, _m, app, _d: notes.append((name, app)),
         clocks=Clocks(monotonic=clock, wall_ms=lambda: 42),
+        **core_options,
     )
     await core.start()
     return World(core, clock, notes)
