@@ -8,6 +8,7 @@ the plugin adds the ``/_ws`` handler and the scan timer around it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from fazt.kernel.app import App
 from fazt.kernel.tokens import TokenService
@@ -21,7 +22,7 @@ from fazt.realtime.lifecycle import Scanner, Shutdown
 from fazt.realtime.limits import Limits, Notifier, ThresholdWatcher
 from fazt.realtime.membership import Membership
 from fazt.realtime.relay import BackplaneRelay
-from fazt.realtime.session import HeartbeatPolicy
+from fazt.realtime.session import HeartbeatPolicy, Session, Transport
 from fazt.realtime.tasks import Tasks
 
 
@@ -82,6 +83,15 @@ class RealtimeCore:
     def _app_seen_here(self, app_uuid: str) -> App | None:
         state = self.hub.state_of(app_uuid)
         return state.app if state is not None else None
+
+    async def connect(
+        self, app: App, transport: Transport, claims: dict[str, Any] | None = None
+    ) -> Session:
+        """Register a new connection (``Commands.connect``) and start scanning it."""
+        session = await self.commands.connect(app, transport, claims)
+        if not session.closed:
+            self.scanner.watch(session)
+        return session
 
     async def start(self) -> None:
         """Join the cluster (or start the lone in-memory node)."""

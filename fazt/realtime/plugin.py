@@ -38,7 +38,6 @@ from fazt.realtime.hooks import (
     hooks_schema,
 )
 from fazt.realtime.hub import Hub
-from fazt.realtime.lifecycle import scan_period
 from fazt.realtime.limits import Limits, limits_schema
 from fazt.realtime.scan_timer import ScanTimer
 from fazt.realtime.session import HeartbeatPolicy
@@ -243,14 +242,15 @@ class RealtimePlugin(Plugin):
         self._endpoint = Endpoint(
             verify_token=kernel.tokens.verify,
             admit=core.admission.admit,
-            connect=core.commands.connect,
+            connect=core.connect,
             receive=core.commands.handle,
             disconnected=lambda session: core.tasks.spawn(core.commands.disconnect(session)),
             max_message_bytes=lambda app: core.hub.limits_for(app).max_message_bytes,
             queue_size=self.outgoing_queue_size,
             coalescer=WriteCoalescer(),
+            inline=core.backplane.runs_inline,
         )
-        self._scan_timer = ScanTimer(core.scanner.scan, scan_period(policy))
+        self._scan_timer = ScanTimer(core.scanner.scan, core.scanner.period)
         self._scan_timer.start()
         gc.freeze()
 

@@ -48,7 +48,7 @@ class World:
         self, app: App, claims: dict[str, Any] | None = None
     ) -> tuple[Session, FakeTransport]:
         transport = FakeTransport()
-        session = await self.core.commands.connect(app, transport, claims)
+        session = await self.core.connect(app, transport, claims)
         return session, transport
 
     async def send(self, session: Session, message: Any) -> None:

@@ -37,6 +37,12 @@ class Backplane:
     def node_id(self) -> str:
         return self.bus.node_id
 
+    @property
+    def runs_inline(self) -> bool:
+        """True when no call to this backplane ever waits on I/O or needs a Task (the
+        in-memory one): a command that uses it may run to its end without a Task."""
+        return isinstance(self.bus, MemoryBus) and isinstance(self.registry, MemoryRegistry)
+
     async def start(self, bus_handler: BusHandler, registry_handler: RegistryHandler) -> None:
         """Join the registry, then the bus; a failure leaves neither started."""
         await self.registry.start(registry_handler)
