@@ -7,8 +7,8 @@ package) and is loaded only by a config that names it by import path,
 ``GET /_inspect`` (inside any app) answers the realtime core's own state:
 local sessions and the closing ones among them, local channels, the core's
 background tasks and every asyncio task of the server. ``?deep=1`` adds
-counts of live objects found by the garbage collector (sessions, transports,
-WebSocket handlers): a session the hub forgot but something still holds shows
+counts of live objects found by the garbage collector (sessions, WebSocket
+connections, WebSocket handlers): a session the hub forgot but something still holds shows
 there. ``?client=ID`` answers only that client's state (``open``, ``closing``
 or ``gone``): cheap enough to poll.
 
@@ -38,10 +38,11 @@ import tornado.web
 from fazt.kernel.app import App
 from fazt.kernel.kernel import Kernel
 from fazt.kernel.plugin import Plugin, PluginRoute
+from fazt.realtime.connection import WebSocketConnection
 from fazt.realtime.handler import RealtimeHandler
 from fazt.realtime.plugin import RealtimePlugin
 from fazt.realtime.session import Session
-from fazt.realtime.transport import TornadoTransport
+from fazt.realtime.transport import SocketTransport
 
 #: A loop lateness or a GC pass longer than this is listed with its moment.
 STALL_MS: Final = 50.0
@@ -186,7 +187,7 @@ class InspectHandler(tornado.web.RequestHandler):
         }
         if self.get_query_argument("deep", None):
             gc.collect()
-            kinds = {"sessionObjects": Session, "transportObjects": TornadoTransport}
+            kinds = {"sessionObjects": Session, "transportObjects": WebSocketConnection}
             counts = dict.fromkeys(kinds, 0)
             handlers = 0
             for item in gc.get_objects():
@@ -204,7 +205,7 @@ def _client_state(plugin: RealtimePlugin, client_id: str) -> str:
         if session.client_id == client_id:
             # A transport closes itself (4101) without the session knowing yet.
             transport = session.transport
-            closing = isinstance(transport, TornadoTransport) and transport.closing
+            closing = isinstance(transport, SocketTransport) and transport.closing
             return "closing" if session.closed or closing else "open"
     return "gone"
 

@@ -66,7 +66,7 @@ module.exports = async (req) => {
 }
 
 #: Kernel config of the server under test; the probe and counts are in ``run``.
-REALTIME_CONFIG: Final = {
+REALTIME_CONFIG: Final[dict[str, Any]] = {
     "pingIntervalSeconds": 5,
     "pongTimeoutSeconds": 5,
     "shutdownGraceSeconds": 1,

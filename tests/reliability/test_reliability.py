@@ -34,7 +34,7 @@ BACKPLANES = ["memory", pytest.param("redis", marks=[pytest.mark.redis, needs_re
 
 @pytest.mark.parametrize("backplane", BACKPLANES)
 def test_a_short_run(backplane: str, tmp_path: Path) -> None:
-    config = RunConfig(seconds=6, backplane=backplane, seed=SEED, scale=0.4, health_bound_ms=500)
+    config = RunConfig(seconds=5, backplane=backplane, seed=SEED, scale=0.4, health_bound_ms=500)
     report = run(config, tmp_path)
     print(report.summary())
     assert report.ok, report.summary()
