@@ -8,9 +8,9 @@ package) and is loaded only by a config that names it by import path,
 local sessions and the closing ones among them, local channels, the core's
 background tasks and every asyncio task of the server. ``?deep=1`` adds
 counts of live objects found by the garbage collector (sessions, WebSocket
-connections, WebSocket handlers): a session the hub forgot but something still holds shows
-there. ``?client=ID`` answers only that client's state (``open``, ``closing``
-or ``gone``): cheap enough to poll.
+connections, WebSocket handlers): a session the hub forgot but something
+still holds shows there. ``?client=ID`` answers only that client's state
+(``open``, ``closing`` or ``gone``): cheap enough to poll.
 
 ``?stalls=1`` answers what the plugin watched since the server started: the
 longest lateness of a 10 ms IOLoop timer (how long the loop was kept from its
