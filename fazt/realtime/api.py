@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fazt.contracts.host_calls import HostCallContext, HostCallError, HostFunction
+from fazt.contracts.strict_json import StrictJsonError, check_strict_json
 from fazt.kernel.app import App
 from fazt.metrics.events import EVENTS, KICK
 from fazt.metrics.realtime import REALTIME, SERVER
@@ -24,6 +25,7 @@ from fazt.realtime import protocol
 from fazt.realtime.backplane.node import Backplane
 from fazt.realtime.channels import is_valid_channel_name
 from fazt.realtime.hub import Hub
+from fazt.realtime.session import is_client_id
 
 #: The functions of a plugin's JS namespace, by name.
 JsNamespace = dict[str, HostFunction]
@@ -67,7 +69,16 @@ def _reason(value: object) -> str:
         return ""
     if not isinstance(value, str):
         raise RealtimeAPIError("reason must be a string")
+    _strict("reason", value)
     return value[: protocol.MAX_KICK_REASON]
+
+
+def _strict(name: str, value: object) -> None:
+    """Refuse what strict UTF-8 JSON cannot carry (lone surrogates, NaN, infinities)."""
+    try:
+        check_strict_json(value, path=name)
+    except StrictJsonError as error:
+        raise RealtimeAPIError(f"{name} must be strict JSON: {error}") from error
 
 
 class RealtimeAPI:
@@ -83,10 +94,13 @@ class RealtimeAPI:
         self._wall_ms = wall_ms
         self.app = app
 
-    def _within_limit(self, build: Callable[[], bytes]) -> bytes:
+    def _within_limit(self, data: Any, build: Callable[[], bytes]) -> bytes:
+        _strict("data", data)
         try:
             payload = build()
         except (TypeError, ValueError) as error:
+            # What the strict check lets through but JSON still refuses (an integer
+            # longer than Python converts to text).
             raise RealtimeAPIError("data must be JSON-serialisable") from error
         limit = self._hub.limits_for(self.app).max_message_bytes
         if len(payload) > limit:
@@ -96,13 +110,17 @@ class RealtimeAPI:
     async def broadcast(self, channel: str, data: Any) -> None:
         """Send ``data`` to every subscriber of ``channel`` in this app, cluster-wide."""
         name = _channel(channel)
-        payload = self._within_limit(lambda: protocol.message_payload(name, data, self._wall_ms()))
+        payload = self._within_limit(
+            data, lambda: protocol.message_payload(name, data, self._wall_ms())
+        )
         await self._hub.publish(self.app.uuid, name, payload)
         REALTIME.published(self.app.uuid, SERVER)
 
     async def broadcast_all(self, data: Any) -> None:
         """Send ``data`` to every client of the app (no channel), cluster-wide."""
-        payload = self._within_limit(lambda: protocol.app_message_payload(data, self._wall_ms()))
+        payload = self._within_limit(
+            data, lambda: protocol.app_message_payload(data, self._wall_ms())
+        )
         await self._hub.publish_app(self._hub.app_state(self.app), payload)
         REALTIME.published(self.app.uuid, SERVER)
 
@@ -121,6 +139,8 @@ class RealtimeAPI:
         """Kick a client of this app, wherever it is connected; False when unknown."""
         client = _client_id(client_id)
         text = _reason(reason)
+        if not is_client_id(client):
+            return False  # no client ever has such an id: nothing to look up
         kicked = await self._kick_client(client, text)
         if kicked:
             EVENTS.record(KICK, self.app.uuid, f"kicked client {client}", {"clientId": client})

@@ -102,6 +102,18 @@ def check_access(rule: ChannelRule, claims: Mapping[str, Any] | None) -> str | N
     return ALLOWED
 
 
+def access_refusal(rules: ChannelRules, name: str, claims: Mapping[str, Any] | None) -> str | None:
+    """The one access decision for a channel, as ``check_access`` answers it, and
+    presence channels always need a token (a member is a user).
+
+    Used for a subscribe, and again for every subscription whenever the claims
+    change (an ``auth``, a token expiry).
+    """
+    if is_presence(name) and not claims:
+        return "unauthorized"
+    return check_access(rules.rule_for(name), claims)
+
+
 def _default_rule(name: str) -> ChannelRule:
     return ChannelRule(auth=is_private(name) or is_presence(name))
 

@@ -8,12 +8,15 @@ connection. Whether a subscribe is allowed is decided in one place,
 subscription and channel limits); what a subscribe or unsubscribe then does is
 ``membership``'s job. A client message on a channel with an ``onPublish`` hook
 waits for the hook's verdict in its connection's lane (``publish_lanes``).
+
+Whatever raises while a connection opens, runs or closes, what it holds is
+released (``release.run_every``: one failed step never skips the next), and
+the error is logged once for the connection (``release.note_failure``).
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 import sys
 from typing import Any
 
@@ -23,7 +26,7 @@ from fazt.metrics.realtime import CLIENT, REALTIME
 from fazt.realtime import protocol
 from fazt.realtime.backplane.bus import Bus
 from fazt.realtime.backplane.registry import Registry
-from fazt.realtime.channels import check_access, is_presence
+from fazt.realtime.channels import access_refusal, is_presence
 from fazt.realtime.clocks import Clocks
 from fazt.realtime.hook_verdicts import Verdict
 from fazt.realtime.hooks import Hooks
@@ -33,7 +36,8 @@ from fazt.realtime.membership import Membership
 from fazt.realtime.presence import user_from_claims
 from fazt.realtime.protocol import ProtocolError
 from fazt.realtime.publish_lanes import MAX_PENDING_PER_CONNECTION, PublishLanes
-from fazt.realtime.session import HeartbeatPolicy, Session, Transport
+from fazt.realtime.release import note_failure, run_every
+from fazt.realtime.session import HeartbeatPolicy, Session, Transport, new_client_id
 from fazt.realtime.tasks import Tasks
 
 log = logging.getLogger("fazt.realtime")
@@ -42,6 +46,13 @@ log = logging.getLogger("fazt.realtime")
 RATE = "maxMessagesPerSecond"
 SIZE = "maxMessageSizeKB"
 SUBSCRIPTIONS = "maxSubscriptionsPerClient"
+CHANNELS_CREATED = "maxChannelsCreatedPerClient"
+
+#: The text of an access refusal (``channels.access_refusal``), by code.
+_ACCESS_REFUSED = {
+    protocol.UNAUTHORIZED: "this channel needs an authenticated client",
+    protocol.FORBIDDEN: "your role may not use this channel",
+}
 
 
 class Commands:
@@ -80,10 +91,16 @@ class Commands:
         ``connected`` goes out only once the registry counts the connection and
         this node receives the app's messages, so a client that saw it is
         already counted by every node's admission and reached by ``broadcastAll``.
+        It is always the connection's first frame: while it is being registered
+        the session is in the hub (a disconnect finds it) but takes no frames, so
+        an app-wide message fanned out meanwhile is not delivered to it.
+
+        Never raises: when a step fails, the connection is closed with 1011,
+        released, and the error logged; the (closed) session is returned.
         """
         state = self._hub.app_state(app)
         session = Session(
-            client_id=secrets.token_urlsafe(18),
+            client_id=new_client_id(),
             app_uuid=app.uuid,
             transport=transport,
             now=self._clocks.monotonic(),
@@ -93,39 +110,68 @@ class Commands:
         )
         if claims is not None:
             session.authenticate(claims, self._clocks.token_deadline(claims.get("exp")))
+        session.send = _not_connected_yet
         first = self._hub.add_session(state, session)
-        if first:
-            await self._bus.watch_app(app.uuid)
-        await self._registry.add_connection(app.uuid, session.client_id)
-        if claims is not None:
-            await self._registry.set_connection_user(
-                app.uuid, session.client_id, str(claims["sub"])
+        try:
+            if first:
+                await self._bus.watch_app(app.uuid)
+            await self._registry.add_connection(app.uuid, session.client_id)
+            if claims is not None:
+                await self._registry.set_connection_user(
+                    app.uuid, session.client_id, str(claims["sub"])
+                )
+            if session.closed:  # it went away while we registered it
+                await self._registry.remove_connection(app.uuid, session.client_id)
+                return session
+            user = user_from_claims(claims) if claims is not None else None
+            session.send = transport.send_frame
+            session.send(protocol.connected_frame(session.client_id, user))
+        except Exception:
+            note_failure(session, "opening the connection")
+            session.close(
+                protocol.CLOSE_INTERNAL_ERROR, protocol.close_reason(protocol.CLOSE_INTERNAL_ERROR)
             )
-        if session.closed:  # it went away while we registered it
-            await self._registry.remove_connection(app.uuid, session.client_id)
-            return session
-        user = user_from_claims(claims) if claims is not None else None
-        session.send(protocol.connected_frame(session.client_id, user))
+            await self.disconnect(session)
         return session
 
     async def disconnect(self, session: Session) -> None:
-        """Forget a connection that closed (for any reason). Idempotent."""
+        """Forget a connection that closed (for any reason). Idempotent; never raises.
+
+        Its subscriptions, presence entries, registration and counts are all
+        released, each step even when an earlier one failed.
+        """
         session.closed = True
         self._watcher.forget_client(session.client_id)
         state = self._hub.remove_session(session)
         if state is None:
             return
-        await self._membership.leave_all(state, session)
         app_uuid = session.app_uuid
-        await self._registry.remove_connection(app_uuid, session.client_id)
-        if not state.sessions:
-            await self._bus.unwatch_app(app_uuid)
-        per_app = await self._registry.count_connections(app_uuid)
-        self._watcher.observe(
-            "maxConnectionsPerApp", per_app, state.limits.maxConnectionsPerApp, app_uuid
-        )
-        total = await self._registry.count_connections(None)
-        self._watcher.observe("maxConnectionsTotal", total, self._hub.limits.maxConnectionsTotal)
+
+        async def unwatch() -> None:
+            if not state.sessions:
+                await self._bus.unwatch_app(app_uuid)
+
+        async def observe() -> None:
+            per_app = await self._registry.count_connections(app_uuid)
+            self._watcher.observe(
+                "maxConnectionsPerApp", per_app, state.limits.maxConnectionsPerApp, app_uuid
+            )
+            total = await self._registry.count_connections(None)
+            self._watcher.observe(
+                "maxConnectionsTotal", total, self._hub.limits.maxConnectionsTotal
+            )
+
+        try:
+            await run_every(
+                (
+                    lambda: self._membership.leave_all(state, session),
+                    lambda: self._registry.remove_connection(app_uuid, session.client_id),
+                    unwatch,
+                    observe,
+                )
+            )
+        except Exception:
+            note_failure(session, "closing the connection")
 
     def closed(self, session: Session, code: int) -> None:
         """The connection ended with ``code``: counted; 1009 is a message over the size
@@ -175,8 +221,8 @@ class Commands:
                 self._send_error(session, error)
         except Exception:
             # A failing backplane call (or a bug) must not cost the client its
-            # connection; it is logged loudly instead.
-            log.exception("realtime: failed to handle a %s message", type(message).__name__)
+            # connection; it is logged, once for the connection.
+            note_failure(session, f"handling a {type(message).__name__} message")
 
     def _state(self, session: Session) -> AppState:
         state = self._hub.state_of(session.app_uuid)
@@ -225,10 +271,13 @@ class Commands:
         except TokenError as error:
             raise ProtocolError(protocol.UNAUTHORIZED, str(error)) from error
         previous = session.claims
+        membership = self._membership
         if previous is not None and previous.get("sub") != claims.get("sub"):
-            # Switching users: presence and private subscriptions were granted to the
-            # old identity, so they go (as on expiry).
-            await self._membership.leave_authenticated(session, "reauthenticated")
+            # Switching users: what the old identity was granted goes (as on expiry).
+            await membership.leave_disallowed(state, session, None, "reauthenticated")
+        # Same user or not, every subscription must still be allowed by the new claims
+        # (a role may be gone).
+        await membership.leave_disallowed(state, session, claims, "reauthenticated")
         session.authenticate(claims, self._clocks.token_deadline(claims.get("exp")))
         await self._registry.set_connection_user(
             session.app_uuid, session.client_id, str(claims["sub"])
@@ -240,27 +289,34 @@ class Commands:
         # Every subscriber keeps the name: one shared string, not one per client.
         channel = sys.intern(channel)
         if channel in session.subscriptions:
-            await self._membership.send_subscribed(session, channel)  # idempotent
+            # Idempotent, but access is checked again: a subscription that is no
+            # longer allowed (the app's rules changed) goes, with the refusal.
+            refusal = _access_refusal(state, session, channel)
+            if refusal is not None:
+                await self._membership.leave(state, session, channel, refusal.code)
+                raise refusal
+            await self._membership.send_subscribed(session, channel)
             return
         await self._may_subscribe(state, session, channel)
         if session.closed:
             return
-        await self._membership.join(state, session, channel)
+        # The registry's own answer: this subscription created the channel.
+        created = await self._membership.join(state, session, channel)
+        session.record_subscribe(channel, created)
         subscribed, limit = len(session.subscriptions), state.limits.maxSubscriptionsPerClient
         self._watcher.observe(SUBSCRIPTIONS, subscribed, limit, state.app.uuid, session.client_id)
 
     async def _may_subscribe(self, state: AppState, session: Session, channel: str) -> None:
-        """The one place a subscribe is decided: raises ``ProtocolError`` to refuse it."""
+        """The one place a subscribe is decided: raises ``ProtocolError`` to refuse it.
+
+        A subscribe that would create a channel (nobody in the cluster holds it
+        yet) counts against the app's ``maxChannelsPerApp`` and the connection's
+        ``maxChannelsCreatedPerClient``.
+        """
+        refusal = _access_refusal(state, session, channel)
+        if refusal is not None:
+            raise refusal
         rule = state.rules.rule_for(channel)
-        if is_presence(channel) and not session.claims:
-            raise ProtocolError(
-                protocol.UNAUTHORIZED, "presence channels need an authenticated client", channel
-            )
-        denied = check_access(rule, session.claims)
-        if denied == protocol.UNAUTHORIZED:
-            raise ProtocolError(denied, "this channel needs an authenticated client", channel)
-        if denied is not None:
-            raise ProtocolError(protocol.FORBIDDEN, "your role may not use this channel", channel)
         limits = state.limits
         if len(session.subscriptions) >= limits.maxSubscriptionsPerClient:
             subscribed, limit = len(session.subscriptions), limits.maxSubscriptionsPerClient
@@ -279,16 +335,27 @@ class Commands:
         if channel in state.channels:
             return  # the channel already exists here: no new channel for the app
         app_uuid = session.app_uuid
-        if await self._registry.count_subscribers(app_uuid, channel) == 0:
-            used = await self._registry.count_channels(app_uuid)
-            if used >= limits.maxChannelsPerApp:
-                self._watcher.refused("maxChannelsPerApp", used, limits.maxChannelsPerApp, app_uuid)
-                raise ProtocolError(
-                    protocol.CHANNEL_LIMIT,
-                    f"this app has reached its limit of {limits.maxChannelsPerApp} channels",
-                    channel,
-                )
-            self._watcher.observe("maxChannelsPerApp", used + 1, limits.maxChannelsPerApp, app_uuid)
+        if await self._registry.count_subscribers(app_uuid, channel) != 0:
+            return
+        budget = limits.maxChannelsCreatedPerClient
+        created = session.channels_created()
+        if created >= budget:
+            self._watcher.refused(CHANNELS_CREATED, created, budget, app_uuid, session.client_id)
+            raise ProtocolError(
+                protocol.CHANNEL_LIMIT,
+                f"at most {budget} new channels per client: leave one you created first",
+                channel,
+            )
+        used = await self._registry.count_channels(app_uuid)
+        if used >= limits.maxChannelsPerApp:
+            self._watcher.refused("maxChannelsPerApp", used, limits.maxChannelsPerApp, app_uuid)
+            raise ProtocolError(
+                protocol.CHANNEL_LIMIT,
+                f"this app has reached its limit of {limits.maxChannelsPerApp} channels",
+                channel,
+            )
+        self._watcher.observe("maxChannelsPerApp", used + 1, limits.maxChannelsPerApp, app_uuid)
+        self._watcher.observe(CHANNELS_CREATED, created + 1, budget, app_uuid, session.client_id)
 
     async def _members(self, session: Session, channel: str) -> None:
         if channel not in session.subscriptions:
@@ -364,3 +431,20 @@ class Commands:
 
         verdict = self._hooks.vet_publish(state.app, session, channel, data)
         self._lanes.add(connection, channel, verdict, act)
+
+
+def _not_connected_yet(frame: bytes) -> None:
+    """``Session.send`` until ``connected`` went out: frames before it are dropped."""
+
+
+def _access_refusal(state: AppState, session: Session, channel: str) -> ProtocolError | None:
+    """The error that refuses ``session`` the channel (``channels.access_refusal``), or None."""
+    code = access_refusal(state.rules, channel, session.claims)
+    if code is None:
+        return None
+    text = (
+        "presence channels need an authenticated client"
+        if is_presence(channel) and not session.claims
+        else _ACCESS_REFUSED[code]
+    )
+    return ProtocolError(code, text, channel)

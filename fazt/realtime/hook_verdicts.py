@@ -15,7 +15,10 @@ something that is not one of its answers refuses what it was asked about.
 * ``{data: X}``: ``X`` is published instead;
 * ``false`` or ``{reject: "reason"}``: refused (``rejected``, with the reason).
 
-A reason is cut to ``MAX_HOOK_REASON`` characters.
+A reason is cut to ``MAX_HOOK_REASON`` characters. What a hook returns is an
+edge like a client frame: a JS string may hold a lone surrogate, which strict
+UTF-8 JSON cannot carry. Rewritten ``data`` that is not strict JSON fails
+closed (the hook failed); a reason that is not falls back to the usual text.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from fazt.contracts.js_engine import ExportResult
+from fazt.contracts.strict_json import StrictJsonError, check_strict_json
 
 #: The longest reason a hook can send a client (longer ones are cut).
 MAX_HOOK_REASON: Final = 200
@@ -55,7 +59,12 @@ class Verdict:
 
 def _reason(value: object, default: str) -> str:
     if isinstance(value, str) and value.strip():
-        return value[:MAX_HOOK_REASON]
+        reason = value[:MAX_HOOK_REASON]
+        try:
+            check_strict_json(reason)
+        except StrictJsonError:
+            return default
+        return reason
     return default
 
 
@@ -111,6 +120,14 @@ def publish_verdict(result: ExportResult | None, data: Any) -> Verdict:
         if "reject" in value:
             return Verdict(False, _reason(value["reject"], PUBLISH_REJECTED))
         if "data" in value:
+            try:
+                check_strict_json(value["data"], path="data")
+            except StrictJsonError as error:
+                return Verdict(
+                    False,
+                    PUBLISH_FAILED,
+                    problem=f"returned data strict JSON cannot carry: {error}",
+                )
             return Verdict(True, data=value["data"])
     return Verdict(
         False,

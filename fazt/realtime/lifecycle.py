@@ -24,6 +24,7 @@ from fazt.realtime import protocol
 from fazt.realtime.due_wheel import DueWheel
 from fazt.realtime.hub import Admission, Hub
 from fazt.realtime.membership import Membership
+from fazt.realtime.release import note_failure
 from fazt.realtime.session import Due, HeartbeatPolicy, Session
 from fazt.realtime.tasks import Tasks
 
@@ -113,15 +114,30 @@ class Scanner:
                 wheel.file(session, max(session.next_check(now, policy), later))
 
     async def expire_token(self, session: Session) -> None:
-        """The token ran out: drop its subscriptions, stay open as anonymous."""
-        if session.closed or session.claims is None:
+        """The token ran out: every subscription an anonymous client may not hold goes
+        (private, presence, ``auth``, role and ``{sub}`` rules); the connection stays
+        open as anonymous, even when leaving a channel failed. A fresh ``auth`` that
+        lands while the channels are being left wins: its claims stay."""
+        expired = session.claims
+        if session.closed or expired is None:
             return
         session.token_expires_at = None  # the scan must not fire twice
-        await self._membership.leave_authenticated(session, "token_expired")
-        session.drop_auth()
-        if not session.closed:
-            REALTIME.error_sent(session.app_uuid, protocol.UNAUTHORIZED)
-            session.send(protocol.error_frame(protocol.UNAUTHORIZED, "token expired"))
+        try:
+            state = self._hub.state_of(session.app_uuid)
+            if state is not None:
+                await self._membership.leave_disallowed(state, session, None, "token_expired")
+        except Exception:
+            note_failure(session, "expiring its token")
+        finally:
+            if session.claims is expired:
+                session.drop_auth()
+                if not session.closed:
+                    REALTIME.error_sent(session.app_uuid, protocol.UNAUTHORIZED)
+                    session.send(protocol.error_frame(protocol.UNAUTHORIZED, "token expired"))
+                try:
+                    await self._membership.forget_user(session)
+                except Exception:
+                    note_failure(session, "forgetting its user")
 
 
 class Shutdown:

@@ -1,4 +1,4 @@
-"""The seven realtime limits: names, defaults, per-app lowering and 80 % warnings.
+"""The realtime limits: names, defaults, per-app lowering and 80 % warnings.
 
 Kernel config ``"realtime": {"limits": {...}}`` sets them for the kernel; an
 app's ``app.json`` ``"limits": {"realtime": {...}}`` may lower any of them,
@@ -6,7 +6,8 @@ never raise it (a higher value is silently capped to the kernel's).
 
 Every usage limit warns at 80 % and refuses at 100 %: the capacity limits
 (connections total / per app, channels per app) and the per-client ones
-(subscriptions per client, message rate, message size). At 100 % the next
+(subscriptions per client, channels created per client, message rate, message
+size). At 100 % the next
 connection gets HTTP 503, the next channel ``channel_limit``, the next
 subscription ``subscription_limit``, a message over the rate ``rate_limited``
 and a message over the size close 1009.
@@ -18,6 +19,11 @@ full limit yields one rejection, not one per message. Each crossing goes to
 the notifier (the realtime plugin logs it once and hands it to the kernel's
 notification hook) and to the recent events of the dashboard; the metrics
 count every warning crossing and every single refusal.
+
+``maxChannelsCreatedPerClient`` bounds how many of the app's channels one
+connection may hold open by being their first subscriber, so a few anonymous
+connections cannot use up ``maxChannelsPerApp``; an unsubscribe gives the
+budget back.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ class Limits:
     maxConnectionsTotal: int = 5000
     maxConnectionsPerApp: int = 500
     maxChannelsPerApp: int = 100
+    #: New channels one connection may hold: its subscriptions that created their channel.
+    maxChannelsCreatedPerClient: int = 10
     maxSubscriptionsPerClient: int = 20
     maxMessageSizeKB: int = 64
     maxMessagesPerSecond: int = 100

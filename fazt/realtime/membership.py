@@ -21,17 +21,21 @@ follow the local state change in order.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Mapping
 from typing import Any
 
 from fazt.realtime import protocol
 from fazt.realtime.backplane.bus import Bus
 from fazt.realtime.backplane.registry import Registry
-from fazt.realtime.channels import is_presence
+from fazt.realtime.channels import access_refusal, is_presence
 from fazt.realtime.hooks import Hooks
 from fazt.realtime.hub import AppState, Hub
 from fazt.realtime.limits import ThresholdWatcher
 from fazt.realtime.presence import member_from_claims
 from fazt.realtime.protocol import ProtocolError
+from fazt.realtime.release import run_every
 from fazt.realtime.session import Session
 
 
@@ -48,32 +52,47 @@ class Membership:
         self._hooks = hooks
 
     # -- joining --------------------------------------------------------------------
-    async def join(self, state: AppState, session: Session, channel: str) -> None:
-        """Subscribe ``session`` (already allowed) and answer ``subscribed``."""
+    async def join(self, state: AppState, session: Session, channel: str) -> bool:
+        """Subscribe ``session`` (already allowed) and answer ``subscribed``; True when
+        this subscription created the channel (its first subscriber, cluster-wide).
+
+        When a step fails, the subscription is taken back (locally and, as far
+        as it goes, in the registry) before the error propagates: a client is
+        never left subscribed without having been told so.
+        """
         # Local state first, synchronously.
         occupied = self._hub.add_subscriber(state, channel, session)
-        if occupied:
-            await self._occupied(state, channel)
-        first = await self._registry.add_subscription(
-            session.app_uuid, channel, session.client_id, session.public_info()
-        )
-        if first:
-            self._hooks.occupied(state.app, channel)
-        joined = False
-        member: dict[str, Any] | None = None
-        if is_presence(channel) and session.claims:
-            member = member_from_claims(session.claims)
-            joined = await self._registry.presence_join(
-                session.app_uuid, channel, session.client_id, member
+        try:
+            if occupied:
+                await self._occupied(state, channel)
+            first = await self._registry.add_subscription(
+                session.app_uuid, channel, session.client_id, session.public_info()
             )
-        if session.closed or channel not in session.subscriptions:
-            # Disconnected or unsubscribed meanwhile: undo what the registry got.
-            if session.closed:
-                await self._forget(state, session, channel, vacated=False)
-            return
-        await self.send_subscribed(session, channel)
+            if first:
+                self._hooks.occupied(state.app, channel)
+            joined = False
+            member: dict[str, Any] | None = None
+            if is_presence(channel) and session.claims:
+                member = member_from_claims(session.claims)
+                joined = await self._registry.presence_join(
+                    session.app_uuid, channel, session.client_id, member
+                )
+            if session.closed or channel not in session.subscriptions:
+                # Disconnected or unsubscribed meanwhile: undo what the registry got.
+                if session.closed:
+                    await self._forget(state, session, channel, vacated=False)
+                return first
+            await self.send_subscribed(session, channel)
+        except Exception:
+            if channel in session.subscriptions:
+                del session.subscriptions[channel]
+                vacated = self._hub.remove_subscriber(state, channel, session)
+                with contextlib.suppress(Exception):  # the first error is the one to report
+                    await self._forget(state, session, channel, vacated)
+            raise
         if joined and member is not None:
             await self._joined(state, channel, member, session)
+        return first
 
     async def send_subscribed(self, session: Session, channel: str) -> None:
         """``subscribed``, with the member list on a presence channel."""
@@ -101,42 +120,79 @@ class Membership:
         await self._forget(state, session, channel, vacated)
 
     async def leave_all(self, state: AppState, session: Session) -> None:
-        """A closed connection leaves every channel (no replies: nobody is listening)."""
+        """A closed connection leaves every channel (no replies: nobody is listening).
+
+        Every channel is released even when releasing another one failed; the
+        first error is raised at the end.
+        """
         channels = list(session.subscriptions)
         session.subscriptions.clear()
         vacated = [name for name in channels if self._hub.remove_subscriber(state, name, session)]
-        for name in channels:
-            await self._forget(state, session, name, name in vacated)
+        await run_every(
+            functools.partial(self._forget, state, session, name, name in vacated)
+            for name in channels
+        )
 
-    async def leave_authenticated(self, session: Session, reason: str) -> None:
-        """Leave every channel that needed the (old) token: private, presence, role rules;
-        the registry forgets the connection's user."""
-        state = self._hub.state_of(session.app_uuid)
-        if state is None:
-            return
+    async def forget_user(self, session: Session) -> None:
+        """The connection is anonymous again (its token expired): the registry's user
+        index (kick by user) no longer lists it."""
         await self._registry.set_connection_user(session.app_uuid, session.client_id, None)
-        for channel in list(session.subscriptions):
-            if is_presence(channel) or state.rules.rule_for(channel).needs_auth:
+
+    async def leave_disallowed(
+        self,
+        state: AppState,
+        session: Session,
+        claims: Mapping[str, Any] | None,
+        reason: str,
+    ) -> None:
+        """Leave, with ``unsubscribed`` and ``reason``, every channel that ``claims``
+        (None: anonymous) may not use: an ``auth`` and a token expiry re-check every
+        subscription (``channels.access_refusal``). Presence leaves are announced
+        as the current identity (``session.claims``), so call this before the
+        session takes the new claims."""
+        rules = state.rules
+
+        async def leave_if_still_there(channel: str) -> None:
+            if channel in session.subscriptions:
                 await self.leave(state, session, channel, reason)
 
-    async def _forget(self, state: AppState, session: Session, channel: str, vacated: bool) -> None:
-        """The registry side of leaving a channel (after the local state changed)."""
-        app_uuid = session.app_uuid
-        hold = self._hooks.wants(state.app, channel, "occupancy")
-        last = await self._registry.remove_subscription(
-            app_uuid, channel, session.client_id, hold_vacancy=hold
+        await run_every(
+            functools.partial(leave_if_still_there, channel)
+            for channel in list(session.subscriptions)
+            if access_refusal(rules, channel, claims) is not None
         )
-        if last and hold:
-            self._hooks.vacancy_held(state.app, channel)
-        if vacated and channel not in state.channels:
-            await self._vacated(state, channel)
-        if is_presence(channel) and session.claims:
-            member = member_from_claims(session.claims)
-            left = await self._registry.presence_leave(
-                app_uuid, channel, session.client_id, str(member["id"])
+
+    async def _forget(self, state: AppState, session: Session, channel: str, vacated: bool) -> None:
+        """The registry side of leaving a channel (after the local state changed).
+
+        Its three steps (the subscription, the vacated channel, the presence
+        entry) all run even when one of them fails.
+        """
+        app_uuid = session.app_uuid
+        claims = session.claims
+
+        async def unsubscribe() -> None:
+            hold = self._hooks.wants(state.app, channel, "occupancy")
+            last = await self._registry.remove_subscription(
+                app_uuid, channel, session.client_id, hold_vacancy=hold
             )
-            if left:
-                await self.left(state.app.uuid, channel, member)
+            if last and hold:
+                self._hooks.vacancy_held(state.app, channel)
+
+        async def vacate() -> None:
+            if vacated and channel not in state.channels:
+                await self._vacated(state, channel)
+
+        async def leave_presence() -> None:
+            if is_presence(channel) and claims:
+                member = member_from_claims(claims)
+                left = await self._registry.presence_leave(
+                    app_uuid, channel, session.client_id, str(member["id"])
+                )
+                if left:
+                    await self.left(state.app.uuid, channel, member)
+
+        await run_every((unsubscribe, vacate, leave_presence))
 
     # -- the decisions' effects -----------------------------------------------------------
     async def _occupied(self, state: AppState, channel: str) -> None:

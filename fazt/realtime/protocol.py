@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from fazt.contracts.strict_json import StrictJsonError, check_strict_json
 from fazt.realtime.channels import (
     CHANNEL_CHARACTERS_TEXT,
     MAX_CHANNEL_LENGTH,
@@ -66,6 +67,7 @@ ERROR_CODES: Final = frozenset(
 NO_STATUS: Final = 1005
 ABNORMAL_CLOSURE: Final = 1006
 CLOSE_MESSAGE_TOO_BIG: Final = 1009
+CLOSE_INTERNAL_ERROR: Final = 1011
 CLOSE_UNKNOWN_APP: Final = 4001
 CLOSE_KICKED: Final = 4003
 CLOSE_AUTH_FAILED: Final = 4009
@@ -77,6 +79,7 @@ CLOSE_IDLE_TIMEOUT: Final = 4202
 
 CLOSE_REASONS: Final = {
     CLOSE_MESSAGE_TOO_BIG: "message too big",
+    CLOSE_INTERNAL_ERROR: "internal error",
     CLOSE_UNKNOWN_APP: "unknown app",
     CLOSE_KICKED: "kicked",
     CLOSE_AUTH_FAILED: "authentication failed",
@@ -91,6 +94,8 @@ CLOSE_REASONS: Final = {
 MAX_TOKEN_LENGTH: Final = 8192
 #: Longest ``reason`` of a ``kicked`` message; a longer one is cut.
 MAX_KICK_REASON: Final = 200
+#: Longest ``error`` text that quotes the client's own frame (a path through its keys).
+MAX_ERROR_TEXT: Final = 200
 
 
 class ProtocolError(Exception):
@@ -156,6 +161,12 @@ _CHANNEL_TYPES: Final[dict[str, type[Subscribe | Unsubscribe | Members]]] = {
 def parse(frame: str | bytes) -> ClientMessage:
     """Parse one client text frame, or raise ``ProtocolError``.
 
+    A frame that is not *strict* JSON is ``invalid_json`` too: a number too big
+    for a double (``1e400`` would parse to infinity), a lone surrogate in a
+    string or key (``"\\ud800"``), or nesting deeper than 64 levels
+    (``fazt.contracts.strict_json``). That is checked here, once, so nothing
+    behind the edge meets a value it cannot encode again; the error names the
+    place, cut to ``MAX_ERROR_TEXT`` characters (a key is client text).
     Unknown extra fields are ignored (forward compatibility); a known field of
     the wrong type is ``invalid_message``; a bad channel name is
     ``invalid_channel`` (with the offending name echoed only when it is short
@@ -165,6 +176,11 @@ def parse(frame: str | bytes) -> ClientMessage:
         value = json.loads(frame, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as error:
         raise ProtocolError(INVALID_JSON, "frame is not valid JSON") from error
+    try:
+        check_strict_json(value, path="message")
+    except StrictJsonError as error:
+        text = f"frame is not strict JSON: {error}"
+        raise ProtocolError(INVALID_JSON, text[:MAX_ERROR_TEXT]) from error
     if not isinstance(value, dict):
         raise ProtocolError(INVALID_MESSAGE, "a message must be a JSON object")
     kind = value.get("type")

@@ -12,8 +12,23 @@ that finds due pings, timeouts and token expiries.
 from __future__ import annotations
 
 import enum
+import re
+import secrets
 from collections.abc import Callable
 from typing import Any, Final, Protocol
+
+#: What a client id looks like: ``secrets.token_urlsafe(18)``, 24 URL-safe characters.
+_CLIENT_ID: Final = re.compile(r"[A-Za-z0-9_-]{24}")
+
+
+def new_client_id() -> str:
+    """A fresh client id: 24 random URL-safe characters, unguessable."""
+    return secrets.token_urlsafe(18)
+
+
+def is_client_id(value: str) -> bool:
+    """True for text shaped like an id from ``new_client_id`` (anything else names no client)."""
+    return _CLIENT_ID.fullmatch(value) is not None
 
 
 class Transport(Protocol):
@@ -61,7 +76,11 @@ class Session:
     """A connected client. ``__slots__`` keeps thousands of them small.
 
     Invariants: ``subscriptions`` holds channel names (not keys) of this app;
-    ``ping_sent_at`` is not None exactly while a ping awaits its pong.
+    ``created`` (None until the first) holds the names of subscriptions whose
+    subscribe created the channel, cluster-wide (``maxChannelsCreatedPerClient``
+    counts those still in ``subscriptions``); ``ping_sent_at`` is not None
+    exactly while a ping awaits its pong; ``failures`` counts the internal
+    errors met while serving this connection (only the first is logged).
     """
 
     __slots__ = (
@@ -76,6 +95,8 @@ class Session:
         "client_id",
         "closed",
         "connected_at_ms",
+        "created",
+        "failures",
         "last_activity",
         "next_ping_at",
         "ping_sent_at",
@@ -108,6 +129,8 @@ class Session:
         self.token_expires_at = token_expires_at
         self.connected_at_ms = connected_at_ms
         self.subscriptions: dict[str, None] = {}  # ordered set of channel names
+        self.created: set[str] | None = None
+        self.failures = 0
         self.closed = False
         self.last_activity = now
         self.next_ping_at = now + ping_interval
@@ -151,6 +174,24 @@ class Session:
             "connectedAt": self.connected_at_ms,
             "metadata": dict(self.claims) if self.claims else {},
         }
+
+    # -- the channel budget ------------------------------------------------------------
+    def channels_created(self) -> int:
+        """How many of the current subscriptions created their channel."""
+        created = self.created
+        if not created:
+            return 0
+        created.intersection_update(self.subscriptions)
+        return len(created)
+
+    def record_subscribe(self, channel: str, created: bool) -> None:
+        """Whether the subscribe to ``channel`` that just succeeded created it."""
+        if created:
+            if self.created is None:
+                self.created = set()
+            self.created.add(channel)
+        elif self.created:
+            self.created.discard(channel)
 
     # -- rate limit: a token bucket of ``maxMessagesPerSecond`` tokens ----------------
     def take_message_token(self, now: float) -> bool:

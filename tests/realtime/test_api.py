@@ -53,9 +53,27 @@ async def test_subscribers_list_public_entries() -> None:
         (lambda api: api.broadcast(5, 1), "channel must be a string"),
         (lambda api: api.broadcast("bad name", 1), "invalid channel name"),
         (lambda api: api.broadcast("c", "x" * 2000), "over the 1024-byte limit"),
-        (lambda api: api.broadcast("c", {1, 2}), "data must be JSON-serialisable"),
-        (lambda api: api.broadcast("c", float("nan")), "data must be JSON-serialisable"),
-        (lambda api: api.broadcast_all(float("inf")), "data must be JSON-serialisable"),
+        (
+            lambda api: api.broadcast("c", {1, 2}),
+            "data must be strict JSON: a set, which JSON has no form for at data",
+        ),
+        (lambda api: api.broadcast("c", float("nan")), "strict JSON: a number that is not finite"),
+        (lambda api: api.broadcast_all(float("inf")), "strict JSON: a number that is not finite"),
+        (
+            lambda api: api.broadcast("c", {"user": {"name": "\ud800"}}),
+            "data must be strict JSON: a string that is not valid Unicode (lone surrogate) "
+            "at data.user.name",
+        ),
+        (
+            lambda api: api.broadcast_all({"\udc00": 1}),
+            "data must be strict JSON: a key that is not valid Unicode (lone surrogate) "
+            'at data["\\udc00"]',
+        ),
+        (
+            lambda api: api.broadcast("c", [float("-inf")]),
+            "data must be strict JSON: a number that is not finite at data[0]",
+        ),
+        (lambda api: api.broadcast("c", 10**5000), "data must be JSON-serialisable"),
         (lambda api: api.subscribers(None), "channel is required"),
         (lambda api: api.count(""), "invalid channel name"),
         (lambda api: api.count(7), "channel must be a string"),
@@ -63,6 +81,11 @@ async def test_subscribers_list_public_entries() -> None:
         (lambda api: api.kick(3, "r"), "clientId must be a string"),
         (lambda api: api.kick("", "r"), "clientId must be a non-empty string"),
         (lambda api: api.kick("id", 5), "reason must be a string"),
+        (
+            lambda api: api.kick("id", "bye \ud83d"),
+            "reason must be strict JSON: a string that is not valid Unicode "
+            "(lone surrogate) at reason",
+        ),
     ],
 )
 @pytest.mark.gen_test

@@ -72,7 +72,7 @@ def test_defaults_and_schema_parts() -> None:
     }
     assert set(plugin.manifest_properties()) == {"realtime"}
     limits = plugin.manifest_limits_schema()
-    assert len(limits["properties"]) == 7
+    assert len(limits["properties"]) == 8
     assert plugin.name == "realtime"
     assert [route.path for route in plugin.routes()] == ["/_ws"]
     assert set(plugin.js_namespace()) == {

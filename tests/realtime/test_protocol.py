@@ -37,6 +37,17 @@ def test_parse_valid(frame: str | bytes, expected: protocol.ClientMessage) -> No
         ("", protocol.INVALID_JSON),
         ('{"type":"ping"', protocol.INVALID_JSON),
         ('{"type":"message","channel":"c","data":NaN}', protocol.INVALID_JSON),
+        ('{"type":"message","channel":"c","data":1e400}', protocol.INVALID_JSON),
+        ('{"type":"message","channel":"c","data":[-1E999]}', protocol.INVALID_JSON),
+        ('{"type":"message","channel":"c","data":"\\ud800"}', protocol.INVALID_JSON),
+        ('{"type":"message","channel":"c","data":{"\\udfff":1}}', protocol.INVALID_JSON),
+        ('{"type":"ping","extra":"\\udbff\\u0041"}', protocol.INVALID_JSON),
+        (b'{"type":"ping","x":"\xed\xa0\x80"}', protocol.INVALID_JSON),  # encoded surrogate
+        ('{"type":"auth","token":"\\ud800"}', protocol.INVALID_JSON),
+        (
+            '{"type":"message","channel":"c","data":' + "[" * 65 + "]" * 65 + "}",
+            protocol.INVALID_JSON,
+        ),
         ("[" * 100_000, protocol.INVALID_JSON),
         (b"\xff\xfe", protocol.INVALID_JSON),
         ("[]", protocol.INVALID_MESSAGE),
@@ -70,6 +81,30 @@ def test_parse_refusals(frame: str | bytes, code: str) -> None:
     assert caught.value.code == code
     assert caught.value.code in protocol.ERROR_CODES
     assert caught.value.text
+
+
+def test_a_frame_that_is_not_strict_json_says_what_and_where() -> None:
+    with pytest.raises(ProtocolError) as caught:
+        parse('{"type":"message","channel":"c","data":{"user":{"name":"\\ud800"}}}')
+    assert caught.value.text == (
+        "frame is not strict JSON: a string that is not valid Unicode (lone surrogate) "
+        "at message.data.user.name"
+    )
+    with pytest.raises(ProtocolError) as caught:
+        parse('{"type":"message","channel":"c","data":[1, 2e400]}')
+    assert (
+        caught.value.text
+        == "frame is not strict JSON: a number that is not finite at message.data[1]"
+    )
+    # A hostile key is quoted in the error only so far.
+    with pytest.raises(ProtocolError) as caught:
+        parse('{"type":"ping","' + "k" * 5000 + '\\ud800":1}')
+    assert len(caught.value.text) == protocol.MAX_ERROR_TEXT
+    # Valid pairs, big integers and 64 levels of nesting are fine.
+    message = parse('{"type":"message","channel":"c","data":["\\ud83d\\ude00", 1e308]}')
+    assert message == protocol.Publish("c", ["\U0001f600", 1e308])
+    deep = "[" * 63 + "]" * 63
+    assert parse('{"type":"message","channel":"c","data":' + deep + "}").channel == "c"
 
 
 def test_channel_name_bounds() -> None:

@@ -159,6 +159,7 @@ def test_limits_lowered_never_raised() -> None:
         "maxConnectionsTotal",
         "maxConnectionsPerApp",
         "maxChannelsPerApp",
+        "maxChannelsCreatedPerClient",
         "maxSubscriptionsPerClient",
         "maxMessageSizeKB",
         "maxMessagesPerSecond",

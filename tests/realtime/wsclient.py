@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import hmac
 import json
 import socket
 from collections.abc import AsyncIterator, Mapping
@@ -18,6 +21,31 @@ from fazt.realtime.plugin import RealtimePlugin
 from tests.harness import RunningKernel, make_app, running_kernel
 
 TIMEOUT = 5.0
+
+
+def hs256_token(secret: bytes, claims_text: str) -> str:
+    """An HS256 JWT over exactly ``claims_text``, JSON written by hand: it may hold what
+    the token service would never mint (a lone surrogate, ``1e400``, ``NaN``)."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64(b'{"alg":"HS256","typ":"JWT"}')
+    body = b64(claims_text.encode())
+    signature = hmac.new(secret, f"{header}.{body}".encode(), hashlib.sha256).digest()
+    return f"{header}.{body}.{b64(signature)}"
+
+
+def strict_loads(text: str | bytes) -> Any:
+    """A server frame, which must be strict JSON: no NaN/Infinity, nothing unencodable
+    (``ValueError`` otherwise; ``UnicodeEncodeError`` is one)."""
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"the server sent {name}, which is not JSON")
+
+    value = json.loads(text, parse_constant=refuse)
+    json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    return value
 
 
 class Client:
