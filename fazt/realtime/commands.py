@@ -6,6 +6,7 @@ here or refused with an ``error`` frame; a refused request never closes the
 connection. Whether a subscribe is allowed is decided in one place,
 ``_may_subscribe`` (rules, roles, presence, the subscription and channel
 limits); what a subscribe or unsubscribe then does is ``membership``'s job.
+A ``history`` request is answered here from the history store.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fazt.kernel.app import App
 from fazt.kernel.tokens import TokenError, TokenService
 from fazt.realtime import protocol
 from fazt.realtime.backplane.bus import Bus
+from fazt.realtime.backplane.history import HistoryStore, HistoryUnavailable
 from fazt.realtime.backplane.registry import Registry
 from fazt.realtime.channels import check_access, is_presence
 from fazt.realtime.clocks import Clocks
@@ -41,6 +43,7 @@ class Commands:
         membership: Membership,
         bus: Bus,
         registry: Registry,
+        history: HistoryStore,
         tokens: TokenService,
         heartbeat: HeartbeatPolicy,
         watcher: ThresholdWatcher,
@@ -50,6 +53,7 @@ class Commands:
         self._membership = membership
         self._bus = bus
         self._registry = registry
+        self._history = history
         self._tokens = tokens
         self._heartbeat = heartbeat
         self._watcher = watcher
@@ -123,13 +127,15 @@ class Commands:
             if isinstance(message, protocol.Publish):
                 await self._publish(session, message)
             elif isinstance(message, protocol.Subscribe):
-                await self._subscribe(session, message.channel)
+                await self._subscribe(session, message)
             elif isinstance(message, protocol.Unsubscribe):
                 await self._membership.leave(self._state(session), session, message.channel)
             elif isinstance(message, protocol.Ping):
                 session.send(protocol.PONG_FRAME)
             elif isinstance(message, protocol.Members):
                 await self._members(session, message.channel)
+            elif isinstance(message, protocol.History):
+                await self._history_request(session, message)
             elif isinstance(message, protocol.Auth):
                 await self._auth(session, message.token)
         except ProtocolError as error:
@@ -172,17 +178,26 @@ class Commands:
         session.authenticate(claims, self._clocks.token_deadline(claims.get("exp")))
         session.send(protocol.authenticated_frame(user_from_claims(claims)))
 
-    async def _subscribe(self, session: Session, channel: str) -> None:
+    async def _subscribe(self, session: Session, message: protocol.Subscribe) -> None:
         state = self._state(session)
         # Every subscriber keeps the name: one shared string, not one per client.
-        channel = sys.intern(channel)
+        channel = sys.intern(message.channel)
+        since = message.since
         if channel in session.subscriptions:
-            await self._membership.send_subscribed(session, channel)  # idempotent
+            # Idempotent: the subscriber already has everything from its position on.
+            feed = state.feeds.get(channel)
+            position = feed.position_of(session.client_id) if feed is not None else None
+            await self._membership.send_subscribed(
+                session,
+                channel,
+                position=position,
+                recovered=None if since is None else since == position,
+            )
             return
         await self._may_subscribe(state, session, channel)
         if session.closed:
             return
-        await self._membership.join(state, session, channel)
+        await self._membership.join(state, session, channel, since)
 
     async def _may_subscribe(self, state: AppState, session: Session, channel: str) -> None:
         """The one place a subscribe is decided: raises ``ProtocolError`` to refuse it."""
@@ -229,6 +244,34 @@ class Commands:
         if not session.closed:
             session.send(protocol.members_frame(channel, members))
 
+    async def _history_request(self, session: Session, message: protocol.History) -> None:
+        """``history``: subscribers only, on a channel whose rule keeps history."""
+        channel = message.channel
+        if channel not in session.subscriptions:
+            raise ProtocolError(
+                protocol.NOT_SUBSCRIBED, "subscribe to the channel to read its history", channel
+            )
+        state = self._state(session)
+        policy = state.history_policy(channel)
+        if policy is None:
+            raise ProtocolError(protocol.HISTORY_DISABLED, "this channel keeps no history", channel)
+        try:
+            read = await self._history.read(
+                session.app_uuid, channel, policy, since=message.since, limit=message.limit
+            )
+        except HistoryUnavailable as error:
+            raise ProtocolError(
+                protocol.HISTORY_UNAVAILABLE, "history is unavailable right now", channel
+            ) from error
+        if not read.complete:
+            raise ProtocolError(
+                protocol.HISTORY_UNRECOVERABLE,
+                "the publications after this position are gone (or the epoch changed)",
+                channel,
+            )
+        if not session.closed:
+            session.send(protocol.history_frame(channel, read.publications, read.position))
+
     async def _publish(self, session: Session, message: protocol.Publish) -> None:
         """A client ``message``: allowed by a ``publish: true`` rule, to subscribers only,
         never echoed to its sender."""
@@ -242,7 +285,12 @@ class Commands:
             raise ProtocolError(
                 protocol.NOT_SUBSCRIBED, "subscribe to the channel before publishing", channel
             )
-        payload = protocol.message_payload(
-            channel, message.data, self._clocks.wall_ms(), session.client_id
-        )
-        await self._hub.publish(state, channel, payload, exclude=session.client_id)
+        head = protocol.publication_head(message.data, self._clocks.wall_ms(), session.client_id)
+        try:
+            await self._hub.publish(state, channel, head, exclude=session.client_id)
+        except HistoryUnavailable as error:
+            raise ProtocolError(
+                protocol.HISTORY_UNAVAILABLE,
+                "history is unavailable right now; the message was not sent",
+                channel,
+            ) from error

@@ -11,6 +11,7 @@ from fazt.kernel.app import App
 from fazt.kernel.tokens import TokenService
 from fazt.realtime.api import RealtimeAPI
 from fazt.realtime.backplane.node import Backplane
+from fazt.realtime.channels import HistoryCaps
 from fazt.realtime.clocks import Clocks
 from fazt.realtime.commands import Commands
 from fazt.realtime.hub import Admission, Hub
@@ -34,19 +35,28 @@ class RealtimeCore:
         heartbeat: HeartbeatPolicy | None = None,
         notify: Notifier | None = None,
         clocks: Clocks | None = None,
+        history_caps: HistoryCaps | None = None,
     ) -> None:
         limits = limits or Limits()
         heartbeat = heartbeat or HeartbeatPolicy(30.0, 10.0, limits.idleTimeoutSeconds)
         self.clocks = clocks or Clocks()
         self.backplane = backplane
         watcher = ThresholdWatcher(notify or (lambda *_: None))
-        bus, registry = backplane.bus, backplane.registry
+        bus, registry, history = backplane.bus, backplane.registry, backplane.history
         self.tasks = Tasks()
-        self.hub = Hub(bus, limits)
+        self.hub = Hub(bus, history, limits, history_caps)
         self.admission = Admission(self.hub, registry, watcher)
-        self.membership = Membership(self.hub, bus, registry, watcher)
+        self.membership = Membership(self.hub, bus, registry, history, watcher)
         self.commands = Commands(
-            self.hub, self.membership, bus, registry, tokens, heartbeat, watcher, self.clocks
+            self.hub,
+            self.membership,
+            bus,
+            registry,
+            history,
+            tokens,
+            heartbeat,
+            watcher,
+            self.clocks,
         )
         self.scanner = Scanner(
             self.hub, self.membership, heartbeat, self.tasks, self.clocks.monotonic

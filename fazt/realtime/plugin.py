@@ -23,7 +23,12 @@ from fazt.kernel.app import App
 from fazt.kernel.plugin import Plugin, PluginRoute
 from fazt.realtime.api import JsNamespace, RealtimeAPI, js_namespace
 from fazt.realtime.backplane.node import Backplane, memory_backplane, redis_backplane
-from fazt.realtime.channels import rule_pattern_schema
+from fazt.realtime.channels import (
+    HistoryCaps,
+    history_caps_schema,
+    history_rule_schema,
+    rule_pattern_schema,
+)
 from fazt.realtime.core import RealtimeCore
 from fazt.realtime.endpoint import Endpoint
 from fazt.realtime.handler import RealtimeHandler
@@ -63,6 +68,7 @@ CHANNEL_RULE_SCHEMA: dict[str, Any] = {
             ]
         },
         "publish": {"type": "boolean"},
+        "history": history_rule_schema(),
     },
 }
 
@@ -93,6 +99,7 @@ class RealtimePlugin(Plugin):
                 "outgoingQueueSize": {"type": "integer", "minimum": 1},
                 "presenceTtlSeconds": _POSITIVE,
                 "limits": limits_schema(),
+                "history": history_caps_schema(),
             },
         }
 
@@ -174,6 +181,7 @@ class RealtimePlugin(Plugin):
             limits=limits,
             heartbeat=policy,
             notify=self._notify,
+            history_caps=HistoryCaps(**self._settings.get("history", {})),
         )
         await core.start()
         self._core = core

@@ -30,8 +30,25 @@ def frame_payload(frame: bytes) -> bytes:
     return body
 
 
+def split_frames(data: bytes) -> list[bytes]:
+    """Complete server frames joined in one write (a recovery sends them so), one by one."""
+    frames: list[bytes] = []
+    while data:
+        length, offset = data[1], 2
+        if length == 126:
+            length, offset = int.from_bytes(data[2:4], "big"), 4
+        elif length == 127:
+            length, offset = int.from_bytes(data[2:10], "big"), 10
+        frames.append(data[: offset + length])
+        data = data[offset + length :]
+    return frames
+
+
 class FakeTransport:
-    """Records frames and closes; ``send_frame`` after close is ignored (as in the real one)."""
+    """Records frames and closes; ``send_frame`` after close is ignored (as in the real one).
+
+    Several frames written at once are recorded one by one.
+    """
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
@@ -40,7 +57,7 @@ class FakeTransport:
 
     def send_frame(self, frame: bytes) -> None:
         if self.closed_with is None and not self.aborted:
-            self.frames.append(frame)
+            self.frames.extend(split_frames(frame))
 
     def close(self, code: int, reason: str) -> None:
         if self.closed_with is None:
@@ -76,4 +93,11 @@ class Clock:
         self.now += seconds
 
 
-__all__ = ["Clock", "FakeTransport", "decode_frame", "frame_payload", "text_frame"]
+__all__ = [
+    "Clock",
+    "FakeTransport",
+    "decode_frame",
+    "frame_payload",
+    "split_frames",
+    "text_frame",
+]

@@ -81,6 +81,7 @@ def test_defaults_and_schema_parts() -> None:
         "subscribers",
         "count",
         "kick",
+        "history",
     }
     with pytest.raises(RuntimeError, match="not started"):
         _ = plugin.hub

@@ -1,4 +1,4 @@
-"""Both conformance suites on Redis, plus what only Redis has: the link, layout, outages.
+"""The three conformance suites on Redis, plus what only Redis has: the link, layout, outages.
 
 Each test module run starts its own ``redis-server`` on a free port (persistence
 off) and kills it by PID at the end; every test uses its own key prefix. The
@@ -23,6 +23,8 @@ from fazt.kernel.app import App
 from fazt.kernel.tokens import TokenService
 from fazt.realtime.backplane.bus import Bus
 from fazt.realtime.backplane.bus_redis import RedisBus
+from fazt.realtime.backplane.history import HistoryStore
+from fazt.realtime.backplane.history_redis import RedisHistoryStore
 from fazt.realtime.backplane.node import Backplane, redis_backplane
 from fazt.realtime.backplane.redis_link import RedisLink, backoff_delay, redact_url
 from fazt.realtime.backplane.registry import Registry
@@ -30,6 +32,8 @@ from fazt.realtime.backplane.registry_redis import RedisRegistry
 from fazt.realtime.core import RealtimeCore
 from fazt.realtime.limits import Limits
 from tests.realtime.backplane.bus_conformance import BusConformance
+from tests.realtime.backplane.history_conformance import HistoryConformance, HistoryNodes
+from tests.realtime.backplane.history_conformance import run_close as close_history
 from tests.realtime.backplane.redis_server import RedisServer, needs_redis_server
 from tests.realtime.backplane.registry_conformance import RegistryConformance
 from tests.realtime.backplane.support import (
@@ -91,6 +95,40 @@ class RedisRegistries(Cluster[Registry]):
     async def kill(self, part: Registry) -> None:
         assert isinstance(part, RedisRegistry)
         await part.crash()
+
+
+class RedisHistories(HistoryNodes):
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+        self.prefix = f"t{next(_prefixes)}"
+
+    def make(self) -> tuple[Bus, HistoryStore]:
+        link = _link(self.url)
+        bus = RedisBus(link, node_id=link.node_id, prefix=self.prefix)
+        return bus, RedisHistoryStore(link, node_id=link.node_id, prefix=self.prefix)
+
+    async def age(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def lose(self) -> None:
+        inspector = await _inspector(self.url)
+        try:
+            keys = [key async for key in inspector.scan_iter(match=f"{self.prefix}:*")]
+            if keys:
+                await inspector.delete(*keys)
+        finally:
+            await inspector.aclose()
+
+
+class TestRedisHistory(HistoryConformance):
+    @pytest.fixture
+    def streams(
+        self, io_loop: tornado.ioloop.IOLoop, redis_server: RedisServer
+    ) -> Iterator[HistoryNodes]:
+        nodes = RedisHistories(redis_server.url)
+        yield nodes
+        close_history(io_loop, nodes)
 
 
 class TestRedisBus(BusConformance):
