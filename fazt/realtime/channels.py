@@ -10,9 +10,9 @@ containing ``:`` or another app's uuid only ever names a channel of its own app.
 Rules come from ``app.json`` ``realtime.channels``: ``{PATTERN: {"auth": bool,
 "role": str | [str], "publish": bool, "history": {"size": N, "ttlSeconds": T}}}``.
 An exact name beats any glob; among globs (``*`` matches any run of
-characters) the longer pattern wins. Without a matching rule, ``private-*`` and ``presence-*`` need authentication and every
-other channel is public; clients may publish only where a rule says
-``"publish": true``.
+characters) the longer pattern wins. Without a matching rule, ``private-*``
+and ``presence-*`` need authentication and every other channel is public;
+clients may publish only where a rule says ``"publish": true``.
 
 A pattern may contain one ``{sub}`` placeholder, e.g. ``private-user-{sub}``:
 it matches like ``*`` (and ranks like a glob of its length), and then only a
