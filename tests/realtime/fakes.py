@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from fazt.realtime.protocol import text_frame
+from fazt.realtime.session import Session
 
 
 def decode_frame(frame: bytes) -> dict[str, Any]:
@@ -80,6 +81,21 @@ class FakeTransport:
         return [message for message in self.messages if message["type"] == kind]
 
 
+def fake_session(client_id: str, app_uuid: str = "app") -> tuple[Session, FakeTransport]:
+    """A bare session on a ``FakeTransport`` (for the hub's and the feeds' fan-out)."""
+    transport = FakeTransport()
+    session = Session(
+        client_id=client_id,
+        app_uuid=app_uuid,
+        transport=transport,
+        now=0.0,
+        connected_at_ms=0,
+        ping_interval=30.0,
+        messages_per_second=10,
+    )
+    return session, transport
+
+
 class Clock:
     """A monotonic clock the test moves by hand."""
 
@@ -97,6 +113,7 @@ __all__ = [
     "Clock",
     "FakeTransport",
     "decode_frame",
+    "fake_session",
     "frame_payload",
     "split_frames",
     "text_frame",
