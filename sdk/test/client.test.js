@@ -441,7 +441,13 @@ describe('subscriptions', () => {
     const ws = connect(WS);
     ws.serverSend({ type: 'subscribed', channel: 'presence-room', members: [{ id: 'a', name: 'A' }] });
     const value = await sub;
-    assert.deepEqual(value, { channel: 'presence-room', members: [{ id: 'a', name: 'A' }] });
+    assert.deepEqual(value, {
+      channel: 'presence-room',
+      members: [{ id: 'a', name: 'A' }],
+      recovered: false,
+      offset: null,
+      epoch: null,
+    });
     assert.deepEqual(sub.members, [{ id: 'a', name: 'A' }]);
     assert.equal(of('subscribed').length, 1);
     assert.equal(ws.sentOf('subscribe').length, 1, 'subscribing twice sends once');
