@@ -1,11 +1,14 @@
 // fazt chat: rooms (room-<name>), who is online (presence-room-<name>) and
 // direct messages (private-user-<id>), on the FaztRealtime browser SDK.
 // Every write goes through an api/*.js handler; the page only subscribes.
+// Rooms keep history (app.json): joining shows the last 50 messages, and
+// after a reconnect the SDK brings the messages sent meanwhile, each once.
 (function () {
   'use strict';
 
   const $ = (id) => document.getElementById(id);
-  const state = { token: null, user: null, rt: null, room: null, members: new Map() };
+  const state = { token: null, user: null, rt: null, room: null, members: new Map(), shown: new Set() };
+  const HISTORY_SHOWN = 50;
 
   // Relative URLs, so the app works at http://chat.localhost:8080/ and at /_app/chat/.
   async function post(path, body) {
@@ -21,12 +24,17 @@
     $('error').textContent = error ? String(error.message || error) : '';
   }
 
+  function showNotice(text) {
+    $('notice').textContent = text || '';
+  }
+
   function time(ms) {
     return new Date(ms || Date.now()).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
   }
 
   // One chat line, built with textContent only: user text is never HTML.
-  function line(list, who, text, timestamp, extra) {
+  // `before`: the line to insert it in front of (default: at the end).
+  function line(list, who, text, timestamp, extra, before) {
     const item = document.createElement('li');
     const author = document.createElement('span');
     author.className = 'author';
@@ -39,7 +47,7 @@
     when.textContent = time(timestamp);
     item.append(author, body, when);
     if (extra) Object.assign(item.dataset, extra);
-    list.append(item);
+    list.insertBefore(item, before || null);
     list.scrollTop = list.scrollHeight;
   }
 
@@ -65,6 +73,36 @@
     renderMembers();
   }
 
+  // A room message, shown once and in order: messages are numbered (offset)
+  // per room, and the live stream, a recovery and a history load may overlap.
+  function roomLine(data, offset) {
+    const list = $('messages');
+    let before = null;
+    if (offset !== undefined) {
+      if (state.shown.has(offset)) return;
+      state.shown.add(offset);
+      before = [...list.children].find((item) => Number(item.dataset.offset) > offset);
+    }
+    const extra = { from: data.user.id, offset: offset === undefined ? '' : String(offset) };
+    line(list, data.user.name, data.text, data.timestamp, extra, before);
+  }
+
+  // Start the room's list again from its last messages: when joining, and when
+  // messages sent while the page was away could not all be recovered.
+  async function loadHistory(sub, lost) {
+    $('messages').replaceChildren();
+    state.shown.clear();
+    showNotice(lost ? 'Some messages sent while you were away could not be recovered: showing the room\'s latest ones.' : '');
+    try {
+      const { publications } = await sub.history({ limit: HISTORY_SHOWN });
+      if (sub.channel !== 'room-' + state.room) return; // switched rooms meanwhile
+      // Live messages that came meanwhile stay; the history fills in before them.
+      for (const publication of publications) roomLine(publication.data, publication.offset);
+    } catch (error) {
+      showError(error);
+    }
+  }
+
   function joinRoom(room) {
     const rt = state.rt;
     if (state.room) {
@@ -73,9 +111,19 @@
     }
     state.room = room;
     $('messages').replaceChildren();
+    state.shown.clear();
+    showNotice('');
     setMembers([]);
-    rt.subscribe('room-' + room, {
-      onMessage: (data) => line($('messages'), data.user.name, data.text, data.timestamp, { from: data.user.id }),
+    let joined = false;
+    const sub = rt.subscribe('room-' + room, {
+      onMessage: (data, meta) => roomLine(data, meta.offset),
+      // Every (re)subscribe: recovered means every missed message is on its
+      // way (as onMessage, meta.recovered); otherwise some may be lost, so
+      // show the room's history again (also the first time: the last 50).
+      onSubscribed: ({ recovered }) => {
+        if (!recovered) loadHistory(sub, joined);
+        joined = true;
+      },
     });
     rt.subscribe('presence-room-' + room, {
       onJoin: (member) => {
