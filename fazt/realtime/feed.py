@@ -38,6 +38,7 @@ from typing import Final
 
 from fazt.realtime import protocol
 from fazt.realtime.backplane.history import HistoryRead, StreamPosition
+from fazt.realtime.fanout import fan_out
 from fazt.realtime.session import Session
 
 _DELIVER: Final = 0
@@ -166,11 +167,9 @@ class ChannelFeed:
             return
         hole = self._hole_frame(position) if verdict == _BREAK else None
         if not cursors:
-            for client_id, session in tuple(subscribers.items()):
-                if hole is not None:
-                    session.send(hole)
-                if client_id != exclude:
-                    session.send(frame)
+            if hole is not None:
+                fan_out(subscribers, hole)
+            fan_out(subscribers, frame, exclude)
             return
         for client_id, session in tuple(subscribers.items()):
             cursor = cursors.get(client_id)

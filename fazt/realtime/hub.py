@@ -42,6 +42,7 @@ from fazt.realtime.backplane.bus import Bus
 from fazt.realtime.backplane.history import HistoryPolicy, HistoryStore, StreamPosition
 from fazt.realtime.backplane.registry import Registry
 from fazt.realtime.channels import ChannelRules, HistoryCaps
+from fazt.realtime.fanout import fan_out
 from fazt.realtime.feed import ChannelFeed
 from fazt.realtime.limits import Limits, ThresholdWatcher
 from fazt.realtime.session import Session
@@ -191,21 +192,8 @@ class Hub:
         return True
 
     # -- fan-out -----------------------------------------------------------------------
-    @staticmethod
-    def fan_out(sessions: dict[str, Session], frame: bytes, exclude: str | None = None) -> None:
-        """Write one shared ``frame`` to every session but ``exclude`` (a client id).
-
-        The one fan-out loop of the hub: one bound-method call per subscriber.
-        It iterates over a snapshot, although transports never change the
-        subscriber set from inside ``send_frame``.
-        """
-        if exclude is None:
-            for session in tuple(sessions.values()):
-                session.send(frame)
-            return
-        for client_id, session in tuple(sessions.items()):
-            if client_id != exclude:
-                session.send(frame)
+    #: The one fan-out loop (``fanout.fan_out``): one bound-method call per subscriber.
+    fan_out = staticmethod(fan_out)
 
     async def publish(
         self, state: AppState, channel: str, head: bytes, exclude: str | None = None

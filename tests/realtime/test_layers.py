@@ -20,6 +20,8 @@ PURE = (
     "clocks",
     "commands",
     "core",
+    "fanout",
+    "feed",
     "hub",
     "lifecycle",
     "limits",
