@@ -120,6 +120,7 @@ class OrderedLane:
     async def close(self) -> None:
         """Stop the writer; waiting writes return their fallback."""
         task, self._task = self._task, None
+        self._wakeup = None  # a reopened link may run on another loop
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

@@ -307,9 +307,11 @@ class RedisLink:
         if self._listener is not None and self._pubsub is not None:
             self._reader = asyncio.create_task(self._read(self._pubsub))
 
-    async def subscribe(self, topics: list[bytes], wait_for: list[bytes] | None = None) -> None:
-        """SUBSCRIBE to ``topics``, and return once Redis confirmed it for them and for
-        the topics in ``wait_for`` still waiting for a confirmation.
+    async def subscribe(
+        self, topics: list[bytes], wait_for: list[bytes] | None = None, *, confirmed: bool = True
+    ) -> None:
+        """SUBSCRIBE to ``topics``; with ``confirmed``, return once Redis confirmed it for
+        them and for the topics in ``wait_for`` still waiting for a confirmation.
 
         While down, it returns at once (the next reconnection subscribes); a
         confirmation that does not come within the socket timeout is not waited
@@ -330,7 +332,7 @@ class RedisLink:
                 waits.append(pending[-1])
         if topics:
             await self.call(lambda _client: pubsub.subscribe(*topics), None)
-        if waits:
+        if waits and confirmed:
             await asyncio.wait(waits, timeout=self.socket_timeout)
 
     def _confirmed(self, topic: bytes) -> None:
