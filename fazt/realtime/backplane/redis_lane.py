@@ -199,6 +199,14 @@ class OrderedLane:
 
     @staticmethod
     async def _pipeline(client: Redis, batch: list[_Write]) -> list[Any]:
+        if len(batch) == 1:
+            # A lone write skips the pipeline machinery (most writes of a quiet node).
+            from redis.exceptions import ResponseError
+
+            try:
+                return [await client.execute_command(*batch[0].args)]
+            except ResponseError as error:
+                return [error]
         pipe = client.pipeline(transaction=False)
         for write in batch:
             pipe.execute_command(*write.args)
