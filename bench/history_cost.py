@@ -1,80 +1,104 @@
-"""What channel history costs: publish and fan-out with history on and off, and recovery time.
+"""What channel history costs: fan-out and publish with history on and off, and recovery time.
 
-Self-contained and runnable alone (``python bench/history_cost.py``, ``--smoke``
-for a quick check): it starts its own ``redis-server`` and ``fazt serve``
-processes (through ``cluster_fanout.Processes``) and stops them by PID. One
-app, one channel ``room``, with and without a ``history`` rule, on the memory
-store and on Redis. Three measurements, each the median of ``repeats`` runs:
+Runnable alone (``python bench/history_cost.py``; ``--smoke`` for a quick
+check). It starts its own ``fazt serve`` (``servers``, pinned to the server
+core) and ``redis-server`` (``scenarios.cluster.redis_server``), and stops
+them by PID. The bench app's channel ``bench`` is measured without a rule
+change ("history off") and with ``"history": {"size": 1000, "ttlSeconds":
+600}`` ("history on"), on the memory store and on Redis. Three measurements,
+each set-up started fresh, the median of ``repeats`` runs, set-ups
+interleaved so that a change of the machine's load hits them alike:
 
-* **fan-out**: 1,000 subscribers (two client processes), one client
-  publishing a burst back to back, ``bursts`` times; server CPU per delivery
-  is the kernel's user+system CPU over a burst divided by its deliveries (the
-  median burst). History is per publication, not per delivery, so history in
-  memory should add at most 10 % here (the target);
-* **publish**: the same publisher alone on the channel (its own messages are
-  not echoed, so nothing is delivered): kernel CPU per publication, plus Redis'
-  own CPU on Redis;
+* **fan-out**: ``loadclient.py``'s burst (the benchmark's own: 1,000
+  subscribers, 4 publishers keeping 32 publishes in flight for 3 s): server
+  CPU per delivery. History is per publication, not per delivery, so history
+  in memory should add at most 10 % here (the target);
+* **publish**: one client publishing alone on the channel (its own messages
+  are not echoed: nothing is delivered), one publish at a time: the kernel's
+  CPU per publication, and with Redis the kernel's plus Redis';
 * **recovery**: a client that missed 100 messages subscribes again with
   ``since``: the time from sending that subscribe to the 100th recovered
   message, over real sockets.
 
-The machine's other load skews every number here: run it on a quiet machine.
-Prints a markdown table and writes JSON (``--out``, default
-``docs/bench/history.json``).
+Other load on the machine skews every number here (``others_cpu_share`` in the
+JSON says how much there was): run it on a quiet machine. Prints a markdown
+table and writes JSON (``--out``, default ``docs/bench/history.json``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import copy
 import json
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import cluster_fanout as fanout  # a sibling script (bench/ is not a package)
-
-ROOT = Path(__file__).resolve().parent.parent
+# Sibling modules of bench/ (run as a script: bench/ is on the path, as for bench/run).
+import servers
+from procs import ROOT, cpu_of, environment, free_port, wait_port
+from scenarios.cluster import redis_server
+from scenarios.fanout import run_client
 
 FULL = {
-    "subscribers": 1000,
-    "burst": 200,
-    "bursts": 5,
+    "burst": {"subscribers": 1000, "publishers": 4, "duration": 3.0, "window": 32, "warmup": 30},
     "publishes": 3000,
     "missed": 100,
     "recoveries": 20,
+    "repeats": 3,
 }
 SMOKE = {
-    "subscribers": 20,
-    "burst": 10,
-    "bursts": 1,
+    "burst": {"subscribers": 20, "publishers": 2, "duration": 0.3, "window": 4, "warmup": 3},
     "publishes": 100,
     "missed": 100,
     "recoveries": 3,
+    "repeats": 1,
 }
-REPEATS = {"full": 3, "smoke": 1}
 
 HISTORY = {"size": 1000, "ttlSeconds": 600}
+SETUPS = [
+    ("memory, history off", False, False),
+    ("memory, history on", True, False),
+    ("Redis, history off", False, True),
+    ("Redis, history on", True, True),
+]
 
 
-def app_json(history: bool) -> dict[str, Any]:
-    rule: dict[str, Any] = {"publish": True}
+@contextlib.contextmanager
+def bench_app(history: bool) -> Iterator[None]:
+    """The bench app's ``bench`` channel with (or without) a history rule, for the
+    servers started meanwhile."""
+    original = servers.FAZT_APP_JSON
+    manifest = copy.deepcopy(original)
     if history:
-        rule["history"] = HISTORY
-    return {"uuid": "app_benchHistory01", "realtime": {"channels": {"room": rule}}}
+        manifest["realtime"]["channels"]["bench"]["history"] = HISTORY
+    servers.FAZT_APP_JSON = manifest
+    try:
+        yield
+    finally:
+        servers.FAZT_APP_JSON = original
 
 
-def ws_url(port: int) -> str:
-    return f"ws://127.0.0.1:{port}/_app/bench/_ws"
+@contextlib.contextmanager
+def fazt(tmp: Path, history: bool, redis_url: str | None) -> Iterator[servers.Server]:
+    with bench_app(history):
+        server = servers.fazt_start(free_port(), tmp, servers.Options(redis=redis_url))
+    try:
+        wait_port(server.port, server.proc, 60, server.log)
+        yield server
+    finally:
+        server.stop_for_restart()
 
 
+# -- one publisher, and one recovering client -----------------------------------------------
 async def _connect(url: str) -> Any:
     from websockets.asyncio.client import connect
 
@@ -84,7 +108,7 @@ async def _connect(url: str) -> Any:
 
 
 async def _subscribe(ws: Any, since: dict[str, Any] | None = None) -> dict[str, Any]:
-    message: dict[str, Any] = {"type": "subscribe", "channel": "room"}
+    message: dict[str, Any] = {"type": "subscribe", "channel": "bench"}
     if since is not None:
         message["since"] = since
     await ws.send(json.dumps(message))
@@ -94,39 +118,39 @@ async def _subscribe(ws: Any, since: dict[str, Any] | None = None) -> dict[str, 
             return reply
 
 
-async def publish_cost(port: int, count: int, pids: list[int]) -> float:
-    """Kernel (and Redis) CPU µs per publication, with nobody to deliver to."""
-    ws = await _connect(ws_url(port))
+async def _publish(ws: Any, count: int) -> None:
+    """``count`` publishes, then a ping: its pong means the server handled them all."""
+    for i in range(count):
+        await ws.send(json.dumps({"type": "message", "channel": "bench", "data": {"i": i}}))
+    await ws.send('{"type":"ping"}')
+    while json.loads(await ws.recv())["type"] != "pong":
+        pass
+
+
+async def publish_cost(url: str, count: int, pids: list[int]) -> float:
+    """CPU µs of ``pids`` per publication, with nobody to deliver to."""
+    ws = await _connect(url)
     try:
         await _subscribe(ws)
-        before = sum(fanout.cpu_seconds(pid) for pid in pids)
-        for i in range(count):
-            await ws.send(json.dumps({"type": "message", "channel": "room", "data": {"i": i}}))
-        # A ping is answered after every publish before it: then all were handled.
-        await ws.send('{"type":"ping"}')
-        while json.loads(await ws.recv())["type"] != "pong":
-            pass
-        return (sum(fanout.cpu_seconds(pid) for pid in pids) - before) / count * 1e6
+        before = cpu_of(pids)
+        await _publish(ws, count)
+        return (cpu_of(pids) - before) / count * 1e6
     finally:
         await ws.close()
 
 
-async def recovery_time(port: int, missed: int) -> float:
+async def recovery_ms(url: str, missed: int) -> float:
     """ms from a recovering subscribe to the last of ``missed`` recovered messages."""
-    away = await _connect(ws_url(port))
+    away = await _connect(url)
     position = await _subscribe(away)
     await away.close()
-    writer = await _connect(ws_url(port))
+    writer = await _connect(url)
     try:
         await _subscribe(writer)
-        for i in range(missed):
-            await writer.send(json.dumps({"type": "message", "channel": "room", "data": {"i": i}}))
-        await writer.send('{"type":"ping"}')
-        while json.loads(await writer.recv())["type"] != "pong":
-            pass
+        await _publish(writer, missed)
     finally:
         await writer.close()
-    back = await _connect(ws_url(port))
+    back = await _connect(url)
     try:
         since = {"offset": position["offset"], "epoch": position["epoch"]}
         started = time.perf_counter()
@@ -136,88 +160,71 @@ async def recovery_time(port: int, missed: int) -> float:
             if json.loads(await back.recv())["type"] == "message":
                 got += 1
         elapsed = (time.perf_counter() - started) * 1000
-        if reply.get("recovered") is not True:
-            raise RuntimeError(f"recovery failed: {reply}")
-        return elapsed
     finally:
         await back.close()
+    if reply.get("recovered") is not True:
+        raise RuntimeError(f"recovery failed: {reply}")
+    return elapsed
 
 
-def fan_out_cost(port: int, proc: subprocess.Popen[bytes], sizes: dict[str, Any]) -> float:
-    """Kernel CPU µs per delivery for bursts to ``subscribers`` (the median burst)."""
-    subs = fanout.Subscribers([ws_url(port)] * sizes["subscribers"])
-    costs: list[float] = []
-    try:
-        burst = sizes["burst"]
-        for _ in range(sizes["bursts"]):
-            subs.arm(burst, 120.0)
-            before = fanout.cpu_seconds(proc.pid)
-            asyncio.run(fanout.publish(ws_url(port), burst, None))
-            result = subs.results(120.0)
-            cpu = fanout.cpu_seconds(proc.pid) - before
-            deliveries = len(result["latencies"])
-            if not result["ok"] or deliveries != burst * sizes["subscribers"]:
-                raise RuntimeError(f"incomplete burst: {deliveries}, {result['unexpected']}")
-            costs.append(cpu / deliveries * 1e6)
-        return statistics.median(costs)
-    finally:
-        subs.close()
-
-
+# -- one set-up -----------------------------------------------------------------------------------
 def run_setup(
-    work: Path, name: str, history: bool, redis: bool, sizes: dict[str, Any]
+    tmp: Path, history: bool, redis: dict[str, Any] | None, sizes: dict[str, Any]
 ) -> dict[str, Any]:
-    procs = fanout.Processes(work / name)
-    (work / name).mkdir(parents=True, exist_ok=True)
-    fanout.APP_JSON = app_json(history)
-    try:
-        redis_url = procs.redis() if redis else None
-        port, kernel = procs.fazt(name, redis_url)
-        pids = [kernel.pid] + ([procs.procs[0].pid] if redis else [])
-        row: dict[str, Any] = {
-            "fan_out_us_per_delivery": fan_out_cost(port, kernel, sizes),
-            "publish_us": asyncio.run(publish_cost(port, sizes["publishes"], [kernel.pid])),
-            "publish_us_with_redis": (
-                asyncio.run(publish_cost(port, sizes["publishes"], pids)) if redis else None
-            ),
+    with fazt(tmp, history, redis["url"] if redis else None) as server:
+        pids = server.pids()
+        extra = {"redis": [redis["pid"]]} if redis else {}
+        job = {
+            "scenario": "burst",
+            "url": server.url,
+            "dialect": server.dialect,
+            "server_pids": pids,
+            "extra_pids": extra,
+            "channel": "bench",
+            "frame_bytes": 170,
+            "parser": "fast",
+            **sizes["burst"],
         }
+        burst = run_client(job, timeout=300)
+        if not burst["complete"]:
+            raise RuntimeError(f"incomplete burst: {burst['delivered']} of {burst['expected']}")
+        row: dict[str, Any] = {
+            "fan_out_us_per_delivery": burst["server_us_per_delivery"],
+            "others_cpu_share": burst["others_cpu_share"],
+            "publish_us": asyncio.run(publish_cost(server.url, sizes["publishes"], pids)),
+        }
+        if redis:
+            both = [*pids, redis["pid"]]
+            row["publish_us_with_redis"] = asyncio.run(
+                publish_cost(server.url, sizes["publishes"], both)
+            )
         if history:
             times = [
-                asyncio.run(recovery_time(port, sizes["missed"]))
+                asyncio.run(recovery_ms(server.url, sizes["missed"]))
                 for _ in range(sizes["recoveries"])
             ]
             row["recovery_ms_p50"] = statistics.median(times)
             row["recovery_ms_max"] = max(times)
         return row
-    finally:
-        procs.stop_all()
 
 
-SETUPS = [
-    ("memory, history off", False, False),
-    ("memory, history on", True, False),
-    ("Redis, history off", False, True),
-    ("Redis, history on", True, True),
-]
-
-
-def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = {key for run in runs for key, value in run.items() if value is not None}
-    return {
-        key: statistics.median(run[key] for run in runs if run.get(key) is not None) for key in keys
-    }
+def median_row(runs: list[dict[str, Any]]) -> dict[str, float]:
+    keys = {key for run in runs for key in run}
+    return {key: statistics.median(run[key] for run in runs if key in run) for key in keys}
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def markdown(results: dict[str, dict[str, Any]], sizes: dict[str, Any]) -> str:
+def markdown(results: dict[str, dict[str, float]], sizes: dict[str, Any]) -> str:
+    burst = sizes["burst"]
     lines = [
-        f"{sizes['subscribers']} subscribers, {sizes['bursts']} bursts of {sizes['burst']}; "
-        f"{sizes['publishes']} publishes alone; recovery of {sizes['missed']} missed messages",
+        f"fan-out: {burst['subscribers']} subscribers, {burst['publishers']} publishers for "
+        f"{burst['duration']} s; publish: {sizes['publishes']} publishes alone; recovery of "
+        f"{sizes['missed']} missed messages; medians of {sizes['repeats']} runs",
         "",
-        "| set-up | fan-out: kernel CPU µs/delivery | publish: kernel CPU µs "
+        "| set-up | fan-out: server CPU µs/delivery | publish: kernel CPU µs "
         "| publish: kernel + Redis CPU µs | recovery p50 ms | recovery max ms |",
         "|---|---:|---:|---:|---:|---:|",
     ]
@@ -240,34 +247,28 @@ def markdown(results: dict[str, dict[str, Any]], sizes: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "history.json")
     args = parser.parse_args(argv)
-    mode = "smoke" if args.smoke else "full"
-    sizes = dict(SMOKE if args.smoke else FULL)
-    repeats = args.repeats or REPEATS[mode]
+    sizes = copy.deepcopy(SMOKE if args.smoke else FULL)
+    if args.repeats:
+        sizes["repeats"] = args.repeats
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in SETUPS}
     with tempfile.TemporaryDirectory(prefix="fazt-history-bench-") as tmp:
-        for repeat in range(repeats):
-            for name, history, redis in SETUPS:
-                print(f"[{repeat + 1}/{repeats}] {name} ...", flush=True)
-                folder = f"r{repeat}-{name.replace(',', '').replace(' ', '-')}"
-                runs[name].append(run_setup(Path(tmp), folder, history, redis, sizes))
+        work = Path(tmp)
+        with redis_server(work) as redis:
+            for repeat in range(sizes["repeats"]):
+                for name, history, on_redis in SETUPS:
+                    print(f"[{repeat + 1}/{sizes['repeats']}] {name} ...", flush=True)
+                    row = run_setup(work, history, redis if on_redis else None, sizes)
+                    runs[name].append(row)
     results = {name: median_row(rows) for name, rows in runs.items()}
-    table = markdown(results, sizes)
-    print(table)
+    print(markdown(results, sizes))
     if not args.smoke:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "sizes": sizes,
-            "repeats": repeats,
-            "machine": platform.platform(),
-            "python": platform.python_version(),
-            "results": results,
-            "runs": runs,
-        }
+        payload = {"sizes": sizes, "environment": environment(), "results": results, "runs": runs}
         args.out.write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 

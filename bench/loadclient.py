@@ -1,7 +1,9 @@
 """The load client: one process, uvloop, raw sockets, the websockets sans-I/O protocol.
 
-Run by ``bench/harness.py`` pinned to its own core; it takes one JSON argument
-(the job) and prints one JSON object (the result) on stdout.
+Run by the one-channel scenarios (``bench/scenarios/fanout.py``) and the
+fan-out of ``cluster``, pinned to the client core; it takes one JSON argument
+(the job) and prints one JSON object (the result) on stdout. Scenarios that
+need more connections than one process may hold use ``swarm.py``.
 
 Why it looks the way it does:
 - Each connection is an asyncio ``Protocol`` on a raw socket (no streams, no
@@ -10,7 +12,7 @@ Why it looks the way it does:
   ``websockets``' sans-I/O ``ClientProtocol``, so the wire format is checked by
   a real implementation.
 - Server frames are parsed by ``websockets`` too (``--parser websockets``), or,
-  by default, by the small parser below: unmasked server frames are a two- or
+  by default, by ``wsframes.FrameReader``: unmasked server frames are a two- or
   four-byte header and a payload, and parsing them by hand costs a fraction of
   the generator-based parser, which keeps the client from being the bottleneck.
 - The server's CPU time is read from ``/proc/PID/stat`` around the measured
@@ -28,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import sys
 import time
 from array import array
@@ -36,71 +37,15 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from procs import CpuMeter, percentile, proc_rss_kb
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
+from wsframes import CLOSE, PING, TEXT, FrameReader, split_head
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 MESSAGE_PREFIX = b'{"type":"message"'
-PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """utime+stime of ``pid`` (all its threads) in seconds, from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
-    # Fields after the ")" start at field 3 (state); utime is field 14, stime 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def proc_rss_kb(pid: int) -> int:
-    """Resident set size of ``pid`` in KB, from /proc/PID/statm."""
-    with open(f"/proc/{pid}/statm", "rb") as f:
-        return int(f.read().split()[1]) * PAGE_KB
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent not idle, from the first line of /proc/stat."""
-    with open("/proc/stat", "rb") as f:
-        ticks = [int(x) for x in f.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal ...: drop idle and iowait.
-    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLK_TCK
-
-
-class CpuMeter:
-    """CPU accounting over one measured window: the server, this client, everyone else.
-
-    "others" is the rest of the machine's busy time (other processes sharing
-    the cores); a large share means the run was disturbed.
-    """
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.t0 = time.monotonic()
-        self.server0 = proc_cpu_seconds(pid)
-        self.self0 = self_cpu_seconds()
-        self.machine0 = machine_busy_seconds()
-
-    def close(self) -> dict[str, float]:
-        seconds = time.monotonic() - self.t0
-        server = proc_cpu_seconds(self.pid) - self.server0
-        client = self_cpu_seconds() - self.self0
-        machine = machine_busy_seconds() - self.machine0
-        return {
-            "seconds": seconds,
-            "server_cpu_s": server,
-            "client_cpu_s": client,
-            "server_cpu_share": server / seconds,
-            "client_cpu_share": client / seconds,
-            "others_cpu_share": max(0.0, machine - server - client) / seconds,
-        }
-
-
-def self_cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
 
 
 class Run:
@@ -137,15 +82,15 @@ class Run:
 class Conn(asyncio.Protocol):
     """One WebSocket connection speaking the bench protocol (or socket.io's)."""
 
-    __slots__ = ("buf", "frag", "is_pub", "opened", "proto", "run", "sent_sub", "transport")
+    __slots__ = ("buf", "is_pub", "opened", "proto", "reader", "run", "sent_sub", "transport")
 
     def __init__(self, run: Run, url: str, is_pub: bool) -> None:
         self.run = run
         self.is_pub = is_pub
         self.proto = ClientProtocol(parse_uri(url), max_size=None)
         self.transport: asyncio.Transport | None = None
-        self.buf = b""
-        self.frag: bytes | None = None
+        self.buf = b""  # the handshake's bytes until the HTTP response is whole
+        self.reader = FrameReader()
         self.opened = asyncio.get_running_loop().create_future()
         self.sent_sub = False
 
@@ -183,11 +128,10 @@ class Conn(asyncio.Protocol):
         # Feed websockets exactly the HTTP response so that it validates the
         # handshake; the frames after it go to the fast parser.
         self.buf += data
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
+        parts = split_head(self.buf)
+        if parts is None:
             return
-        head, rest = self.buf[: end + 4], self.buf[end + 4 :]
-        self.buf = b""
+        (head, rest), self.buf = parts, b""
         self.proto.receive_data(head)
         for event in self.proto.events_received():
             if isinstance(event, Response):
@@ -222,45 +166,17 @@ class Conn(asyncio.Protocol):
 
     # -- the fast frame parser (server frames are never masked) -------------------
     def parse_frames(self, data: bytes, now: float) -> None:
-        b = self.buf + data if self.buf else data
-        n = len(b)
-        pos = 0
-        while n - pos >= 2:
-            b0 = b[pos]
-            length = b[pos + 1] & 0x7F
-            head = 2
-            if length == 126:
-                if n - pos < 4:
-                    break
-                length = (b[pos + 2] << 8) | b[pos + 3]
-                head = 4
-            elif length == 127:
-                if n - pos < 10:
-                    break
-                length = int.from_bytes(b[pos + 2 : pos + 10], "big")
-                head = 10
-            end = pos + head + length
-            if end > n:
-                break
-            opcode = b0 & 0x0F
-            payload = b[pos + head : end]
-            pos = end
-            if opcode == 1 and b0 & 0x80:
+        for opcode, payload in self.reader.feed(data):
+            if opcode == TEXT:
                 self.on_text(payload, now)
-            elif opcode == 1 or (opcode == 0 and self.frag is not None):
-                self.frag = (self.frag or b"") + payload
-                if b0 & 0x80:
-                    whole, self.frag = self.frag, None
-                    self.on_text(whole, now)
-            elif opcode == 9:
+            elif opcode == PING:
                 self.proto.send_pong(payload)
                 self.flush()
-            elif opcode == 8:
+            elif opcode == CLOSE:
                 self.run.note_error(f"server closed the connection: {payload[:60]!r}")
                 if self.transport:
                     self.transport.close()
                 return
-        self.buf = b[pos:] if pos < n else b""
 
     # -- the bench protocol -------------------------------------------------------
     def on_text(self, payload: bytes, now: float) -> None:
@@ -292,8 +208,8 @@ class Conn(asyncio.Protocol):
     def on_message(self, message: dict[str, Any] | None, size: int, now: float) -> None:
         run = self.run
         if self.is_pub:
-            # Counted for the CPU per delivery only: fazt does not echo a client's
-            # publish to its sender, the other peers do.
+            # Counted for the CPU per delivery only: publishers are subscribed too, and
+            # get the other publishers' messages (no peer echoes a publish to its sender).
             run.pub_delivered += 1
             return
         run.bytes_in_messages += size
@@ -351,7 +267,8 @@ class Conn(asyncio.Protocol):
     def publish(self, data: dict[str, Any]) -> None:
         run = self.run
         if run.dialect == "socketio":
-            self.send(b'42["publish",' + orjson.dumps(data) + b"]")
+            body = {"channel": run.channel, "data": data}
+            self.send(b'42["publish",' + orjson.dumps(body) + b"]")
         else:
             self.send(orjson.dumps({"type": "message", "channel": run.channel, "data": data}))
 
@@ -478,7 +395,7 @@ async def burst(job: dict[str, Any]) -> dict[str, Any]:
     await publish_for(None, job.get("warmup", 20))
     base, pub_base = run.delivered, run.pub_delivered
     run.bytes_in_messages = 0
-    meter = CpuMeter(job["server_pid"])
+    meter = CpuMeter(job["server_pids"], job.get("extra_pids"))
     published, stalled = await publish_for(job["duration"], None)
     cpu = meter.close()
     delivered = run.delivered - base
@@ -504,13 +421,6 @@ async def burst(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return sorted_values[index]
-
-
 async def paced(job: dict[str, Any]) -> dict[str, Any]:
     """Publish at ``rate``/s on a fixed schedule; latency = arrival - scheduled time."""
     run = Run(job)
@@ -524,7 +434,7 @@ async def paced(job: dict[str, Any]) -> dict[str, Any]:
     run.record_latency = True
     rate, duration = job["rate"], job["duration"]
     count = max(1, round(rate * duration))
-    meter = CpuMeter(job["server_pid"])
+    meter = CpuMeter(job["server_pids"], job.get("extra_pids"))
     start = time.monotonic() + 0.05
     for i in range(count):
         scheduled = start + i / rate
@@ -559,7 +469,7 @@ async def paced(job: dict[str, Any]) -> dict[str, Any]:
 async def memory(job: dict[str, Any]) -> dict[str, Any]:
     """RSS delta per idle subscribed connection (after a warm-up set is open)."""
     run = Run(job)
-    pid = job["server_pid"]
+    pid = job["server_pids"][0]
     warm = job.get("warm_connections", 20)
     n = job["connections"]
     conns: list[Conn] = []
@@ -685,7 +595,7 @@ async def http(job: dict[str, Any]) -> dict[str, Any]:
     await asyncio.wait_for(done.wait(), 30)
     counts["ok"] = counts["bad"] = 0
     done.clear()
-    meter = CpuMeter(job["server_pid"])
+    meter = CpuMeter(job["server_pids"], job.get("extra_pids"))
     deadline[0] = time.monotonic() + job["duration"]
     live[0] = len(conns)
     for conn in conns:

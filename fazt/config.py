@@ -13,14 +13,21 @@ import copy
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from fazt.kernel.plugin import Plugin
-
 DEFAULT_PLUGINS = ("realtime",)
+
+
+class ConfigSection(Protocol):
+    """A plugin as the config sees it: a name and the schema of its section."""
+
+    name: str
+
+    def config_schema(self) -> dict[str, Any] | None: ...
+
 
 _JWT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -38,8 +45,29 @@ _SANDBOX_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "timeLimitSeconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
+        "wallTimeLimitSeconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
         "memoryLimitMB": {"type": "integer", "minimum": 4, "maximum": 4096},
         "threads": {"type": "integer", "minimum": 1, "maximum": 64},
+        "maxConcurrentPerApp": {"type": "integer", "minimum": 1, "maximum": 320},
+        "maxQueuedPerApp": {"type": "integer", "minimum": 1, "maximum": 100_000},
+        "consoleLimitKB": {"type": "integer", "minimum": 1, "maximum": 1_048_576},
+    },
+    "additionalProperties": False,
+}
+
+#: The HTTP edge: one key per limit, all optional.
+#: The HTTP edge (``fazt.edge``): timeouts, the cap on connections that have not
+#: finished their headers or upgrade, and the /api body limit. Defaults are the
+#: ``KernelConfig.http_*`` properties.
+_HTTP_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        # Bodies of /api requests; JSON is parsed in the sandbox, off the IOLoop.
+        "maxBodyKB": {"type": "integer", "minimum": 1, "maximum": 65_536},
+        "headerTimeoutSeconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+        "idleConnectionTimeoutSeconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
+        "bodyTimeoutSeconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
+        "maxPendingConnections": {"type": "integer", "minimum": 1, "maximum": 1000000},
     },
     "additionalProperties": False,
 }
@@ -64,8 +92,15 @@ KERNEL_SCHEMA: dict[str, Any] = {
         },
         "jwt": _JWT_SCHEMA,
         "sandbox": _SANDBOX_SCHEMA,
+        "http": _HTTP_SCHEMA,
         "redis": {"type": ["string", "null"], "pattern": "^rediss?://"},
         "workers": {"type": "integer", "minimum": 1, "maximum": 256},
+        # Host names that are the kernel's own (the app index, /_fazt/, /_app/<slug>/),
+        # besides the bare domain, localhost and IP literals.
+        "kernelHosts": {
+            "type": "array",
+            "items": {"type": "string", "pattern": r"^[A-Za-z0-9.-]+$"},
+        },
     },
 }
 
@@ -124,7 +159,7 @@ class KernelConfig:
                 merged[key] = value
         return KernelConfig(merged, source=self.source)
 
-    def validate_plugins(self, plugins: Iterable[Plugin]) -> None:
+    def validate_plugins(self, plugins: Iterable[ConfigSection]) -> None:
         """Check the whole config with every enabled plugin's section schema.
 
         Refuses unknown top-level keys: anything that is neither a kernel key
@@ -136,10 +171,6 @@ class KernelConfig:
             part = plugin.config_schema()
             schema["properties"][plugin.name] = part if part is not None else {"type": "object"}
         _validate(self._raw, schema, self.source)
-
-    def as_dict(self) -> dict[str, Any]:
-        """A copy of the raw config (what the file said, plus overrides)."""
-        return copy.deepcopy(self._raw)
 
     def plugin_settings(self, name: str) -> dict[str, Any]:
         """The plugin's config section (validated at start), or ``{}``."""
@@ -172,17 +203,68 @@ class KernelConfig:
         return int(self._raw.get("workers", 1))
 
     @property
+    def kernel_hosts(self) -> list[str]:
+        return [str(host) for host in self._raw.get("kernelHosts", [])]
+
+    @property
     def jwt(self) -> dict[str, Any]:
         return dict(self._raw.get("jwt", {}))
 
+    def _setting(self, section: str, key: str, default: Any) -> Any:
+        """``config[section][key]``, or ``default`` when either is unset."""
+        return self._raw.get(section, {}).get(key, default)
+
+    # -- sandbox: the JS engine (docs/js-handlers.md, Limits) --------------------
+
     @property
     def sandbox_time_limit_seconds(self) -> float:
-        return float(self._raw.get("sandbox", {}).get("timeLimitSeconds", 5.0))
+        return float(self._setting("sandbox", "timeLimitSeconds", 5.0))
+
+    @property
+    def sandbox_wall_time_limit_seconds(self) -> float:
+        return float(self._setting("sandbox", "wallTimeLimitSeconds", 10.0))
 
     @property
     def sandbox_memory_limit_mb(self) -> int:
-        return int(self._raw.get("sandbox", {}).get("memoryLimitMB", 64))
+        return int(self._setting("sandbox", "memoryLimitMB", 64))
 
     @property
     def sandbox_threads(self) -> int:
-        return int(self._raw.get("sandbox", {}).get("threads", 2))
+        return int(self._setting("sandbox", "threads", 2))
+
+    @property
+    def sandbox_max_concurrent_per_app(self) -> int:
+        """Default: half the worker threads (at least one), so other apps keep the rest."""
+        return int(
+            self._setting("sandbox", "maxConcurrentPerApp", max(1, self.sandbox_threads // 2))
+        )
+
+    @property
+    def sandbox_max_queued_per_app(self) -> int:
+        return int(self._setting("sandbox", "maxQueuedPerApp", 100))
+
+    @property
+    def sandbox_console_limit_bytes(self) -> int:
+        return int(self._setting("sandbox", "consoleLimitKB", 64)) * 1024
+
+    # -- http: the HTTP edge --------------------------------------------------------
+
+    @property
+    def http_max_body_bytes(self) -> int:
+        return int(self._setting("http", "maxBodyKB", 1024)) * 1024
+
+    @property
+    def http_header_timeout_seconds(self) -> float:
+        return float(self._setting("http", "headerTimeoutSeconds", 10.0))
+
+    @property
+    def http_idle_connection_timeout_seconds(self) -> float:
+        return float(self._setting("http", "idleConnectionTimeoutSeconds", 60.0))
+
+    @property
+    def http_body_timeout_seconds(self) -> float:
+        return float(self._setting("http", "bodyTimeoutSeconds", 30.0))
+
+    @property
+    def http_max_pending_connections(self) -> int:
+        return int(self._setting("http", "maxPendingConnections", 1000))

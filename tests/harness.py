@@ -31,7 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from fazt.kernel.jsengine import JsEngineLike
+from fazt.contracts.js_engine import JsEngineLike
 from fazt.kernel.kernel import Kernel
 from fazt.kernel.plugin import Plugin
 

@@ -115,7 +115,8 @@ class Client:
             frame = ws_frame(payload)
             # A copy: a failed send closes that client, which leaves the list.
             for client in tuple(CHANNELS.get(channel, ())):
-                client.write(frame)
+                if client is not self:  # no echo to the sender, as fazt
+                    client.write(frame)
 
     def close(self) -> None:
         if self.sock.fileno() < 0:

@@ -1,8 +1,10 @@
-"""Peer: python-socketio on aiohttp, one room per channel, ``emit(room=...)``.
+"""Peer: python-socketio on aiohttp, one room per channel, ``emit(room=..., skip_sid=...)``.
 
 Socket.IO has its own framing, so the load client speaks its dialect:
-``subscribe`` and ``publish`` are events; broadcasts are ``message`` events
-carrying the same ``{"type":"message",...}`` object as the other peers.
+``subscribe`` and ``publish`` are events (``publish`` carries
+``{"channel": C, "data": D}``); broadcasts are ``message`` events carrying the
+same ``{"type":"message",...}`` object as the other peers, to every member of
+the room but the sender (``skip_sid``, as fazt does not echo a client's publish).
 Usage: socketio_peer.py PORT
 """
 
@@ -25,14 +27,15 @@ async def subscribe(sid: str, channel: str) -> None:
 
 
 @sio.event
-async def publish(sid: str, data: Any) -> None:
+async def publish(sid: str, body: dict[str, Any]) -> None:
+    channel = body["channel"]
     message = {
         "type": "message",
-        "channel": "bench",
-        "data": data,
+        "channel": channel,
+        "data": body["data"],
         "timestamp": int(time.time() * 1000),
     }
-    await sio.emit("message", message, room="bench")
+    await sio.emit("message", message, room=channel, skip_sid=sid)
 
 
 def main(port: int) -> None:

@@ -3,7 +3,8 @@
 The bench protocol: ``{"type":"subscribe","channel":C}`` is answered with
 ``{"type":"subscribed","channel":C}``; ``{"type":"message","channel":C,"data":D}``
 broadcasts ``{"type":"message","channel":C,"data":D,"timestamp":MS}`` to C's
-subscribers (the JSON is encoded once, then written per subscriber).
+other subscribers (the JSON is encoded once, then written per subscriber; the
+sender is skipped, as fazt does not echo a client's publish).
 ``POST /publish`` with ``{"channel":C,"data":D}`` does the same broadcast from a
 plain HTTP handler: the baseline for fazt's JS handler path.
 Usage: tornado_peer.py PORT
@@ -23,13 +24,14 @@ import tornado.websocket
 CHANNELS: dict[str, set[Subscriber]] = {}
 
 
-def broadcast(channel: str, data: Any) -> None:
+def broadcast(channel: str, data: Any, sender: Subscriber | None = None) -> None:
     text = json.dumps(
         {"type": "message", "channel": channel, "data": data, "timestamp": int(time.time() * 1000)},
         separators=(",", ":"),
     )
     for sub in list(CHANNELS.get(channel, ())):
-        sub.write_message(text)
+        if sub is not sender:
+            sub.write_message(text)
 
 
 class Subscriber(tornado.websocket.WebSocketHandler):
@@ -44,7 +46,7 @@ class Subscriber(tornado.websocket.WebSocketHandler):
             self.channels.add(channel)
             self.write_message(json.dumps({"type": "subscribed", "channel": channel}))
         elif kind == "message":
-            broadcast(channel, msg.get("data"))
+            broadcast(channel, msg.get("data"), self)
         elif kind == "ping":
             self.write_message('{"type":"pong"}')
 

@@ -1,8 +1,9 @@
 """Peer: the ``websockets`` library (asyncio API) with ``broadcast()``.
 
 Same bench protocol as ``tornado_peer.py``; compression off (the client does
-not offer it either), default keepalive pings.
-Usage: websockets_peer.py PORT
+not offer it either), default keepalive pings. ``auth`` checks an HS256 JWT
+with pyjwt, as fazt's token service does.
+Usage: websockets_peer.py PORT [JWT_SECRET]
 """
 
 from __future__ import annotations
@@ -12,10 +13,23 @@ import json
 import sys
 import time
 
+import jwt
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
 CHANNELS: dict[str, set[ServerConnection]] = {}
+SECRET = sys.argv[2] if len(sys.argv) > 2 else ""
+
+
+def authenticate(token: object) -> str:
+    """The answer to ``{"type":"auth","token":T}``."""
+    try:
+        claims = jwt.decode(
+            token, SECRET, algorithms=["HS256"], options={"require": ["exp", "sub"]}
+        )
+    except (jwt.InvalidTokenError, TypeError):
+        return '{"type":"error","code":"unauthorized","error":"invalid token"}'
+    return json.dumps({"type": "authenticated", "user": {"id": claims["sub"]}})
 
 
 async def handler(ws: ServerConnection) -> None:
@@ -38,9 +52,11 @@ async def handler(ws: ServerConnection) -> None:
                     },
                     separators=(",", ":"),
                 )
-                broadcast(CHANNELS.get(channel, ()), text)
+                broadcast((c for c in CHANNELS.get(channel, ()) if c is not ws), text)
             elif kind == "ping":
                 await ws.send('{"type":"pong"}')
+            elif kind == "auth":
+                await ws.send(authenticate(msg.get("token")))
     except ConnectionClosed:
         pass  # the load client drops its connections without a closing handshake
     finally:

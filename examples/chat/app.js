@@ -160,8 +160,12 @@
     rt.on('kicked', () => setStatus('kicked'));
     rt.on('error', showError);
 
+    // A DM to me shows its sender's name; my own copy shows whom I wrote to.
     rt.subscribe('private-user-' + state.user.id, {
-      onMessage: (dm) => line($('dms'), dm.from.name + ' → ' + dm.to, dm.text, dm.timestamp, { from: dm.from.id }),
+      onMessage: (dm) => {
+        const who = dm.from.id === state.user.id ? 'You → ' + dm.to.name : dm.from.name;
+        line($('dms'), who, dm.text, dm.timestamp, { from: dm.from.id });
+      },
     });
     joinRoom($('room').value);
   }

@@ -1,14 +1,28 @@
-// fazt live poll: results on the public "poll" channel, a role-gated "admin"
-// channel with the live vote feed, and app-wide announcements (broadcastAll).
+// fazt live poll: results on the public "poll" channel, the audience on
+// "presence-poll", a role-gated "admin" channel with the live vote feed, and
+// app-wide announcements (broadcastAll).
 (function () {
   'use strict';
 
   const $ = (id) => document.getElementById(id);
-  const state = { token: null, user: null, rt: null, options: [], mine: null, counted: null, results: null };
+  const state = {
+    token: null, // the signed-in user's token
+    guestToken: null, // before sign-in: a guest token, so the page is in the audience
+    user: null,
+    rt: null,
+    audience: null, // the presence-poll subscription
+    recountTimer: null,
+    options: [],
+    mine: null,
+    counted: null,
+    results: null,
+  };
 
-  async function call(path, body) {
+  // `token`: the Authorization to send; by default the user's token, else the guest's.
+  async function call(path, body, token) {
     const headers = {};
-    if (state.token) headers.Authorization = 'Bearer ' + state.token;
+    const bearer = token === undefined ? state.token || state.guestToken : token;
+    if (bearer) headers.Authorization = 'Bearer ' + bearer;
     const init = { method: body === undefined ? 'GET' : 'POST', headers };
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
@@ -49,8 +63,8 @@
   function renderResults(results) {
     state.results = results;
     const total = results.total || 0;
-    if (typeof results.viewers === 'number') $('viewers').textContent = results.viewers + ' watching';
     $('total').textContent = String(total);
+    $('votes-word').textContent = total === 1 ? 'vote' : 'votes';
     for (const item of $('options').children) {
       const count = results.counts[item.dataset.option] || 0;
       item.querySelector('.count').textContent = String(count);
@@ -81,9 +95,39 @@
     banner.hidden = false;
   }
 
+  function showAudience() {
+    const people = state.audience && state.audience.members ? state.audience.members.length : 0;
+    $('viewers').textContent = people ? people + (people === 1 ? ' person here' : ' people here') : '';
+  }
+
+  // A vote lives as long as its page's connection, so a voter who leaves takes
+  // their vote along; nobody recounts unless asked. Every page in the audience
+  // sees the leave: each waits a random moment and asks for a recount
+  // (POST api/poll, broadcast to everyone), unless a recount reached it first.
+  function scheduleRecount() {
+    if (state.recountTimer) return;
+    state.recountTimer = setTimeout(() => {
+      state.recountTimer = null;
+      call('poll', {}).then(renderResults, showError);
+    }, 300 + Math.random() * 1200);
+  }
+
+  function cancelRecount() {
+    clearTimeout(state.recountTimer);
+    state.recountTimer = null;
+  }
+
+  // Called by the SDK on every connection: the user's token once signed in, else
+  // a fresh guest token (so an expired guest token is replaced by itself).
+  async function connectionToken() {
+    if (state.token) return state.token;
+    state.guestToken = (await call('guest', {}, null)).token;
+    return state.guestToken;
+  }
+
   function connect() {
     // No URL: the SDK connects to this page's own /_ws (also under /_app/live-poll/).
-    const rt = new FaztRealtime();
+    const rt = new FaztRealtime(null, { token: connectionToken });
     state.rt = rt;
     const setStatus = (name) => {
       $('status').dataset.state = name;
@@ -101,18 +145,32 @@
     rt.on('message', (channel, data) => {
       if (channel === null && data && data.type === 'announcement') announce(data);
     });
-    rt.subscribe('poll', { onMessage: renderResults });
+    rt.subscribe('poll', {
+      onMessage: (results) => {
+        cancelRecount();
+        renderResults(results);
+      },
+    });
+    state.audience = rt.subscribe('presence-poll', {
+      onJoin: showAudience,
+      onLeave: (member) => {
+        showAudience();
+        if (!String(member.id).startsWith('guest-')) scheduleRecount(); // guests never vote
+      },
+    });
     // Back after a reconnect (a server restart, say), the SDK renewed our vote
     // subscription: ask for a recount so every viewer sees the vote again.
     rt.on('subscribed', (channel) => {
+      if (channel === 'presence-poll') showAudience();
       if (state.counted && channel === 'vote-' + state.counted) {
         call('vote', { option: state.counted }).then(renderResults, showError);
       }
     });
   }
 
-  // After sign-in the same connection authenticates (an `auth` message, sent
-  // again on every reconnect); admins then subscribe to the role-gated channel.
+  // After sign-in the same connection authenticates as the user (an `auth`
+  // message, sent again on every reconnect; the audience membership moves from
+  // the guest to the user); admins then subscribe to the role-gated channel.
   function signedIn() {
     state.rt.setToken(state.token);
     if (state.user.admin) {

@@ -3,7 +3,7 @@
 See ``docs/js-handlers.md`` for the handler model and the sandbox's limits.
 """
 
+from fazt.contracts.js_engine import JsResponse
 from fazt.js_bridge.engine import JsEngine
-from fazt.js_bridge.response import JsResponse
 
 __all__ = ["JsEngine", "JsResponse"]

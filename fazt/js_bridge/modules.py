@@ -16,16 +16,27 @@ an *error module*: requiring it throws a clear message.
 Files are cached by ``(device, inode, mtime_ns, size)`` of their target, so an
 edit (or a retargeted symlink) is picked up by the next request, with one
 ``stat`` per file per request.
+
+Error locations: the ``quickjs`` wrapper compiles every source as ``<input>``
+and cannot name a file, so a stack frame of ``api/hello.js`` and one of the
+bridge's prelude look alike. :class:`ModuleLines` compiles each module at its
+own line offset instead (the wrapper's header on the line before the file's
+first line, newlines before it), past the prelude's lines; a frame's line then
+says which file it is in and where, and stacks and syntax errors are rewritten
+to ``api/<file>.js:line:col``, without the bridge's own frames.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from fazt.contracts.containment import is_within
 
 #: Largest file the loader reads (bigger ones become error modules).
 MAX_MODULE_BYTES = 4 * 1024 * 1024
@@ -91,10 +102,6 @@ def candidate_keys(from_key: str, spec: str) -> list[str]:
     return [key, key + ".js", key + ".json", key + "/index.js"]
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
 def _is_candidate(path: str) -> bool:
     """Whether ``require`` would pick this path: a file, or a symlink that is not a folder.
 
@@ -129,7 +136,7 @@ class ModuleStore:
             return key
         root = os.path.abspath(api_root)
         path = os.path.abspath(handler_file)
-        if path == root or not _inside(path, root):
+        if path == root or not is_within(path, root):
             raise HandlerPathError(f"{handler_file} is not inside {api_root}")
         key = path[len(root) :].lstrip(os.sep).replace(os.sep, "/")
         with self._lock:
@@ -216,7 +223,7 @@ class ModuleStore:
         def error(message: str) -> ModuleSource:
             return ModuleSource(key, version, "error", message)
 
-        if not _inside(os.path.realpath(path), os.path.realpath(root)):
+        if not is_within(os.path.realpath(path), os.path.realpath(root)):
             return error(f"api/{key} resolves outside the app's api/ folder (symlink); refused")
         if not os.path.isfile(path):
             return error(f"api/{key} is not a regular file")
@@ -237,3 +244,96 @@ class ModuleStore:
             text = "//" + text[2:]
         requires = tuple(dict.fromkeys(m.group(2) for m in _LITERAL_REQUIRE.finditer(text)))
         return ModuleSource(key, version, "js", text, requires)
+
+
+#: What the wrapper writes for every location: ``<input>:line:column``.
+_INPUT_LOCATION = re.compile(r"<input>:(\d+):(\d+)")
+#: The CommonJS wrapper of a module; the file's text starts on the next line.
+MODULE_HEADER = "(function (module, exports, require) {"
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Lines ``first``..``first + lines - 1`` hold ``key``'s text; the next, its footer."""
+
+    first: int
+    lines: int
+    last_line_length: int
+    key: str
+
+
+class ModuleLines:
+    """Gives each module of one context its own lines, and maps locations back.
+
+    ``reserved`` lines (the prelude's) belong to the bridge. Each module text
+    is placed after everything placed before it; a module whose new text does
+    not fit its place (an edit that added lines) gets a new one, and the old
+    place still maps to the same file. The padding costs one byte per line
+    placed before the module, once per compile. One instance per context, used
+    by its one thread.
+    """
+
+    def __init__(self, reserved: int) -> None:
+        self._next_header = reserved + 1  # the first line nothing uses yet
+        self._places: dict[str, _Placement] = {}
+        self._starts: list[int] = []  # first lines, ascending (placement order)
+        self._placed: list[_Placement] = []
+
+    def wrap(self, key: str, text: str) -> str:
+        """The source to compile for module ``key``: padding, header, text, footer."""
+        lines = text.split("\n")
+        place = self._places.get(key)
+        if place is None or place.lines < len(lines):
+            place = _Placement(self._next_header + 1, len(lines), len(lines[-1]), key)
+            self._next_header = place.first + place.lines + 1  # past the footer line
+            self._places[key] = place
+            self._starts.append(place.first)
+            self._placed.append(place)
+        padding = "\n" * (place.first - 2)
+        return f"{padding}{MODULE_HEADER}\n{text}\n}})"
+
+    def locate(self, line: int, column: int) -> tuple[str, int, int] | None:
+        """``(key, line, column)`` in the file for a compiled location, or None (bridge)."""
+        index = bisect.bisect_right(self._starts, line) - 1
+        if index < 0:
+            return None
+        place = self._placed[index]
+        offset = line - place.first
+        if offset < place.lines:
+            return place.key, offset + 1, column
+        if offset == place.lines:  # the footer: "unexpected end of input" and the like
+            return place.key, place.lines, place.last_line_length + 1
+        return None
+
+    def _where(self, match: re.Match[str]) -> str | None:
+        found = self.locate(int(match.group(1)), int(match.group(2)))
+        return None if found is None else f"api/{found[0]}:{found[1]}:{found[2]}"
+
+    def rewrite_stack(self, stack: str) -> str:
+        """A JS stack with file locations, and without the bridge's frames.
+
+        A native frame called by the bridge (``at call (native)`` under the
+        module loader) goes with the bridge's frames.
+        """
+        if "<input>:" not in stack:
+            return stack
+        kept: list[str] = []
+        for line in stack.split("\n"):
+            match = _INPUT_LOCATION.search(line)
+            if match is None:
+                kept.append(line)
+                continue
+            where = self._where(match)
+            if where is None:
+                while kept and kept[-1].rstrip().endswith("(native)"):
+                    kept.pop()  # its caller is the bridge
+                continue
+            kept.append(line[: match.start()] + where + line[match.end() :])
+        return "\n".join(kept)
+
+    def compile_error(self, key: str, error_text: str) -> str:
+        """``api/<key>:line:col: SyntaxError: ...`` from the wrapper's compile error."""
+        first, _, rest = error_text.partition("\n")
+        match = _INPUT_LOCATION.search(rest)
+        where = self._where(match) if match is not None else None
+        return f"{where or f'api/{key}'}: {first}"

@@ -35,12 +35,15 @@
   // ("Unknown quickjs tag"); Array.prototype.join always returns a flat string.
   const join = (parts, sep) => apply(ArrayJoin, parts, [sep]);
 
-  const MAX_LOG_LINES = config.maxLogLines; // per poll; the rest are counted, not kept
   const MAX_LOG_CHARS = config.maxLogChars; // one log line is cut to this length
+  // Console output per request, in UTF-8 bytes (each line counts one more, for its
+  // newline). Past it, one "truncated" line is written and the rest is dropped.
+  const CONSOLE_LIMIT = config.consoleLimitBytes;
 
   let calls = []; // pending host calls as JSON text: [id,"fazt.ns.fn",[args...]]
   let logs = []; // [level, text] pairs
-  let droppedLogs = 0;
+  let consoleBytes = 0; // written by the request in flight
+  let consoleTruncated = false;
   const waiting = new MapCtor(); // call id -> [resolve, reject]
   let nextCallId = 1;
   let current = null; // the request in flight: {done, envelope}
@@ -68,8 +71,20 @@
     }
   }
 
+  function utf8Length(text) {
+    let n = 0;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c < 0x80) n += 1;
+      else if (c < 0x800) n += 2;
+      else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) { n += 4; i++; }
+      else n += 3;
+    }
+    return n;
+  }
+
   function pushLog(level, args) {
-    if (logs.length >= MAX_LOG_LINES) { droppedLogs++; return; }
+    if (consoleTruncated) return;
     let text = "";
     for (let i = 0; i < args.length; i++) {
       if (i) text += " ";
@@ -77,6 +92,13 @@
       if (text.length > MAX_LOG_CHARS) break;
     }
     if (text.length > MAX_LOG_CHARS) text = text.slice(0, MAX_LOG_CHARS) + "... [truncated]";
+    consoleBytes += utf8Length(text) + 1;
+    if (consoleBytes > CONSOLE_LIMIT) {
+      consoleTruncated = true;
+      logs.push(["warning", "console output truncated: this request wrote more than " +
+                 CONSOLE_LIMIT + " bytes; the rest of its console output is dropped"]);
+      return;
+    }
     logs.push([level, text]);
   }
 
@@ -294,16 +316,28 @@
     state.envelope = text;
   }
 
+  // The request body parsed as JSON, or null when it is empty or not JSON.
+  function parseBody(bodyText) {
+    try {
+      return parse(bodyText);
+    } catch (e) {
+      if (isOutOfMemory(e)) throw e;
+      return null;
+    }
+  }
+
   // Starts the handler. Returns the poll string when it finished synchronously
   // (Python then needs no job-queue round trip), else "".
-  G.__fazt_run = function (key, requestText) {
+  G.__fazt_run = function (key, requestText, bodyText) {
     const state = { done: false, envelope: null };
     current = state;
-    start(state, key, requestText);
+    consoleBytes = 0;
+    consoleTruncated = false;
+    start(state, key, requestText, bodyText);
     return state.done ? poll() : "";
   };
 
-  function start(state, key, requestText) {
+  function start(state, key, requestText, bodyText) {
     let result;
     try {
       const handler = load(key);
@@ -313,7 +347,10 @@
           name: "BadHandler", stack: "", limit: null }));
         return;
       }
-      result = handler(parse(requestText));
+      const req = parse(requestText);
+      req.body = bodyText;
+      req.json = parseBody(bodyText);
+      result = handler(req);
       if (result === null || (typeof result !== "object" && typeof result !== "function") ||
           typeof result.then !== "function") {
         finish(state, () => responseEnvelope(result)); // a sync handler needs no job queue
@@ -328,14 +365,12 @@
       (e) => finish(state, () => errorEnvelope(e)));
   }
 
-  // One string: {"calls":[...],"logs":[...],"dropped":n,"done":<envelope JSON or null>}.
+  // One string: {"calls":[...],"logs":[...],"done":<envelope JSON or null>}.
   function poll() {
     const out = join(['{"calls":[', join(calls, ","), '],"logs":', stringify(logs),
-      ',"dropped":', String(droppedLogs), ',"done":',
-      current && current.done ? current.envelope : "null", "}"], "");
+      ',"done":', current && current.done ? current.envelope : "null", "}"], "");
     calls = [];
     logs = [];
-    droppedLogs = 0;
     return out;
   }
   G.__fazt_poll = poll;

@@ -13,8 +13,9 @@ A request is a sequence of *slices*: the ``__fazt_run`` call, each
 ``execute_pending_job``, each ``__fazt_poll`` and ``__fazt_settle``. Between
 slices the host calls that JS queued are run (by the engine, on the IOLoop) and
 the log lines JS buffered are written. Each slice is armed with the wrapper's
-time limit set to what is left of the request's CPU budget; see
-:class:`CpuBudget` for why the budget is measured per thread.
+time limit set to what is left of the request's CPU budget or of its wall-clock
+time, whichever is less; see :class:`CpuBudget` for why the CPU budget is
+measured per thread.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from typing import Any, Literal
 
 import quickjs
 
-from fazt.js_bridge.modules import ModuleSource
+from fazt.js_bridge.app_log import app_logger, escape_log_text
+from fazt.js_bridge.modules import ModuleLines, ModuleSource
 
 HostCall = tuple[int, str, list[Any]]  # (call id, "fazt.ns.fn", JSON-decoded args)
 HostResult = tuple[int, bool, str]  # (call id, ok, JSON result or rejection message)
@@ -42,7 +44,7 @@ _LOG_LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
-MAX_LOG_LINES_PER_POLL = 1000
+#: One console line is cut to this many characters.
 MAX_LOG_CHARS = 8192
 
 
@@ -55,12 +57,16 @@ def _encode_results(results: Sequence[HostResult]) -> str:
     return "[" + ",".join(parts) + "]"
 
 
-class LimitExceeded(Exception):
-    """The request ran out of CPU time or memory; its context must be discarded."""
+LimitKind = Literal["time", "wall", "memory"]
 
-    def __init__(self, kind: Literal["time", "memory"]) -> None:
+
+class LimitExceeded(Exception):
+    """The request ran out of CPU time (``time``), wall-clock time (``wall``) or
+    memory; its context must be discarded."""
+
+    def __init__(self, kind: LimitKind) -> None:
         super().__init__(kind)
-        self.kind: Literal["time", "memory"] = kind
+        self.kind: LimitKind = kind
 
 
 class BridgeFault(Exception):
@@ -122,19 +128,20 @@ class AppRuntime:
         namespaces: dict[str, list[str]],
         memory_limit_bytes: int,
         stack_bytes: int,
+        console_limit_bytes: int,
         generation: int,
     ) -> None:
         self.slug = slug
         self.generation = generation
-        self.log = logging.getLogger(f"fazt.app.{slug}")
+        self.log = app_logger(slug)
         self._ctx = quickjs.Context()
         self._ctx.set_memory_limit(memory_limit_bytes)
         self._ctx.set_max_stack_size(stack_bytes)
         config = {
             "app": {"slug": slug, "uuid": uuid},
             "namespaces": [[ns, names] for ns, names in sorted(namespaces.items())],
-            "maxLogLines": MAX_LOG_LINES_PER_POLL,
             "maxLogChars": MAX_LOG_CHARS,
+            "consoleLimitBytes": console_limit_bytes,
         }
         install = self._ctx.eval(PRELUDE_SOURCE)
         install(self._ctx.parse_json(json.dumps(config)))
@@ -143,15 +150,22 @@ class AppRuntime:
         )
         self._ctx.eval(";".join(f"delete globalThis.{name}" for name in _INTERNALS))
         self._loaded: dict[str, tuple[Any, str, str]] = {}  # key -> (version, kind, text)
+        self._lines = ModuleLines(reserved=PRELUDE_SOURCE.count("\n") + 1)
         self._budget = CpuBudget(0.0)
+        self._deadline = 0.0  # time.monotonic() at which the request's wall-clock time is up
 
     # -- slices ------------------------------------------------------------------
 
     def _slice(self, fn: Callable[..., Any], *args: Any) -> Any:
-        remaining = self._budget.remaining()
-        if remaining <= 0:
+        cpu_left = self._budget.remaining()
+        wall_left = self._deadline - time.monotonic()
+        if wall_left <= 0:
+            raise LimitExceeded("wall")
+        if cpu_left <= 0:
             raise LimitExceeded("time")
-        self._ctx.set_time_limit(remaining)
+        # The wrapper counts process CPU time; a thread that gets the CPU counts at
+        # least as fast as the wall clock, so the slice stops by the deadline too.
+        self._ctx.set_time_limit(min(cpu_left, wall_left))
         try:
             return fn(*args)
         except Exception as error:  # the wrapper raises JSException, StackOverflow, SystemError
@@ -159,7 +173,13 @@ class AppRuntime:
             # and a cycle would leave the context to the cyclic GC, on any thread.
             if classify(error) is error:
                 raise
+            if getattr(classify(error), "kind", None) == "time" and self.wall_time_is_up():
+                raise LimitExceeded("wall") from error
             raise classify(error) from error
+
+    def wall_time_is_up(self) -> bool:
+        """Whether the current request has used up its wall-clock time."""
+        return time.monotonic() >= self._deadline
 
     # -- modules -------------------------------------------------------------------
 
@@ -172,14 +192,12 @@ class AppRuntime:
             changed = True
             if module.kind == "js":
                 try:
-                    # The wrapper shares the first line of the source: line numbers match.
-                    factory = self._slice(
-                        self._ctx.eval,
-                        "(function (module, exports, require) {" + module.text + "\n})",
-                    )
+                    # At its own lines, so that locations name the file (see ModuleLines).
+                    source = self._lines.wrap(module.key, module.text)
+                    factory = self._slice(self._ctx.eval, source)
                 except quickjs.JSException as error:
-                    first = str(error).split("\n", 1)[0]
-                    self._slice(self._define, module.key, "error", f"api/{module.key}: {first}")
+                    message = self._lines.compile_error(module.key, str(error))
+                    self._slice(self._define, module.key, "error", message)
                 else:
                     self._slice(self._define, module.key, "js", factory)
             else:
@@ -195,18 +213,26 @@ class AppRuntime:
         entry_key: str,
         modules: Sequence[ModuleSource],
         request_json: str,
+        body_text: str,
         budget: CpuBudget,
+        deadline: float,
         run_host_calls: HostRunner,
     ) -> dict[str, Any]:
         """Run the handler ``entry_key`` to completion and return its envelope.
 
+        ``request_json`` is ``req`` without ``body`` and ``json``; JS sets those
+        from ``body_text`` (parsing JSON in the sandbox, where it holds no GIL).
+        ``deadline`` (``time.monotonic()``) ends the request's wall-clock time.
         Raises LimitExceeded, BridgeFault or ``quickjs.JSException`` (a JS error
         outside the handler's promise, e.g. a stack overflow at top level); after
         any of them the caller discards this runtime.
         """
         self._budget = budget
+        self._deadline = deadline
         self._sync_modules(modules)
-        raw = self._slice(self._run, entry_key, request_json)  # a poll, or "" if not done
+        raw = self._slice(
+            self._run, entry_key, request_json, body_text
+        )  # a poll, or "" if not done
         drained = False  # whether the job queue is known to be empty
         while True:
             if not raw:
@@ -227,6 +253,8 @@ class AppRuntime:
                 if self._slice(self._ctx.execute_pending_job):
                     continue
             if isinstance(done, dict):
+                if isinstance(done.get("stack"), str):
+                    done["stack"] = self._lines.rewrite_stack(done["stack"])
                 return done
             return {
                 "error": "the handler's promise never settled (it awaits something that "
@@ -242,23 +270,18 @@ class AppRuntime:
             poll = json.loads(raw)
             calls = [(int(c[0]), str(c[1]), list(c[2])) for c in poll["calls"]]
             logs = poll["logs"]
-            dropped = int(poll["dropped"])
             done = poll["done"]
         except (TypeError, ValueError, KeyError, IndexError) as error:
             raise BridgeFault(f"unreadable poll from the context: {error}") from error
-        self._write_logs(logs, dropped)
+        self._write_logs(logs)
         return calls, done
 
-    def _write_logs(self, logs: Any, dropped: int) -> None:
+    def _write_logs(self, logs: Any) -> None:
+        """One record per console call; the handler's text is escaped onto one line."""
         if isinstance(logs, list):
             for entry in logs:
                 if isinstance(entry, list) and len(entry) == 2:
                     level = _LOG_LEVELS.get(str(entry[0]), logging.INFO)
-                    self.log.log(level, "%s", entry[1], extra={"app": self.slug})
-        if dropped:
-            self.log.warning(
-                "%d console lines dropped (more than %d between two host calls)",
-                dropped,
-                MAX_LOG_LINES_PER_POLL,
-                extra={"app": self.slug},
-            )
+                    # A logged Error's stack names files; then it all goes on one line.
+                    text = escape_log_text(self._lines.rewrite_stack(str(entry[1])))
+                    self.log.log(level, "%s", text, extra={"app": self.slug})

@@ -4,7 +4,8 @@
 an HS256 token signed with the kernel secret and *bound to the calling app*
 (claim ``app`` = the caller's uuid), so one app can never mint a token that
 another app accepts. The app decides who its users are (its own sign-in
-handler); the kernel only signs.
+handler); the kernel only signs. The namespace closes over the kernel's token
+service, so a host call carries only the calling app.
 """
 
 from __future__ import annotations
@@ -12,16 +13,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fazt.kernel.plugin import HostCallContext, HostCallError, HostFunction
-from fazt.kernel.tokens import TokenError
+from fazt.contracts.host_calls import HostCallContext, HostCallError, HostFunction
+from fazt.kernel.tokens import TokenError, TokenService
 
-NAMESPACE = "auth"
 DEFAULT_TTL_SECONDS = 3600
 MAX_TTL_SECONDS = 30 * 24 * 3600
 _ALLOWED_KEYS = frozenset({"sub", "name", "role", "info", "ttlSeconds"})
 
 
-async def issue_token(context: HostCallContext, args: list[Any]) -> str:
+async def issue_token(tokens: TokenService, context: HostCallContext, args: list[Any]) -> str:
     """``fazt.auth.issueToken(options)``; rejects with a message naming the argument."""
     where = "fazt.auth.issueToken"
     if len(args) != 1 or not isinstance(args[0], dict):
@@ -48,13 +48,17 @@ async def issue_token(context: HostCallContext, args: list[Any]) -> str:
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL_SECONDS:
         raise HostCallError(f"{where}: ttlSeconds must be an integer from 1 to {MAX_TTL_SECONDS}")
     try:
-        return context.kernel.tokens.issue(
+        return tokens.issue(
             sub, name=name, role=role, info=info, app=context.app.uuid, ttl_seconds=ttl
         )
     except TokenError as error:
         raise HostCallError(f"{where}: {error}") from error
 
 
-def auth_namespace() -> Mapping[str, HostFunction]:
-    """The functions of ``fazt.auth``."""
-    return {"issueToken": issue_token}
+def auth_namespace(tokens: TokenService) -> Mapping[str, HostFunction]:
+    """The functions of ``fazt.auth``, signing with ``tokens``."""
+
+    async def issue(context: HostCallContext, args: list[Any]) -> str:
+        return await issue_token(tokens, context, args)
+
+    return {"issueToken": issue}

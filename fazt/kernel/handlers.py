@@ -11,28 +11,23 @@ import functools
 import json
 import logging
 import os
-import re
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
+import tornado.http1connection
 import tornado.web
 
-from fazt.kernel.app import App
+from fazt.contracts.app import App
+from fazt.contracts.host_calls import HostCallContext
+from fazt.contracts.js_engine import JsEngineLike
 from fazt.kernel.paths import api_handler_file, decode_segments, is_served, static_path_ok
-from fazt.kernel.plugin import HostCallContext
-from fazt.kernel.tokens import TokenError
-
-if TYPE_CHECKING:
-    from fazt.kernel.kernel import Kernel
+from fazt.kernel.tokens import TokenError, TokenService
 
 log = logging.getLogger("fazt.kernel")
-
-#: RFC 9110 token characters: what a response header name may contain.
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
-#: Framing headers the kernel computes itself; a handler cannot set them.
-_KERNEL_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
 
 ALL_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
 
@@ -164,8 +159,8 @@ class StaticHandler(JsonErrorsMixin, tornado.web.StaticFileHandler):
 class AssetHandler(JsonErrorsMixin, tornado.web.StaticFileHandler):
     """``/_fazt/<name>``: a file a plugin (or the kernel) ships for every app."""
 
-    def initialize(self, kernel: Kernel, name: str) -> None:  # type: ignore[override]
-        self._asset = kernel.assets.get(unquote(name))
+    def initialize(self, assets: Mapping[str, Path], name: str) -> None:  # type: ignore[override]
+        self._asset = assets.get(unquote(name))
         folder = str(self._asset.parent) if self._asset else os.devnull
         super().initialize(path=folder)
 
@@ -178,15 +173,74 @@ class AssetHandler(JsonErrorsMixin, tornado.web.StaticFileHandler):
         await self.get(path, include_body=False)
 
 
+@dataclass(frozen=True)
+class ApiEndpoint:
+    """What ``/api`` handlers use of the kernel: tokens, the JS engine, the body limit."""
+
+    tokens: TokenService
+    engine: JsEngineLike
+    max_body_bytes: int
+
+
+#: Tornado's per-request body cap while ``ApiHandler`` counts a chunked body itself.
+_UNCAPPED = 2**62
+
+
+def _declared_length(headers: Mapping[str, str]) -> int | None:
+    """The request's ``Content-Length`` when it is one plain number (Tornado refuses others)."""
+    value = headers.get("Content-Length")
+    return int(value) if value is not None and value.isdigit() else None
+
+
+@tornado.web.stream_request_body
 class ApiHandler(JsonErrorsMixin):
-    """``/api/<name>``: runs ``api/<name>.js`` in the JS engine (issue 2 section 4)."""
+    """``/api/<name>``: runs ``api/<name>.js`` in the JS engine and writes its answer.
+
+    The body is received here, chunk by chunk, and refused with 413 as soon as
+    it is over ``http.maxBodyKB``: from ``Content-Length`` before any of it is
+    read, or, for a chunked body, when the bytes so far pass the limit (the
+    connection is then closed). It reaches the engine as raw bytes: decoding
+    and JSON parsing happen on a worker thread, never on the IOLoop.
+    """
 
     SUPPORTED_METHODS = ALL_METHODS
 
-    def initialize(self, kernel: Kernel, app: App, name: str) -> None:
-        self.kernel = kernel
+    def initialize(self, endpoint: ApiEndpoint, app: App, name: str) -> None:
+        self._endpoint = endpoint
         self.app = app
         self._name = name
+        self._chunks: list[bytes] = []
+        self._received = 0
+
+    def prepare(self) -> None:
+        limit = self._endpoint.max_body_bytes
+        declared = _declared_length(self.request.headers)
+        connection = self.request.connection
+        if declared is not None and declared > limit:
+            if isinstance(connection, tornado.http1connection.HTTP1Connection):
+                # Tornado reads on after this answer until the connection closes;
+                # its own cap must not add a second (400) answer.
+                connection.set_max_body_size(declared)
+            self._refuse_body()
+            return
+        if declared is None and isinstance(connection, tornado.http1connection.HTTP1Connection):
+            # A chunked body is counted in data_received and cut there with a 413,
+            # before Tornado's own cap would answer a bare 400.
+            connection.set_max_body_size(_UNCAPPED)
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._finished:
+            return
+        self._received += len(chunk)
+        if self._received > self._endpoint.max_body_bytes:
+            self._chunks.clear()
+            self._refuse_body()
+            return
+        self._chunks.append(chunk)
+
+    def _refuse_body(self) -> None:
+        kb = self._endpoint.max_body_bytes // 1024
+        self.send_json_error(413, f"request body too large: the limit is {kb} KB (http.maxBodyKB)")
 
     async def get(self) -> None:
         await self._run()
@@ -223,14 +277,7 @@ class ApiHandler(JsonErrorsMixin):
         return token or None
 
     def build_request(self, user: dict[str, Any] | None) -> dict[str, Any]:
-        """The ``req`` object handed to JS (issue 2 section 4)."""
-        body = self.request.body.decode("utf-8", errors="replace")
-        parsed: Any = None
-        if body.strip():
-            try:
-                parsed = json.loads(body)
-            except ValueError:
-                parsed = None
+        """The JSON fields of the handler's ``req``; the engine adds ``body`` and ``json``."""
         headers: dict[str, str] = {}
         for name, value in self.request.headers.get_all():
             key = name.lower()
@@ -245,8 +292,6 @@ class ApiHandler(JsonErrorsMixin):
             "path": unquote("/api/" + self._name),
             "query": query,
             "headers": headers,
-            "body": body,
-            "json": parsed,
             "user": user,
             "app": {"slug": self.app.slug, "uuid": self.app.uuid},
         }
@@ -260,36 +305,39 @@ class ApiHandler(JsonErrorsMixin):
         token = self._bearer_token()
         if token is not None:
             try:
-                user = self.kernel.tokens.verify(token, self.app)
+                user = self._endpoint.tokens.verify(token, self.app)
             except TokenError as error:
                 self.send_json_error(401, f"invalid token: {error}")
                 return
-        request = self.build_request(user)
-        context = HostCallContext(app=self.app, kernel=self.kernel)
+        body = b"".join(self._chunks)
+        self._chunks.clear()
         try:
-            response = await self.kernel.js.run_handler(
-                context, handler_file, _api_root(self.app.root), request
+            response = await self._endpoint.engine.run_handler(
+                HostCallContext(app=self.app),
+                handler_file,
+                _api_root(self.app.root),
+                self.build_request(user),
+                body,
             )
         except Exception:
             log.exception("app %s: /api/%s failed in the JS bridge", self.app.slug, self._name)
             self.send_json_error(500, "internal server error")
             return
-        status = response.status
-        if not 200 <= status <= 599:
-            log.error("app %s: /api/%s returned status %r", self.app.slug, self._name, status)
-            self.send_json_error(500, f"handler returned an invalid status {status}")
-            return
-        self.set_status(status)
-        for name, value in response.headers.items():
-            try:
-                if not _HEADER_NAME.match(name) or name.lower() in _KERNEL_HEADERS:
-                    raise ValueError(name)
+        # The engine's response is final (status, headers and body checked there).
+        try:
+            self.set_status(response.status)
+            for name, value in response.headers.items():
                 self.set_header(name, value)
-            except ValueError:
-                log.warning("app %s: dropped invalid response header %r", self.app.slug, name)
-        if self.request.method == "HEAD" or status in (204, 304):
-            # HTTP forbids a body here; Tornado would refuse it.
-            self.clear_header("Content-Length")
+        except ValueError:
+            log.error(
+                "app %s: /api/%s: the JS engine returned a response HTTP cannot carry",
+                self.app.slug,
+                self._name,
+            )
+            self.send_json_error(500, "internal server error")
+            return
+        if self.request.method == "HEAD" or not response.body:
+            # HTTP forbids a body for HEAD (and the engine sends none for 204 and 304).
             self.finish()
         else:
             self.finish(response.body)

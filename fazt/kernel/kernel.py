@@ -25,10 +25,15 @@ import tornado.routing
 import tornado.web
 
 from fazt.config import ConfigError, KernelConfig
-from fazt.kernel.app import App
-from fazt.kernel.auth_api import NAMESPACE as AUTH_NAMESPACE
+from fazt.contracts.app import App
+from fazt.contracts.host_calls import AUTH_NAMESPACE, RESERVED_NAMESPACES
+from fazt.contracts.js_engine import JsEngineLike
+from fazt.edge.access_log import log_request
+from fazt.edge.redaction import install_log_redaction
+from fazt.edge.server import EdgeHTTPServer, EdgeSettings
 from fazt.kernel.auth_api import auth_namespace
-from fazt.kernel.jsengine import JsEngineLike, create_engine
+from fazt.kernel.engine_factory import create_engine
+from fazt.kernel.handlers import ApiEndpoint
 from fazt.kernel.manifest import ManifestError, ManifestValidator, build_schema
 from fazt.kernel.notifications import Notification, Notifications
 from fazt.kernel.plugin import Plugin, PluginRoute
@@ -41,10 +46,6 @@ __all__ = ["Kernel", "Notification", "load_plugin"]
 log = logging.getLogger("fazt.kernel")
 
 PLUGIN_GROUP = "fazt.plugins"
-#: Namespaces the kernel and the bridge provide themselves.
-RESERVED_NAMESPACES = frozenset({"app", "log", "auth"})
-#: Largest request body the kernel accepts (API calls carry small JSON).
-MAX_BODY_BYTES = 10 * 1024 * 1024
 #: How long stop() waits for open HTTP connections to finish.
 CLOSE_TIMEOUT_SECONDS = 5.0
 
@@ -123,12 +124,12 @@ class Kernel:
         self.tokens = self._make_tokens()
         for name in self.config.plugins:
             self.use(load_plugin(name))
-        self.js: JsEngineLike = js_engine or create_engine(
-            time_limit_seconds=self.config.sandbox_time_limit_seconds,
-            memory_limit_mb=self.config.sandbox_memory_limit_mb,
-            threads=self.config.sandbox_threads,
+        self.js: JsEngineLike = js_engine or create_engine(self.config)
+        self.js.register_namespace(AUTH_NAMESPACE, auth_namespace(self.tokens))
+        #: What the /api handlers get: not the kernel, only the parts they use.
+        self.api = ApiEndpoint(
+            tokens=self.tokens, engine=self.js, max_body_bytes=self.config.http_max_body_bytes
         )
-        self.js.register_namespace(AUTH_NAMESPACE, auth_namespace())
 
     def _make_tokens(self) -> TokenService:
         jwt = self.config.jwt
@@ -210,7 +211,7 @@ class Kernel:
     def make_application(self) -> tornado.web.Application:
         """The Tornado application that routes every request (see router)."""
         routes = self._plugin_routes()
-        application = tornado.web.Application()
+        application = tornado.web.Application(log_function=log_request)
         router = KernelRouter(application, self, routes)
         application.wildcard_router.add_rules(
             [tornado.routing.Rule(tornado.routing.AnyMatches(), router)]
@@ -252,8 +253,11 @@ class Kernel:
                 await self._stop_plugins()
                 raise
             self._started.append(plugin)
-        self._server = tornado.httpserver.HTTPServer(
-            self.make_application(), max_body_size=MAX_BODY_BYTES
+        install_log_redaction()
+        self._server = EdgeHTTPServer(
+            self.make_application(),
+            edge=EdgeSettings.from_config(self.config),
+            max_body_size=self.config.http_max_body_bytes,
         )
         bound = sockets if sockets is not None else tornado.netutil.bind_sockets(port, address)
         self._server.add_sockets(bound)

@@ -21,6 +21,8 @@ import stat
 from pathlib import Path
 from urllib.parse import unquote
 
+from fazt.contracts.containment import is_within
+
 #: Top-level names inside an app folder that are never served as static files.
 NEVER_SERVED_TOP = frozenset({"app.json", "api", "private"})
 #: What a handler name segment may look like (``/api/<seg>/<seg>``). A segment
@@ -55,9 +57,7 @@ def is_served(segments: list[str]) -> bool:
 
 def inside(root: Path, candidate: Path) -> bool:
     """Whether ``candidate`` resolves (symlinks included) to a path under ``root``."""
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(candidate)
-    return real == real_root or real.startswith(real_root + os.sep)
+    return is_within(os.path.realpath(candidate), os.path.realpath(root))
 
 
 def served_relative(root: Path, candidate: Path) -> bool:

@@ -10,38 +10,40 @@ overrides, and start/stop hooks. Plugins are found through the
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from fazt.config import KernelConfig
+from fazt.contracts.host_calls import HostFunction
+from fazt.kernel.notifications import Notifications
+from fazt.kernel.tokens import TokenService
 
 if TYPE_CHECKING:
     import tornado.web
 
-    from fazt.kernel.app import App
-    from fazt.kernel.kernel import Kernel
 
+class PluginHost(Protocol):
+    """What a plugin's ``start`` and ``stop`` hooks get from the kernel.
 
-class HostCallError(Exception):
-    """Raised by a host function to reject the JS Promise with this message.
-
-    The message should name the function and the argument, e.g.
-    ``"fazt.realtime.broadcast: channel must be a string"``.
+    ``fazt.kernel.kernel.Kernel`` is one; the hooks see only these parts.
     """
 
+    @property
+    def config(self) -> KernelConfig:
+        """The validated kernel config (e.g. ``redis_url``)."""
+        ...
 
-@dataclass(frozen=True)
-class HostCallContext:
-    """What a host function knows about its caller: always exactly one app."""
+    @property
+    def tokens(self) -> TokenService:
+        """Verifies and mints the kernel's tokens."""
+        ...
 
-    app: App
-    kernel: Kernel
-
-
-# A host function receives the caller's context and the JS arguments (already
-# JSON-decoded: dict, list, str, int, float, bool or None) and returns a
-# JSON-serialisable value that resolves the JS Promise.
-HostFunction = Callable[[HostCallContext, list[Any]], Awaitable[Any]]
+    @property
+    def notifications(self) -> Notifications:
+        """Where a plugin tells the owner that an app crossed a threshold."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,13 @@ class Plugin:
         """JSON Schema for ``app.json`` ``limits.<name>`` (per-app overrides)."""
         return None
 
+    def manifest_warnings(self, manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """``(json_path, reason)`` for settings of a valid ``app.json`` that never take effect.
+
+        ``fazt check`` prints them as warnings; they do not keep the app out.
+        """
+        return []
+
     def routes(self) -> list[PluginRoute]:
         """Paths reserved inside every app."""
         return []
@@ -91,8 +100,8 @@ class Plugin:
         """Functions exposed to JS handlers as ``fazt.<plugin name>.<fn>``."""
         return {}
 
-    async def start(self, kernel: Kernel) -> None:
+    async def start(self, kernel: PluginHost) -> None:
         """Called once, after the kernel loaded its apps and before it serves."""
 
-    async def stop(self, kernel: Kernel) -> None:
+    async def stop(self, kernel: PluginHost) -> None:
         """Called on kernel stop (SIGINT/SIGTERM): finish gracefully."""

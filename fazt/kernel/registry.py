@@ -6,9 +6,13 @@ app. Its slug is ``app.json`` ``"slug"``, else the folder name; its uuid is
 else the one remembered in ``<data_dir>/apps.json`` (slug -> uuid), else a new
 ``app_`` + random one that is written there before the app is served.
 
-Folders are visited in name order, so when two apps claim the same slug or the
-same uuid, the first keeps it and the second is refused with a clear error.
-A refused app never stops the others from loading.
+A uuid is an app's identity: its channels, its Redis keys and the tokens bound
+to it. So a pinned ``"uuid"`` that ``apps.json`` remembers for another slug is
+refused (that app is not served), whatever the order the folders load in, and
+the app that owns it keeps it; so is a uuid that two apps pin and neither owns.
+Folders are visited in name order; when two apps claim the same slug, the first
+keeps it and the second is refused with a clear error. A refused app never
+stops the others from loading.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fazt.kernel.app import App
+from fazt.contracts.app import App
 from fazt.kernel.manifest import MANIFEST_NAME, ManifestError, ManifestValidator
 
 log = logging.getLogger("fazt.kernel")
@@ -85,8 +89,29 @@ class UuidStore:
             raise AppStoreError(f"{self.path}: cannot write app uuid store: {error}") from error
 
 
-def scan_apps(apps_dir: Path, data_dir: Path, validator: ManifestValidator) -> LoadResult:
-    """Load every app under ``apps_dir``; broken ones land in ``errors``."""
+@dataclass(frozen=True)
+class _Candidate:
+    """A folder with a valid manifest and a slug of its own, before its uuid is settled."""
+
+    folder: Path
+    manifest_path: Path
+    manifest: dict[str, Any]
+    slug: str
+
+    @property
+    def pinned_uuid(self) -> str | None:
+        uuid = self.manifest.get("uuid")
+        return uuid if isinstance(uuid, str) else None
+
+
+def scan_apps(
+    apps_dir: Path, data_dir: Path, validator: ManifestValidator, *, remember: bool = True
+) -> LoadResult:
+    """Load every app under ``apps_dir``; broken ones land in ``errors``.
+
+    ``remember=False`` reads ``<data_dir>/apps.json`` but never writes it (for
+    ``fazt check``).
+    """
     result = LoadResult()
     if not apps_dir.is_dir():
         path = apps_dir
@@ -94,36 +119,45 @@ def scan_apps(apps_dir: Path, data_dir: Path, validator: ManifestValidator) -> L
         return result
     store = UuidStore(data_dir)
     known = store.read()
-    remembered = dict(known)
-    by_slug: dict[str, App] = {}
-    by_uuid: dict[str, App] = {}
+    candidates: list[_Candidate] = []
+    slugs: dict[str, Path] = {}
     for folder in sorted(apps_dir.iterdir(), key=lambda p: p.name):
         manifest_path = folder / MANIFEST_NAME
         if folder.name.startswith(".") or not folder.is_dir() or not manifest_path.is_file():
             continue
         try:
             manifest = validator.load(manifest_path)
-            app = _identify(folder, manifest_path, manifest, remembered, by_slug, by_uuid)
+            slug = _slug_of(folder, manifest_path, manifest, slugs)
         except ManifestError as error:
             result.errors.append(error)
             continue
-        by_slug[app.slug] = app
-        by_uuid[app.uuid] = app
-        remembered[app.slug] = app.uuid
-        result.apps.append(app)
-    if remembered != known:
+        slugs[slug] = folder
+        candidates.append(_Candidate(folder, manifest_path, manifest, slug))
+
+    uuids = _settle_uuids(candidates, known, store.path)
+    remembered = dict(known)
+    for candidate in candidates:
+        uuid = uuids[candidate.slug]
+        if isinstance(uuid, ManifestError):
+            result.errors.append(uuid)
+            continue
+        remembered[candidate.slug] = uuid
+        result.apps.append(
+            App(
+                slug=candidate.slug,
+                uuid=uuid,
+                root=candidate.folder.resolve(),
+                manifest=candidate.manifest,
+            )
+        )
+    if remember and remembered != known:
         store.write(remembered)
     return result
 
 
-def _identify(
-    folder: Path,
-    manifest_path: Path,
-    manifest: dict[str, Any],
-    remembered: dict[str, str],
-    by_slug: dict[str, App],
-    by_uuid: dict[str, App],
-) -> App:
+def _slug_of(
+    folder: Path, manifest_path: Path, manifest: dict[str, Any], taken: dict[str, Path]
+) -> str:
     slug = manifest.get("slug", folder.name)
     if not isinstance(slug, str) or not SLUG_PATTERN.match(slug):
         raise ManifestError(
@@ -132,18 +166,60 @@ def _identify(
             f"folder name {folder.name!r} is not a valid slug (lower-case letters, digits and "
             "'-'); rename the folder or set \"slug\" in app.json",
         )
-    if slug in by_slug:
-        other = by_slug[slug].root
-        raise ManifestError(manifest_path, "$.slug", f"slug {slug!r} is already used by {other}")
-    uuid = manifest.get("uuid")
-    if uuid is None:
-        uuid = remembered.get(slug)
-        if uuid is None or not UUID_PATTERN.match(uuid) or uuid in by_uuid:
-            uuid = new_app_uuid()
-    if uuid in by_uuid:
-        other = by_uuid[uuid].root
-        raise ManifestError(manifest_path, "$.uuid", f"uuid {uuid!r} is already used by {other}")
-    return App(slug=slug, uuid=uuid, root=folder.resolve(), manifest=manifest)
+    if slug in taken:
+        raise ManifestError(
+            manifest_path, "$.slug", f"slug {slug!r} is already used by {taken[slug]}"
+        )
+    return slug
+
+
+def _settle_uuids(
+    candidates: list[_Candidate], known: dict[str, str], store_path: Path
+) -> dict[str, str | ManifestError]:
+    """Each candidate's uuid, or the error that keeps it out; independent of load order."""
+    owners: dict[str, str] = {}  # uuid -> the slug apps.json remembers it for
+    for slug, remembered_uuid in known.items():
+        owners.setdefault(remembered_uuid, slug)
+    pinned_by: dict[str, list[_Candidate]] = {}
+    for candidate in candidates:
+        if candidate.pinned_uuid is not None:
+            pinned_by.setdefault(candidate.pinned_uuid, []).append(candidate)
+
+    settled: dict[str, str | ManifestError] = {}
+    taken: set[str] = set()
+    for candidate in candidates:  # pinned uuids first: they are not negotiable
+        uuid = candidate.pinned_uuid
+        if uuid is None:
+            continue
+        owner = owners.get(uuid)
+        if owner is not None and owner != candidate.slug:
+            settled[candidate.slug] = ManifestError(
+                candidate.manifest_path,
+                "$.uuid",
+                f"uuid {uuid!r} belongs to the app {owner!r} ({store_path} remembers it): an app "
+                f"cannot take another app's uuid; if this app is {owner!r} renamed, remove "
+                f"{owner!r} from {store_path}",
+            )
+        elif owner is None and len(pinned_by[uuid]) > 1:
+            others = ", ".join(
+                str(other.folder) for other in pinned_by[uuid] if other is not candidate
+            )
+            settled[candidate.slug] = ManifestError(
+                candidate.manifest_path,
+                "$.uuid",
+                f"uuid {uuid!r} is also pinned by {others}: each app needs its own uuid",
+            )
+        else:
+            settled[candidate.slug] = uuid
+            taken.add(uuid)
+    for candidate in candidates:
+        if candidate.pinned_uuid is not None:
+            continue
+        kept = known.get(candidate.slug)
+        fresh = kept if kept and UUID_PATTERN.match(kept) and kept not in taken else new_app_uuid()
+        settled[candidate.slug] = fresh
+        taken.add(fresh)
+    return settled
 
 
 class AppRegistry:

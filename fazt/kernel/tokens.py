@@ -20,12 +20,15 @@ from typing import Any
 
 import jwt
 
-from fazt.kernel.app import App
+from fazt.contracts.app import App
+from fazt.contracts.strict_json import StrictJsonError, check_strict_json
 
 SECRET_ENV_VAR = "FAZT_JWT_SECRET"
 SECRET_FILE_NAME = "jwt-secret"
 ASYMMETRIC_ALGORITHMS = ("RS256", "ES256")
 REQUIRED_CLAIMS = ["exp", "sub"]
+#: Registered claims that are times: JSON numbers (seconds since the epoch), nothing else.
+TIME_CLAIMS = ("exp", "nbf", "iat")
 
 
 class TokenError(Exception):
@@ -102,8 +105,10 @@ class TokenService:
         """Return the token's claims, or raise ``TokenError``.
 
         Checks: signature with the key matching the header's algorithm, ``exp``
-        and ``sub`` present, ``exp`` in the future, claim types, and when the
-        token carries ``app``, that it names this app (slug or uuid).
+        and ``sub`` present, ``exp`` in the future, claim types (``exp``, ``nbf``
+        and ``iat`` JSON numbers; every claim strict UTF-8 JSON, see
+        ``fazt.contracts.strict_json``), and when the token carries ``app``, that
+        it names this app (slug or uuid).
         """
         if not isinstance(token, str) or not token or len(token) > 8192:
             raise TokenError("malformed token")
@@ -134,6 +139,9 @@ class TokenService:
                 raise TokenError(f"token lacks the {error.claim!r} claim") from error
             except jwt.InvalidTokenError as error:
                 raise TokenError(f"invalid token: {error}") from error
+            except (TypeError, ValueError, OverflowError) as error:
+                # Some pyjwt releases raise these for a time claim such as [1] or 1e400.
+                raise TokenError("invalid token: malformed time claim") from error
         else:
             raise TokenError("bad signature") from last_error
         _check_claim_types(claims)
@@ -164,7 +172,11 @@ class TokenService:
         ttl_seconds: int = 3600,
         now: float | None = None,
     ) -> str:
-        """Mint an HS256 token signed with the kernel secret."""
+        """Mint an HS256 token signed with the kernel secret.
+
+        Raises ``TokenError`` naming the claim when a value is not strict UTF-8
+        JSON (a lone surrogate, a non-finite number) or has the wrong type.
+        """
         issued_at = int(time.time() if now is None else now)
         claims: dict[str, Any] = {"sub": sub, "iat": issued_at, "exp": issued_at + int(ttl_seconds)}
         if name is not None:
@@ -192,6 +204,17 @@ def roles_of(claims: Mapping[str, Any] | None) -> frozenset[str]:
 
 
 def _check_claim_types(claims: Mapping[str, Any]) -> None:
+    for name, value in claims.items():
+        try:
+            check_strict_json({name: value})
+        except StrictJsonError as error:
+            raise TokenError(
+                f"claim {name!r} cannot be encoded as strict UTF-8 JSON: {error}"
+            ) from error
+    for name in TIME_CLAIMS:
+        value = claims.get(name)
+        if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise TokenError(f"claim {name!r} must be a number")
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub or len(sub) > 256:
         raise TokenError("claim 'sub' must be a non-empty string")

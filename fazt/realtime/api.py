@@ -17,8 +17,8 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from fazt.contracts.host_calls import HostCallContext, HostCallError, HostFunction
 from fazt.kernel.app import App
-from fazt.kernel.plugin import HostCallContext, HostCallError, HostFunction
 from fazt.realtime import protocol
 from fazt.realtime.backplane.history import HistoryUnavailable, StreamPosition
 from fazt.realtime.backplane.node import Backplane

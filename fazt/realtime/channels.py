@@ -258,6 +258,24 @@ def _history_from(spec: object) -> HistoryRule | None:
     return HistoryRule(min(size, MAX_HISTORY_SIZE), min(ttl, MAX_HISTORY_TTL_SECONDS))
 
 
+def auth_false_never_holds(pattern: str, spec: Mapping[str, Any]) -> str | None:
+    """Why ``"auth": false`` in this rule can never hold, or None.
+
+    Presence needs a member (a user from a token), ``{sub}`` needs the token's
+    ``sub`` and a role needs the token's roles, so such a rule needs a token
+    whatever ``auth`` says.
+    """
+    if spec.get("auth") is not False:
+        return None
+    if is_presence(pattern):
+        return "presence channels always need a token (each member is a signed-in user)"
+    if OWNER_PLACEHOLDER in pattern:
+        return "a {sub} pattern always needs a token (its sub names the channel's owner)"
+    if spec.get("role"):
+        return "a rule with a role always needs a token (the roles come from it)"
+    return None
+
+
 def _rule_from(pattern: str, spec: Mapping[str, Any]) -> ChannelRule:
     role = spec.get("role")
     roles: frozenset[str]

@@ -63,7 +63,12 @@ class Commands:
     async def connect(
         self, app: App, transport: Transport, claims: dict[str, Any] | None = None
     ) -> Session:
-        """Register a new connection and send it ``connected``."""
+        """Register a new connection, then send it ``connected``.
+
+        ``connected`` goes out only once the registry counts the connection and
+        this node receives the app's messages, so a client that saw it is
+        already counted by every node's admission and reached by ``broadcastAll``.
+        """
         state = self._hub.app_state(app)
         session = Session(
             client_id=secrets.token_urlsafe(18),
@@ -77,13 +82,14 @@ class Commands:
         if claims is not None:
             session.authenticate(claims, self._clocks.token_deadline(claims.get("exp")))
         first = self._hub.add_session(state, session)
-        user = user_from_claims(claims) if claims is not None else None
-        session.send(protocol.connected_frame(session.client_id, user))
         if first:
             await self._bus.watch_app(app.uuid)
         await self._registry.add_connection(app.uuid, session.client_id)
         if session.closed:  # it went away while we registered it
             await self._registry.remove_connection(app.uuid, session.client_id)
+            return session
+        user = user_from_claims(claims) if claims is not None else None
+        session.send(protocol.connected_frame(session.client_id, user))
         return session
 
     async def disconnect(self, session: Session) -> None:

@@ -218,12 +218,18 @@ class Hub:
         return await self._history.publish(state.app.uuid, channel, head, prefix, policy, exclude)
 
     async def announce(
-        self, state: AppState, channel: str, payload: bytes, exclude: str | None = None
+        self, app_uuid: str, channel: str, payload: bytes, exclude: str | None = None
     ) -> None:
         """A presence event on a channel (never numbered): to the local subscribers (but
-        ``exclude``), then once to the bus for the other nodes."""
-        self._fan_out_channel(state, channel, text_frame(payload), exclude)
-        await self._bus.publish_channel(state.app.uuid, channel, payload)
+        ``exclude``), then once to the bus for the other nodes.
+
+        Takes the app's uuid, not its state: a node with no client of the app (one
+        that swept a dead node's presence, say) still announces to the others.
+        """
+        state = self._apps.get(app_uuid)
+        if state is not None:
+            self._fan_out_channel(state, channel, text_frame(payload), exclude)
+        await self._bus.publish_channel(app_uuid, channel, payload)
 
     def _fan_out_channel(
         self,

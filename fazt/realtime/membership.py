@@ -182,7 +182,7 @@ class Membership:
                 app_uuid, channel, session.client_id, str(member["id"])
             )
             if left:
-                await self.left(state, channel, member)
+                await self.left(state.app.uuid, channel, member)
 
     # -- the decisions' effects -----------------------------------------------------------
     async def _occupied(self, state: AppState, channel: str) -> None:
@@ -201,13 +201,12 @@ class Membership:
     ) -> None:
         """A user's first connection joined a presence channel: tell everyone else."""
         payload = protocol.presence_payload(channel, "join", member)
-        await self._hub.announce(state, channel, payload, exclude=session.client_id)
+        await self._hub.announce(state.app.uuid, channel, payload, exclude=session.client_id)
 
-    async def left(self, state: AppState, channel: str, member: dict[str, Any]) -> None:
+    async def left(self, app_uuid: str, channel: str, member: dict[str, Any]) -> None:
         """A user's last connection left a presence channel (here, or on a node that died)."""
-        await self._hub.announce(
-            state, channel, protocol.presence_payload(channel, "leave", member)
-        )
+        payload = protocol.presence_payload(channel, "leave", member)
+        await self._hub.announce(app_uuid, channel, payload)
 
 
 def send_frames(session: Session, frames: list[bytes], chunk_bytes: int) -> None:

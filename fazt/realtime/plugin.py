@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fazt.kernel.app import App
+from fazt.kernel.manifest import PATTERN_DESCRIPTION, child_path
 from fazt.kernel.plugin import Plugin, PluginRoute
 from fazt.realtime.api import JsNamespace, RealtimeAPI, js_namespace
 from fazt.realtime.backplane.node import Backplane, memory_backplane, redis_backplane
 from fazt.realtime.channels import (
     HistoryCaps,
+    auth_false_never_holds,
     history_caps_schema,
     history_rule_schema,
     rule_pattern_schema,
@@ -40,7 +42,7 @@ from fazt.realtime.session import HeartbeatPolicy
 from fazt.realtime.transport import WriteCoalescer
 
 if TYPE_CHECKING:
-    from fazt.kernel.kernel import Kernel
+    from fazt.kernel.plugin import PluginHost as Kernel
 
 log = logging.getLogger("fazt.realtime")
 
@@ -115,7 +117,11 @@ class RealtimePlugin(Plugin):
                     "channels": {
                         "type": "object",
                         # Channel characters plus "*" globs and at most one "{sub}".
-                        "propertyNames": rule_pattern_schema(),
+                        "propertyNames": {
+                            **rule_pattern_schema(),
+                            PATTERN_DESCRIPTION: "a channel pattern may contain only letters, "
+                            "digits, _ - = @ , . ; : and the wildcard *, plus at most one {sub}",
+                        },
                         "additionalProperties": CHANNEL_RULE_SCHEMA,
                     }
                 },
@@ -124,6 +130,19 @@ class RealtimePlugin(Plugin):
 
     def manifest_limits_schema(self) -> dict[str, Any]:
         return limits_schema()
+
+    def manifest_warnings(self, manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
+        section = manifest.get("realtime")
+        rules = section.get("channels") if isinstance(section, Mapping) else None
+        if not isinstance(rules, Mapping):
+            return []
+        warnings = []
+        for pattern, spec in rules.items():
+            why = auth_false_never_holds(pattern, spec) if isinstance(spec, Mapping) else None
+            if why is not None:
+                where = child_path(child_path("$.realtime.channels", pattern), "auth")
+                warnings.append((where, f'"auth": false never holds: {why}'))
+        return warnings
 
     # -- what the kernel serves ----------------------------------------------------
     def routes(self) -> list[PluginRoute]:

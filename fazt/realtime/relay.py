@@ -43,6 +43,7 @@ class BackplaneRelay:
         self._hub.kick(app_uuid, client_id, str(reason)[: protocol.MAX_KICK_REASON])
 
     def presence_expired(self, app_uuid: str, channel: str, member: dict[str, Any]) -> None:
-        state = self._hub.state_of(app_uuid)
-        if state is not None:
-            self._tasks.spawn(self._membership.left(state, channel, member))
+        # Announced even when this node has no client of the app (a worker that
+        # just replaced the dead one often wins the sweep): the other nodes'
+        # subscribers must still hear the leave.
+        self._tasks.spawn(self._membership.left(app_uuid, channel, member))

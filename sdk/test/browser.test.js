@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Chromium, noChromium } from './support/chromium.js';
-import { Server, noServer, until } from './support/server.js';
+import { Server, noServer, releaseAll, until } from './support/server.js';
 
 const PAGE = `<!doctype html>
 <meta charset="utf-8">
@@ -34,15 +34,17 @@ describe('the bundle in headless Chromium', { skip: noServer || noChromium }, ()
 
   before(async () => {
     server = new Server({ 'index.html': PAGE });
-    await server.start();
     browser = new Chromium();
+    await server.start();
     await browser.start();
     await browser.open(`${server.appUrl}/`);
   });
 
   after(async () => {
-    await browser?.stop();
-    await server?.dispose();
+    await releaseAll(
+      () => browser?.stop(),
+      () => server?.dispose(),
+    );
   });
 
   test('connects with the default URL and receives a broadcast', async () => {

@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { SDK_DIR } from '../build.mjs';
 import { FaztRealtime } from '../src/index.js';
-import { Server, noServer, sleep, token, until } from './support/server.js';
+import { Server, noServer, releaseAll, sleep, token, until } from './support/server.js';
 
 describe('against a real fazt serve', { skip: noServer }, () => {
   /** @type {Server} */
@@ -39,8 +39,10 @@ describe('against a real fazt serve', { skip: noServer }, () => {
   });
 
   after(async () => {
-    for (const rt of clients) rt.close();
-    await server?.dispose();
+    await releaseAll(
+      ...clients.map((rt) => () => rt.close()),
+      () => server?.dispose(),
+    );
   });
 
   test('the kernel serves this very bundle at /_fazt/realtime.min.js', async () => {

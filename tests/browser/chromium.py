@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Browser, Playwright
 
@@ -28,6 +29,15 @@ CHROMIUM_ARGS = [
     "--disable-renderer-backgrounding",
     "--disable-backgrounding-occluded-windows",
 ]
+
+#: A phone: 390 CSS pixels wide (an iPhone 12-15), touch, mobile viewport rules.
+PHONE: dict[str, Any] = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 2,
+    "is_mobile": True,
+    "has_touch": True,
+}
+DESKTOP: dict[str, Any] = {"viewport": {"width": 1280, "height": 800}}
 
 # Every Playwright wait in a browser test is bounded by this (milliseconds).
 DEFAULT_TIMEOUT_MS = 10_000

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import (
@@ -75,14 +76,11 @@ def page_errors() -> PageErrors:
 NewPage = Callable[[str], Page]
 
 
-@pytest.fixture
-def new_page(browser: Browser, page_errors: PageErrors) -> Iterator[NewPage]:
-    """``new_page(label)``: a page in its own browser context (own storage, like
-    a separate browser window of another person)."""
+def _pages(browser: Browser, page_errors: PageErrors, options: dict[str, Any]) -> Iterator[NewPage]:
     contexts: list[BrowserContext] = []
 
     def make(label: str) -> Page:
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context = browser.new_context(**options)
         context.set_default_timeout(chromium.DEFAULT_TIMEOUT_MS)
         contexts.append(context)
         page = context.new_page()
@@ -94,6 +92,19 @@ def new_page(browser: Browser, page_errors: PageErrors) -> Iterator[NewPage]:
         context.close()
     unexpected = page_errors.unexpected()
     assert not unexpected, "errors in the browser pages:\n" + "\n".join(unexpected)
+
+
+@pytest.fixture
+def new_page(browser: Browser, page_errors: PageErrors) -> Iterator[NewPage]:
+    """``new_page(label)``: a page in its own browser context (own storage, like
+    a separate browser window of another person)."""
+    yield from _pages(browser, page_errors, chromium.DESKTOP)
+
+
+@pytest.fixture
+def new_phone(browser: Browser, page_errors: PageErrors) -> Iterator[NewPage]:
+    """``new_phone(label)``: like ``new_page``, on a 390 px wide touch phone."""
+    yield from _pages(browser, page_errors, chromium.PHONE)
 
 
 @pytest.fixture

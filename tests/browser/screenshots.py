@@ -6,7 +6,9 @@ Run from the repository root::
     .venv/bin/python -m tests.browser.screenshots --out DIR
 
 It starts ``fazt serve examples/`` in a temporary data folder, plays a short
-scene in each app with real Chromium and saves what one user sees.
+scene in each app with real Chromium and saves what one user sees, on a
+desktop (``chat.png``, ``live-poll.png``) and on a 390 px wide phone
+(``chat-mobile.png``, ``live-poll-mobile.png``).
 ``test_screenshots.py`` runs the same scenes into a temporary folder, so this
 script cannot rot unnoticed.
 """
@@ -16,8 +18,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from playwright.sync_api import Browser, BrowserContext, ViewportSize, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, expect, sync_playwright
 
 from tests.browser import chromium
 from tests.browser.pages import ChatPage, PollPage
@@ -25,17 +28,21 @@ from tests.browser.server import ExamplesServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO_ROOT / "docs" / "screenshots"
-VIEWPORT: ViewportSize = {"width": 1280, "height": 720}
+#: Screen sizes: the README's desktop shots are 1280x720.
+SCREENS: dict[str, dict[str, Any]] = {
+    "": {**chromium.DESKTOP, "viewport": {"width": 1280, "height": 720}},
+    "-mobile": chromium.PHONE,
+}
 
 
-def new_context(browser: Browser) -> BrowserContext:
+def new_context(browser: Browser, screen: dict[str, Any]) -> BrowserContext:
     # Reduced motion: the poll's bars take their final width at once.
-    return browser.new_context(viewport=VIEWPORT, reduced_motion="reduce")
+    return browser.new_context(**screen, reduced_motion="reduce")
 
 
-def chat_scene(browser: Browser, server: ExamplesServer, out: Path) -> Path:
+def chat_scene(browser: Browser, server: ExamplesServer, out: Path, suffix: str = "") -> Path:
     url = server.url("chat")
-    contexts = [new_context(browser) for _ in range(3)]
+    contexts = [new_context(browser, SCREENS[suffix]) for _ in range(3)]
     try:
         alice, bob, carol = (
             ChatPage(context.new_page()).open(url).sign_in(name)
@@ -43,12 +50,12 @@ def chat_scene(browser: Browser, server: ExamplesServer, out: Path) -> Path:
         )
         alice.expect_members("alice", "bob", "carol")
         alice.say("Hi everyone! The demo runs on fazt realtime.")
-        bob.say("Hello Alice, I see you online in the list on the left.")
+        bob.say("Hello Alice, I see you in the Online list.")
         carol.say("Messages go through api/chat.js and fazt.realtime.broadcast.")
         bob.direct_message("alice", "This one is private: only you get it.")
         expect(alice.dm("only you get it")).to_be_visible()
         expect(alice.message("fazt.realtime.broadcast")).to_be_visible()
-        target = out / "chat.png"
+        target = out / f"chat{suffix}.png"
         alice.page.screenshot(path=str(target))
         return target
     finally:
@@ -56,9 +63,9 @@ def chat_scene(browser: Browser, server: ExamplesServer, out: Path) -> Path:
             context.close()
 
 
-def poll_scene(browser: Browser, server: ExamplesServer, out: Path) -> Path:
+def poll_scene(browser: Browser, server: ExamplesServer, out: Path, suffix: str = "") -> Path:
     url = server.url("live-poll")
-    contexts = [new_context(browser) for _ in range(4)]
+    contexts = [new_context(browser, SCREENS[suffix]) for _ in range(4)]
     try:
         admin = PollPage(contexts[0].new_page()).open(url).sign_in("Ada", "demo-admin")
         votes = [("Vera", "presence"), ("Ben", "redis"), ("Kim", "presence")]
@@ -69,7 +76,7 @@ def poll_scene(browser: Browser, server: ExamplesServer, out: Path) -> Path:
         expect(admin.page.locator("#total")).to_have_text("4")
         admin.announce("Voting closes in 5 minutes!")
         expect(admin.announcement).to_be_visible()
-        target = out / "live-poll.png"
+        target = out / f"live-poll{suffix}.png"
         admin.page.screenshot(path=str(target))
         return target
     finally:
@@ -78,13 +85,17 @@ def poll_scene(browser: Browser, server: ExamplesServer, out: Path) -> Path:
 
 
 def take_screenshots(browser: Browser, out: Path) -> list[Path]:
-    """Serve the examples, play both scenes, return the PNG paths written."""
+    """Serve the examples, play both scenes on each screen, return the PNG paths written."""
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="fazt-screenshots-") as data:
         server = ExamplesServer(Path(data))
         server.start()
         try:
-            return [chat_scene(browser, server, out), poll_scene(browser, server, out)]
+            return [
+                scene(browser, server, out, suffix)
+                for suffix in SCREENS
+                for scene in (chat_scene, poll_scene)
+            ]
         finally:
             server.stop()
 

@@ -250,3 +250,26 @@ def test_joining_a_room_shows_its_last_messages(
     expect(bob.page.locator("#messages li")).to_have_count(0)
     bob.switch_room("general")
     expect(bob.page.locator("#messages li")).to_have_count(3)
+
+
+EMPTY_TEXT = "el => getComputedStyle(el, '::before').content"
+
+
+def test_direct_messages_show_names_and_empty_panes_say_what_to_do(
+    examples_server: ExamplesServer, new_page: NewPage
+) -> None:
+    url = examples_server.url("chat")
+    alice = ChatPage(new_page("alice")).open(url).sign_in("Alice Smith")
+    bob = ChatPage(new_page("bob")).open(url).sign_in("Bob")
+    bob.expect_members("alice-smith", "bob")
+    for page in (alice, bob):
+        assert "No messages in this room yet" in page.page.eval_on_selector("#messages", EMPTY_TEXT)
+        assert "No direct messages yet" in page.page.eval_on_selector("#dms", EMPTY_TEXT)
+
+    alice.direct_message("bob", "psst")
+
+    # The recipient sees the sender's name; the sender sees whom they wrote to.
+    expect(bob.dm("psst").locator(".author")).to_have_text("Alice Smith")
+    expect(alice.dm("psst").locator(".author")).to_have_text("You → Bob")
+    assert bob.page.eval_on_selector("#dms", EMPTY_TEXT) == "none"
+    assert "No messages in this room yet" in bob.page.eval_on_selector("#messages", EMPTY_TEXT)

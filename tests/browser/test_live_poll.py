@@ -67,3 +67,31 @@ def test_votes_come_back_after_a_server_restart(
     # The voter's page renewed its vote-replay subscription and asked for a recount.
     expect(viewer.count("replay")).to_have_text("1", timeout=RECONNECT_TIMEOUT_MS)
     expect(viewer.page.locator("#total")).to_have_text("1")
+
+
+def test_one_vote_is_singular(examples_server: ExamplesServer, new_page: NewPage) -> None:
+    url = examples_server.url("live-poll")
+    viewer = PollPage(new_page("viewer")).open(url)
+    expect(viewer.page.locator(".total")).to_have_text("0 votes")
+    PollPage(new_page("vera")).open(url).sign_in("Vera").vote("presence")
+    expect(viewer.page.locator(".total")).to_have_text("1 vote")
+    PollPage(new_page("ben")).open(url).sign_in("Ben").vote("dm")
+    expect(viewer.page.locator(".total")).to_have_text("2 votes")
+
+
+def test_the_tally_drops_a_vote_when_its_voter_leaves(
+    examples_server: ExamplesServer, new_page: NewPage
+) -> None:
+    url = examples_server.url("live-poll")
+    viewer = PollPage(new_page("viewer")).open(url)  # not signed in: a guest in the audience
+    voter_page = new_page("voter")
+    voter = PollPage(voter_page).open(url).sign_in("Vera")
+    expect(viewer.page.locator("#viewers")).to_have_text("2 people here")
+    voter.vote("redis")
+    expect(viewer.count("redis")).to_have_text("1")
+
+    voter_page.close()  # the vote leaves with its connection
+
+    expect(viewer.count("redis")).to_have_text("0")
+    expect(viewer.page.locator(".total")).to_have_text("0 votes")
+    expect(viewer.page.locator("#viewers")).to_have_text("1 person here")

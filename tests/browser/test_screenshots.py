@@ -14,9 +14,14 @@ pytestmark = pytest.mark.browser
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def test_screenshot_script_writes_both_pngs(browser: Browser, tmp_path: Path) -> None:
+def test_screenshot_script_writes_every_png(browser: Browser, tmp_path: Path) -> None:
     written = take_screenshots(browser, tmp_path)
 
-    assert [path.name for path in written] == ["chat.png", "live-poll.png"]
+    assert [path.name for path in written] == [
+        "chat.png",
+        "live-poll.png",
+        "chat-mobile.png",
+        "live-poll-mobile.png",
+    ]
     for path in written:
         assert path.read_bytes().startswith(PNG_SIGNATURE)

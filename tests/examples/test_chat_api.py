@@ -99,6 +99,7 @@ async def test_direct_message_reaches_only_the_recipient(tmp_path: Path) -> None
             dm = await b.next_message()
             assert dm["channel"] == "private-user-bob"
             assert dm["data"]["from"] == {"id": "alice", "name": "Alice"}
+            assert dm["data"]["to"] == {"id": "bob", "name": "Bob"}  # Bob is online
             assert dm["data"]["text"] == "psst"
             copy = await a.next_message()  # the sender's own copy
             assert copy["channel"] == "private-user-alice"
@@ -106,6 +107,10 @@ async def test_direct_message_reaches_only_the_recipient(tmp_path: Path) -> None
             seen_by_carol = await c.next_message()
             assert seen_by_carol["channel"] == "room-general"
             assert seen_by_carol["data"]["text"] == "marker"
+            # Nobody subscribed to dave's channel: the id stands in for the name.
+            await chat.call("dm", {"to": "dave", "message": "later"}, alice)
+            offline = await a.next_message()
+            assert offline["data"]["to"] == {"id": "dave", "name": "dave"}
 
 
 @pytest.mark.gen_test(timeout=20)

@@ -168,3 +168,42 @@ async def test_a_chat_login_token_is_refused_by_live_poll(tmp_path: Path) -> Non
         # ... while chat itself accepts it.
         async with chat.socket(chat_token) as accepted:
             assert accepted.hello["user"]["id"] == "alice"
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_guests_join_the_audience_but_cannot_vote(tmp_path: Path) -> None:
+    async with examples_kernel(tmp_path / "data") as (_chat, poll):
+        status, reply = await poll.call("guest", {})
+        assert status == 200
+        guest = reply["token"]
+        async with poll.socket(guest) as g:
+            assert g.hello["user"]["id"].startswith("guest-")
+            assert g.hello["user"]["name"] == "guest"
+            joined = await g.subscribe("presence-poll")
+            assert joined["type"] == "subscribed"
+            assert [m["name"] for m in joined["members"]] == ["guest"]
+            refused = await g.subscribe("vote-dm")  # no "voter" role
+            assert (refused["type"], refused["code"]) == ("error", "forbidden")
+        status, reply = await poll.call("guest", None)  # GET
+        assert status == 405
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_post_poll_recounts_and_broadcasts(tmp_path: Path) -> None:
+    async with examples_kernel(tmp_path / "data") as (_chat, poll):
+        ann = await poll.login("Ann")
+        _status, guest = await poll.call("guest", {})
+        async with poll.socket() as viewer:
+            await viewer.subscribe("poll")
+            async with poll.socket(ann) as ann_ws:
+                await ann_ws.subscribe("vote-dm")
+                await poll.call("vote", {"option": "dm"}, ann)
+                assert (await viewer.next_message())["data"]["total"] == 1
+            # Ann's page closed: her vote is gone, but nobody has said so yet.
+            assert (await poll.call("poll", {}))[0] == 401  # a recount needs a token
+            status, reply = await poll.call("poll", {}, guest["token"])
+            assert status == 200 and reply["total"] == 0 and reply["question"]
+            recount = await viewer.next_message()
+            assert recount["channel"] == "poll"
+            assert recount["data"]["total"] == 0
+            assert recount["data"]["counts"]["dm"] == 0

@@ -13,13 +13,13 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
+from fazt.contracts.app import App
+from fazt.contracts.host_calls import HostCallContext, HostCallError
 from fazt.js_bridge import JsEngine, JsResponse
-from fazt.kernel.app import App
-from fazt.kernel.plugin import HostCallContext, HostCallError
 
 #: Small limits keep the limit tests short.
 TIME_LIMIT = 0.5
@@ -27,14 +27,12 @@ MEMORY_LIMIT_MB = 16
 
 
 def make_request(**overrides: Any) -> dict[str, Any]:
-    """A ``req`` shaped like the one the kernel builds."""
+    """The JSON fields of ``req`` as the kernel builds them (the engine adds body and json)."""
     request: dict[str, Any] = {
         "method": "GET",
         "path": "/api/test",
         "query": {},
         "headers": {"host": "alpha.localhost"},
-        "body": "",
-        "json": None,
         "user": None,
         "app": {"slug": "alpha", "uuid": "app_alpha"},
     }
@@ -130,22 +128,32 @@ class JsHarness:
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
 
     async def run(
-        self, name: str, app: str = "alpha", request: dict[str, Any] | None = None
+        self,
+        name: str,
+        app: str = "alpha",
+        request: dict[str, Any] | None = None,
+        body: bytes = b"",
     ) -> JsResponse:
         the_app = self.apps[app]
-        context = HostCallContext(app=the_app, kernel=cast(Any, None))
+        context = HostCallContext(app=the_app)
         req = (
             request
             if request is not None
             else make_request(app={"slug": app, "uuid": the_app.uuid})
         )
-        return await self.engine.run_handler(context, self.api(app) / name, self.api(app), req)
+        return await self.engine.run_handler(
+            context, self.api(app) / name, self.api(app), req, body
+        )
 
     async def json(
-        self, name: str, app: str = "alpha", request: dict[str, Any] | None = None
+        self,
+        name: str,
+        app: str = "alpha",
+        request: dict[str, Any] | None = None,
+        body: bytes = b"",
     ) -> Any:
         """Run and decode a JSON response, whatever its status."""
-        response = await self.run(name, app, request)
+        response = await self.run(name, app, request, body)
         return json.loads(response.body)
 
 

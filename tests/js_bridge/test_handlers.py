@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 
-from tests.js_bridge.conftest import JsHarness, make_request
+from fazt.js_bridge import JsEngine
+from tests.js_bridge.conftest import HostRecorder, JsHarness, make_request
 
 pytestmark = pytest.mark.gen_test(timeout=10)
 
@@ -33,11 +35,30 @@ async def test_req_carries_everything_the_kernel_built(js: JsHarness) -> None:
         path="/api/echo",
         query={"a": "1"},
         headers={"content-type": "application/json"},
-        body='{"x": [1, 2]}',
-        json={"x": [1, 2]},
         user={"sub": "u1", "roles": ["admin"]},
     )
-    assert await js.json("echo.js", request=request) == request
+    got = await js.json("echo.js", request=request, body=b'{"x": [1, 2]}')
+    assert got == {**request, "body": '{"x": [1, 2]}', "json": {"x": [1, 2]}}
+
+
+@pytest.mark.parametrize(
+    ("body", "parsed"),
+    [
+        (b"", None),
+        (b"  \n", None),
+        (b"plain {", None),
+        (b"[1, 2.5, null]", [1, 2.5, None]),
+        (b'"text"', "text"),
+        # Not JSON, though Python's parser would take it.
+        (b'{"x": NaN}', None),
+        (b"Infinity", None),
+    ],
+)
+async def test_req_json_is_the_body_parsed_as_json_or_null(
+    js: JsHarness, body: bytes, parsed: object
+) -> None:
+    js.write("echo.js", "module.exports = (req) => ({ json: [req.body, req.json] });")
+    assert await js.json("echo.js", body=body) == [body.decode(), parsed]
 
 
 async def test_body_response_is_text_with_custom_headers(js: JsHarness) -> None:
@@ -130,7 +151,7 @@ async def test_rejected_promise_and_thrown_non_error(js: JsHarness) -> None:
         ("{ json: 1, headers: { 'Bad Name': 'x' } }", 'invalid header name "Bad Name"'),
         ("{ json: 1, headers: { 'X-A': 'a\\r\\nX-B: b' } }", "line break"),
         ("{ json: 1, headers: { 'X-A': { nested: 1 } } }", "must be a string or a number"),
-        ("{ json: 1, headers: { 'Content-Length': '3' } }", "may not set the Content-Length"),
+        ("{ json: 1, headers: { 'X-A': 'caf\\u00e9 \\u20ac' } }", "printable ASCII or Latin-1"),
         ("{ body: 42 }", "body that is not a string"),
         ("{ body: 'x', json: 1 }", "both json and body"),
         ("{ json: 10n }", "not JSON-serialisable"),
@@ -200,15 +221,85 @@ async def test_console_and_fazt_log_go_to_the_app_logger(
     )
 
 
-async def test_console_flood_is_capped(js: JsHarness, caplog: pytest.LogCaptureFixture) -> None:
+async def test_console_output_is_capped_per_request_even_across_host_calls(
+    js: JsHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 200 lines of 1,000 bytes, a host call between each: the cap is per request
+    # (64 KB by default), not per stretch between host calls.
     js.write(
-        "flood.js", "module.exports = () => { for (let i = 0; i < 5000; i++) console.log(i); };"
+        "flood.js",
+        "module.exports = async () => {\n"
+        "  const line = 'x'.repeat(1000);\n"
+        "  for (let i = 0; i < 200; i++) { console.log(line); await fazt.test.echo(i); }\n"
+        "  return 'done';\n"
+        "};",
     )
     with caplog.at_level(logging.INFO, logger="fazt.app"):
-        assert (await js.run("flood.js")).status == 204
-    lines = [r for r in caplog.records if r.name == "fazt.app.alpha"]
-    assert len(lines) == 1001  # 1000 lines, then one warning counting the rest
-    assert "4000 console lines dropped" in lines[-1].getMessage()
+        assert await js.json("flood.js") == "done"
+    lines = [r.getMessage() for r in caplog.records if r.name == "fazt.app.alpha"]
+    assert lines[-1].startswith("console output truncated: this request wrote more than 65536")
+    assert lines[:-1] == ["x" * 1000] * (65536 // 1001)
+    # The next request has its own allowance.
+    caplog.clear()
+    js.write("one.js", "module.exports = () => { console.log('again'); };")
+    with caplog.at_level(logging.INFO, logger="fazt.app"):
+        await js.run("one.js")
+    assert [r.getMessage() for r in caplog.records if r.name == "fazt.app.alpha"] == ["again"]
+
+
+async def test_console_limit_counts_utf8_bytes(
+    tmp_path: Path, host: HostRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = JsEngine(threads=1, console_limit_bytes=10)
+    engine.register_namespace("test", host.namespace())
+    harness = JsHarness(engine, tmp_path, host)
+    try:
+        # "éé" is 4 bytes + 1 for its line: two lines fit in 10, the third does not.
+        harness.write(
+            "u.js", "module.exports = () => { for (let i = 0; i < 5; i++) console.log('éé'); };"
+        )
+        with caplog.at_level(logging.INFO, logger="fazt.app"):
+            await harness.run("u.js")
+    finally:
+        engine.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "fazt.app.alpha"]
+    assert lines[:2] == ["éé", "éé"] and len(lines) == 3
+    assert lines[2].startswith("console output truncated")
+
+
+async def test_one_console_call_is_one_log_line(
+    js: JsHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    forged = "2026-11-30 10:00:00,000 INFO fazt.kernel: fazt stopped"
+    js.write(
+        "forge.js",
+        "module.exports = () => {\n"
+        f"  console.log('hello\\n{forged}\\r\\n\\u2028x\\\\n');\n"
+        "  console.error(new Error('first\\nsecond'));\n"
+        "  console.log('lone \\ud800 surrogate', '\\u0007bell');\n"
+        "};",
+    )
+    with caplog.at_level(logging.INFO, logger="fazt.app"):
+        await js.run("forge.js")
+    lines = [r.getMessage() for r in caplog.records if r.name == "fazt.app.alpha"]
+    assert len(lines) == 3
+    assert all("\n" not in line and "\r" not in line for line in lines)
+    assert lines[0] == f"hello\\n{forged}\\r\\n\\u2028x\\\\n"
+    assert lines[1].startswith("Error: first\\nsecond\\n")  # the stack follows, escaped
+    assert lines[2] == "lone \\ud800 surrogate \\x07bell"
+    for line in lines:
+        line.encode("utf-8")  # writable to a UTF-8 log
+
+
+async def test_a_thrown_error_is_one_log_line(
+    js: JsHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    js.write("throw.js", "module.exports = () => { throw new Error('a\\nfazt stopped'); };")
+    with caplog.at_level(logging.ERROR, logger="fazt.app"):
+        response = await js.run("throw.js")
+    assert json.loads(response.body) == {"error": "a\nfazt stopped"}  # the client sees it as is
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "fazt.app.alpha"]
+    assert "\n" not in line and "a\\nfazt stopped" in line and "| stack:" in line
 
 
 async def test_fazt_app_identity(js: JsHarness) -> None:
@@ -225,17 +316,17 @@ async def test_promise_that_never_settles_is_500_not_a_hang(js: JsHarness) -> No
     assert "never settled" in json.loads(result.body)["error"]
 
 
-async def test_nan_in_the_request_json_is_a_400(js: JsHarness) -> None:
-    js.write("echo.js", "module.exports = (req) => ({ json: req.json });")
-    response = await js.run("echo.js", request=make_request(json={"x": float("nan")}))
-    assert response.status == 400
-    assert "NaN or Infinity" in json.loads(response.body)["error"]
+async def test_a_number_too_large_for_a_double_is_infinity_in_js(js: JsHarness) -> None:
+    js.write("big.js", "module.exports = (req) => ({ json: [req.json.n === Infinity, req.json] });")
+    # JSON.stringify writes Infinity as null: nothing non-finite leaves the sandbox.
+    assert await js.json("big.js", body=b'{"n": 1e400}') == [True, {"n": None}]
 
 
-async def test_unicode_and_lone_surrogates_in_the_request_survive(js: JsHarness) -> None:
+async def test_unicode_and_invalid_utf8_in_the_body(js: JsHarness) -> None:
     js.write("echo.js", "module.exports = (req) => ({ json: [req.body, req.body.length] });")
-    response = await js.run("echo.js", request=make_request(body="héllo \U0001f600"))
+    response = await js.run("echo.js", body="héllo \U0001f600".encode())
     assert json.loads(response.body) == ["héllo \U0001f600", 8]  # UTF-16 length, as in JS
-    response = await js.run("echo.js", request=make_request(body="bad \udc80"))
+    # Invalid UTF-8 (here an encoded lone surrogate) is replaced, byte by byte.
+    response = await js.run("echo.js", body=b"bad \xed\xb2\x80")
     assert response.status == 200
-    assert json.loads(response.body)[1] == 5
+    assert json.loads(response.body) == ["bad \ufffd\ufffd\ufffd", 7]

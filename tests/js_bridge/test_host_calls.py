@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-import fazt.js_bridge.engine as engine_module
+import fazt.js_bridge.host_calls as host_calls_module
 from fazt.js_bridge import JsEngine
 from tests.js_bridge.conftest import HostRecorder, JsHarness
 
@@ -198,7 +198,7 @@ async def test_namespace_registered_later_reaches_warm_contexts(js1: JsHarness) 
 async def test_a_host_call_that_hangs_times_out(
     js: JsHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine_module, "HOST_CALL_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(host_calls_module, "HOST_CALL_TIMEOUT_SECONDS", 0.3)
     js.write(
         "hang.js",
         "module.exports = async () => {"
@@ -268,13 +268,13 @@ async def test_engine_rejects_bad_settings(kwargs: dict[str, object]) -> None:
 async def test_a_worker_waiting_on_host_calls_does_not_hold_up_other_requests(
     js1: JsHarness, host: HostRecorder
 ) -> None:
-    # One configured worker. `hold` waits for a host call that only `free` resolves;
-    # a spare worker must serve `free` meanwhile, or `hold` times out.
+    # One configured worker. alpha's `hold` waits for a host call that only beta's
+    # `free` resolves; a spare worker must serve `free` meanwhile, or `hold` times out.
     js1.write("hold.js", "module.exports = async () => await fazt.test.wait();")
-    js1.write("free.js", "module.exports = async () => await fazt.test.release();")
+    js1.write("free.js", "module.exports = async () => await fazt.test.release();", app="beta")
     holding = asyncio.ensure_future(js1.json("hold.js"))
     while not host.calls:
         await asyncio.sleep(0.01)
-    assert await js1.json("free.js") == "done"
+    assert await js1.json("free.js", app="beta") == "done"
     assert await holding == "released"
-    assert any(worker.name.endswith("-spare") for worker in js1.engine._workers)
+    assert any(worker.name.endswith("-spare") for worker in js1.engine._pool._workers)

@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tornado.web
 
-from fazt.kernel.app import App
-from fazt.kernel.kernel import Kernel
-from fazt.kernel.plugin import HostCallContext, HostFunction, Plugin, PluginRoute
+from fazt.contracts.app import App
+from fazt.contracts.host_calls import HostCallContext, HostFunction
+from fazt.contracts.js_engine import JsResponse
+from fazt.kernel.plugin import Plugin, PluginHost, PluginRoute
 
 
 class EchoRouteHandler(tornado.web.RequestHandler):
     """Answers which app (or none) the kernel handed it, plus its route kwargs."""
 
-    def initialize(self, kernel: Kernel, app: App | None, greeting: str) -> None:
+    def initialize(self, kernel: PluginHost, app: App | None, greeting: str) -> None:
         self.kernel = kernel
         self.app = app
         self.greeting = greeting
@@ -92,35 +93,38 @@ class RecordingPlugin(Plugin):
     def js_namespace(self) -> dict[str, HostFunction]:
         return {"ping": _ping}
 
-    async def start(self, kernel: Kernel) -> None:
+    async def start(self, kernel: PluginHost) -> None:
         self._record("start")
         if self.fail_start:
             raise RuntimeError(f"{self.name} refuses to start")
 
-    async def stop(self, kernel: Kernel) -> None:
+    async def stop(self, kernel: PluginHost) -> None:
         self._record("stop")
 
 
 @dataclass(frozen=True)
-class FakeResponse:
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
+class EngineCall:
+    """One ``run_handler`` call, as the kernel made it."""
+
+    context: HostCallContext
+    handler_file: Path
+    api_root: Path
+    request: Mapping[str, Any]
+    body: bytes
 
 
 class RecordingEngine:
-    """Stands in for the QuickJS engine: records calls, answers with ``reply``.
+    """Stands in for the QuickJS engine: records calls, answers with ``response``.
 
-    ``reply(context, handler_file, request)`` returns a FakeResponse; the
-    default echoes the request dict as JSON.
+    By default it echoes the request (and the body as text) as JSON.
     """
 
     def __init__(self) -> None:
         self.namespaces: dict[str, Mapping[str, HostFunction]] = {}
-        self.calls: list[tuple[HostCallContext, Path, Path, dict[str, Any]]] = []
+        self.calls: list[EngineCall] = []
         self.closed = False
         self.raise_error: Exception | None = None
-        self.response: FakeResponse | None = None
+        self.response: JsResponse | None = None
 
     def register_namespace(self, name: str, functions: Mapping[str, HostFunction]) -> None:
         self.namespaces[name] = functions
@@ -130,15 +134,16 @@ class RecordingEngine:
         context: HostCallContext,
         handler_file: Path,
         api_root: Path,
-        request: dict[str, Any],
-    ) -> FakeResponse:
-        self.calls.append((context, handler_file, api_root, request))
+        request: Mapping[str, Any],
+        body: bytes,
+    ) -> JsResponse:
+        self.calls.append(EngineCall(context, handler_file, api_root, request, body))
         if self.raise_error is not None:
             raise self.raise_error
         if self.response is not None:
             return self.response
-        body = json.dumps({"handler": handler_file.name, "request": request}).encode()
-        return FakeResponse(200, {"Content-Type": "application/json"}, body)
+        echo = {"handler": handler_file.name, "request": request, "body": body.decode()}
+        return JsResponse(200, {"Content-Type": "application/json"}, json.dumps(echo).encode())
 
     def close(self) -> None:
         self.closed = True

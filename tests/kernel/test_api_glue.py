@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from fazt.contracts.js_engine import JsResponse
 from fazt.kernel.tokens import TokenService, load_secret
 from tests.harness import make_app, running_kernel
-from tests.kernel.sample_plugin import FakeResponse, RecordingEngine
+from tests.kernel.sample_plugin import RecordingEngine
 from tests.kernel.util import fetch, json_body
 
 HANDLER = "module.exports = async (req) => ({json: req})"
@@ -68,21 +69,21 @@ async def test_request_dict(tmp_path: Path) -> None:
         assert request["query"] == {"a": "1", "b": "é"}
         assert request["headers"]["x-custom"] == "Yes"
         assert request["headers"]["content-type"] == "application/json"
-        assert request["body"] == '{"text": "hi"}'
-        assert request["json"] == {"text": "hi"}
+        assert answer["body"] == '{"text": "hi"}'  # raw bytes: the engine decodes and parses
+        assert "body" not in request and "json" not in request
         assert request["user"] is None
         chat = k.kernel.apps.by_slug("chat")
         assert chat is not None
         assert request["app"] == {"slug": "chat", "uuid": chat.uuid}
-        context, handler_file, api_root, _ = engine.calls[0]
-        assert context.app == chat and context.kernel is k.kernel
-        assert handler_file == chat.root / "api" / "hello.js"
-        assert api_root == chat.root / "api"
+        call = engine.calls[0]
+        assert call.context.app == chat
+        assert call.handler_file == chat.root / "api" / "hello.js"
+        assert call.api_root == chat.root / "api"
+        assert call.body == b'{"text": "hi"}'
 
         not_json = await fetch(k.url("chat", "/api/hello"), method="PUT", body="plain {")
-        request = json_body(not_json)["request"]
-        assert request["method"] == "PUT" and request["json"] is None
-        assert request["body"] == "plain {"
+        assert json_body(not_json)["request"]["method"] == "PUT"
+        assert engine.calls[-1].body == b"plain {"
 
 
 @pytest.mark.gen_test(timeout=10)
@@ -167,17 +168,20 @@ async def test_engine_answers_and_failures(tmp_path: Path) -> None:
     async with running_kernel(
         build_apps(tmp_path), data_dir=tmp_path / "d", config={"plugins": []}, js_engine=engine
     ) as k:
-        engine.response = FakeResponse(201, {"X-Made": "yes", "Bad\nName": "v"}, b"made")
+        # The engine's response is final: the kernel writes it as it is.
+        engine.response = JsResponse(201, {"X-Made": "yes", "Content-Type": "text/x"}, b"made")
         made = await fetch(k.url("chat", "/api/hello"), method="POST", body="")
         assert made.code == 201 and made.body == b"made" and made.headers["X-Made"] == "yes"
+        assert made.headers["Content-Type"] == "text/x"
 
-        engine.response = FakeResponse(204, {}, b"ignored")
+        engine.response = JsResponse(204, {}, b"")
         empty = await fetch(k.url("chat", "/api/hello"))
         assert empty.code == 204 and empty.body == b""
 
-        engine.response = FakeResponse(42, {}, b"")
+        # An engine that breaks the contract (a header HTTP cannot carry) gets a 500.
+        engine.response = JsResponse(200, {"X-Bad": "a\nb"}, b"")
         weird = await fetch(k.url("chat", "/api/hello"))
-        assert weird.code == 500 and "invalid status" in json_body(weird)["error"]
+        assert weird.code == 500 and json_body(weird) == {"error": "internal server error"}
 
         engine.response = None
         engine.raise_error = RuntimeError("bridge exploded")
@@ -215,7 +219,7 @@ async def test_handler_files_added_or_removed_are_seen_by_the_next_request(
         fresh = apps / "chat" / "api" / "fresh.js"
         fresh.write_text(HANDLER)
         assert (await fetch(k.url("chat", "/api/fresh"))).code == 200
-        assert engine.calls[-1][1].name == "fresh.js"
+        assert engine.calls[-1].handler_file.name == "fresh.js"
         fresh.unlink()
         assert (await fetch(k.url("chat", "/api/fresh"))).code == 404
 

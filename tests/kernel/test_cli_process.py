@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fazt.cli import main
-from fazt.kernel.app import App
+from fazt.contracts.app import App
 from fazt.kernel.tokens import TokenService
 from tests.harness import FaztProcess, make_app
 
@@ -69,7 +69,8 @@ def test_serve_flag_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     code = main(["serve", str(apps), "--config", str(tmp_path / "nope.json")])
     assert code == 2 and "cannot read config" in capsys.readouterr().err
     config.write_text(json.dumps({"plugins": ["nosuch"]}))
-    code = main(["serve", str(apps), "--config", str(config), "--data", str(tmp_path / "d")])
+    args = ["--config", str(config), "--data", str(tmp_path / "d"), "--port", "0"]
+    code = main(["serve", str(apps), *args])
     assert code == 2 and "plugin 'nosuch' is not installed" in capsys.readouterr().err
 
 
@@ -80,15 +81,16 @@ def test_unusable_data_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     config.write_text(json.dumps({"plugins": []}))
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("x")
-    code = main(["serve", str(apps), "--config", str(config), "--data", str(not_a_folder)])
+    code = main(
+        ["serve", str(apps), "--config", str(config), "--data", str(not_a_folder), "--port", "0"]
+    )
     assert code == 2
     assert "fazt: error: cannot read or create the JWT secret in" in capsys.readouterr().err
     data = tmp_path / "d"
     data.mkdir()
     (data / "apps.json").write_text("[1, 2]")
-    code = main(
-        ["serve", str(apps), "--config", str(config), "--data", str(data), "--jwt-secret", "s" * 32]
-    )
+    secret = ["--jwt-secret", "s" * 32, "--port", "0"]
+    code = main(["serve", str(apps), "--config", str(config), "--data", str(data), *secret])
     assert code == 2
     assert "app uuid store must map slugs to uuid strings" in capsys.readouterr().err
 
@@ -103,12 +105,15 @@ def test_fazt_token_verifies(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert claims["sub"] == "alice" and claims["name"] == "Alice"
     assert claims["role"] == ["admin", "mod"] and claims["app"] == "chat"
     assert claims["exp"] - claims["iat"] == 60
-    # Without --jwt-secret the data folder's secret is used (created once).
+    # Without --jwt-secret the data folder's existing secret is used; none is ever made.
     data = tmp_path / "d"
+    assert main(["token", "--sub", "bob", "--data", str(data)]) == 2
+    assert "no JWT secret" in capsys.readouterr().err and not data.exists()
+    data.mkdir()
+    (data / "jwt-secret").write_text(secret + "\n")
     assert main(["token", "--sub", "bob", "--data", str(data)]) == 0
     token = capsys.readouterr().out.strip()
-    secret_bytes = (data / "jwt-secret").read_text().strip().encode()
-    assert TokenService(secret_bytes).verify(token)["sub"] == "bob"
+    assert TokenService(secret.encode()).verify(token)["sub"] == "bob"
     assert main(["token", "--sub", "bob", "--ttl", "0", "--data", str(data)]) == 2
     assert "--ttl must be a positive" in capsys.readouterr().err
     assert main(["token", "--sub", "bob", "--jwt-secret", "short-secret"]) == 2
@@ -134,8 +139,8 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         second.config_path.write_text(json.dumps(second.config))
         done = subprocess.run(second.command(), capture_output=True, text=True, timeout=30)
         assert done.returncode == 2
-        expected = f"fazt: error: cannot listen on 127.0.0.1:{first.port}: Address already in use"
-        assert expected in done.stderr
+        expected = f"fazt: error: cannot listen on 127.0.0.1:{first.port}: port {first.port} is"
+        assert expected in done.stderr and "fazt stopped" not in done.stderr
         assert "Traceback" not in done.stderr
 
 

@@ -48,15 +48,15 @@ def test_bad_manifests_are_refused_one_by_one(tmp_path: Path) -> None:
         "array",
         "Upper Case",
     }
-    assert (
-        by_folder["typo"] == "typo|$|Additional properties are not allowed ('nmae' was unexpected)"
+    assert by_folder["typo"].startswith("typo|$.nmae|unknown key 'nmae' (did you mean 'name'?)")
+    assert by_folder["wrongtype"] == "wrongtype|$.name|must be a string, not the number 42"
+    assert by_folder["badslug"].startswith("badslug|$.slug|the string 'Not A Slug' is not allowed")
+    assert by_folder["badlimits"].startswith(
+        "badlimits|$.limits.nosuchplugin|unknown key 'nosuchplugin'"
     )
-    assert by_folder["wrongtype"] == "wrongtype|$.name|42 is not of type 'string'"
-    assert by_folder["badslug"].startswith("badslug|$.slug|'Not A Slug' does not match")
-    assert by_folder["badlimits"].startswith("badlimits|$.limits|Additional properties")
     assert by_folder["broken"].startswith("broken|$|invalid JSON: Expecting property name")
     assert "line 1 column" in by_folder["broken"]
-    assert by_folder["array"] == "array|$|[1] is not of type 'object'"
+    assert by_folder["array"] == "array|$|must be an object, not an array"
     assert "is not a valid slug" in by_folder["Upper Case"]
 
 
@@ -78,22 +78,29 @@ def test_uuid_is_stable_and_honours_app_json(tmp_path: Path) -> None:
     assert other["b"] == "app_FixedUuid123" and other["a"] != uuids["a"]
 
 
-def test_duplicate_slug_and_uuid_refuse_the_second(tmp_path: Path) -> None:
+def test_duplicate_slug_refuses_the_second_and_a_uuid_pinned_twice_refuses_both(
+    tmp_path: Path,
+) -> None:
     apps = tmp_path / "apps"
     make_app(apps, "alpha", {"uuid": "app_SameSame1"})
     make_app(apps, "beta", {"uuid": "app_SameSame1"})
     make_app(apps, "chat")
     make_app(apps, "zeta", {"slug": "chat"})
     slugs, errors = scan(apps, tmp_path / "d")
-    assert slugs == ["alpha", "chat"]
-    assert any(e.startswith("beta|$.uuid|uuid 'app_SameSame1' is already used by") for e in errors)
+    # Neither owns the uuid, so load order must not pick one: both stay out.
+    assert slugs == ["chat"]
+    assert f"alpha|$.uuid|uuid 'app_SameSame1' is also pinned by {apps / 'beta'}" in "".join(errors)
+    assert any(e.startswith("beta|$.uuid|uuid 'app_SameSame1' is also pinned by") for e in errors)
     assert any(e.startswith("zeta|$.slug|slug 'chat' is already used by") for e in errors)
 
 
 def test_bad_uuid_pattern(tmp_path: Path) -> None:
     make_app(tmp_path / "apps", "a", {"uuid": "not-a-uuid"})
     _, errors = scan(tmp_path / "apps", tmp_path / "d")
-    assert errors == ["a|$.uuid|'not-a-uuid' does not match '^app_[A-Za-z0-9]{6,40}$'"]
+    assert errors == [
+        "a|$.uuid|the string 'not-a-uuid' is not allowed: an app uuid is 'app_' and 6-40 "
+        "letters or digits"
+    ]
 
 
 def test_damaged_uuid_store_is_an_error(tmp_path: Path) -> None:
@@ -117,7 +124,7 @@ async def test_kernel_logs_bad_app_and_serves_the_rest(
         assert (await fetch(k.url("bad"))).code == 404
     lines = [r.getMessage() for r in caplog.records if "app not served" in r.getMessage()]
     assert lines == [
-        f"app not served: {apps / 'bad' / 'app.json'}: $.name: ['x'] is not of type 'string'"
+        f"app not served: {apps / 'bad' / 'app.json'}: $.name: must be a string, not an array"
     ]
 
 
@@ -151,6 +158,11 @@ async def test_plugin_schema_parts(tmp_path: Path) -> None:
         assert ok is not None and ok.limits_for("recording") == {"maxThings": 3}
         assert ok.section("recording") == {"enabled": True}
         paths = {e.file.parent.name: e.json_path for e in k.kernel.manifest_errors}
+        reasons = {e.file.parent.name: e.reason for e in k.kernel.manifest_errors}
+        assert reasons == {
+            "badpart": "must be true or false, not the string 'yes'",
+            "badlimit": "must be at least 1, not the number 0",
+        }
         assert paths == {
             "badpart": "$.recording.enabled",
             "badlimit": "$.limits.recording.maxThings",
@@ -167,7 +179,7 @@ def test_fazt_check_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str
     make_app(apps, "bad", {"slug": 7})
     assert main(["check", str(apps), "--config", str(config)]) == 1
     out = capsys.readouterr().out
-    assert f"{apps / 'bad' / 'app.json'}: $.slug: 7 is not of type 'string'" in out
+    assert f"{apps / 'bad' / 'app.json'}: $.slug: must be a string, not the number 7" in out
     assert "1 error(s)" in out
-    assert main(["check", str(tmp_path / "missing"), "--config", str(config)]) == 1
-    assert "apps folder does not exist" in capsys.readouterr().out
+    assert main(["check", str(tmp_path / "missing"), "--config", str(config)]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from fazt.kernel.app import App
-from fazt.kernel.auth_api import issue_token
-from fazt.kernel.kernel import Kernel
+from fazt.contracts.app import App
+from fazt.contracts.host_calls import HostCallContext, HostCallError
+from fazt.kernel.auth_api import auth_namespace
 from fazt.kernel.notifications import Notification, Notifications
-from fazt.kernel.plugin import HostCallContext, HostCallError
-from fazt.kernel.tokens import TokenError
+from fazt.kernel.tokens import TokenError, TokenService
 
 
 def test_notifications_fan_out_and_log(caplog: pytest.LogCaptureFixture) -> None:
@@ -39,29 +38,23 @@ def test_notifications_fan_out_and_log(caplog: pytest.LogCaptureFixture) -> None
     assert got == [event]
 
 
-def make_kernel(tmp_path: Path) -> Kernel:
-    return Kernel(
-        tmp_path / "apps",
-        data_dir=tmp_path / "d",
-        config={"plugins": [], "jwt": {"secret": "s" * 32}},
-    )
+TOKENS = TokenService(b"s" * 32)
+issue_token = auth_namespace(TOKENS)["issueToken"]
 
 
 @pytest.mark.gen_test(timeout=10)
 async def test_issue_token_is_bound_to_the_calling_app(tmp_path: Path) -> None:
-    kernel = make_kernel(tmp_path)
     chat = App(slug="chat", uuid="app_chat0001", root=tmp_path)
     poll = App(slug="poll", uuid="app_poll0001", root=tmp_path)
-    context = HostCallContext(app=chat, kernel=kernel)
+    context = HostCallContext(app=chat)
     token = await issue_token(
         context, [{"sub": "alice", "name": "Alice", "role": ["admin"], "ttlSeconds": 120}]
     )
-    claims = kernel.tokens.verify(token, chat)
+    claims = TOKENS.verify(token, chat)
     assert claims["app"] == "app_chat0001" and claims["sub"] == "alice"
     assert claims["exp"] - claims["iat"] == 120 and claims["role"] == ["admin"]
     with pytest.raises(TokenError, match="token is for another app"):
-        kernel.tokens.verify(token, poll)
-    kernel.js.close()
+        TOKENS.verify(token, poll)
 
 
 @pytest.mark.parametrize(
@@ -83,10 +76,8 @@ async def test_issue_token_is_bound_to_the_calling_app(tmp_path: Path) -> None:
 async def test_issue_token_argument_errors(
     tmp_path: Path, args: list[object], message: str
 ) -> None:
-    kernel = make_kernel(tmp_path)
-    context = HostCallContext(app=App("chat", "app_chat0001", tmp_path), kernel=kernel)
+    context = HostCallContext(app=App("chat", "app_chat0001", tmp_path))
     with pytest.raises(HostCallError) as raised:
         await issue_token(context, list(args))
     assert str(raised.value).startswith("fazt.auth.issueToken: ")
     assert message in str(raised.value)
-    kernel.js.close()

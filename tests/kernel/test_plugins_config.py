@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from fazt.config import ConfigError, KernelConfig
+from fazt.contracts.host_calls import HostCallContext
 from fazt.kernel.kernel import Kernel, load_plugin
 from fazt.kernel.plugin import PluginRoute
 from tests.harness import make_app, running_kernel
@@ -59,11 +60,9 @@ async def test_plugin_route_asset_namespace_and_order(tmp_path: Path) -> None:
         assert missing.code == 404 and json_body(missing) == {"error": "no such asset"}
         assert set(engine.namespaces) == {"auth", "first", "second"}
         ping = engine.namespaces["first"]["ping"]
-        from fazt.kernel.plugin import HostCallContext
-
         chat = k.kernel.apps.by_slug("chat")
         assert chat is not None
-        assert await ping(HostCallContext(app=chat, kernel=k.kernel), [1]) == {
+        assert await ping(HostCallContext(app=chat), [1]) == {
             "pong": [1],
             "app": "chat",
         }

@@ -120,8 +120,8 @@ async def test_unknown_app_and_unknown_host(tmp_path: Path) -> None:
         assert json_body(unknown) == {"error": "unknown app 'nosuch'"}
         unknown_api = await fetch(k.url("nosuch", "/api/hello"))
         assert unknown_api.code == 404 and "unknown app" in json_body(unknown_api)["error"]
-        root = await fetch(f"{k.base_url}/")
-        assert root.code == 404 and "no app here" in json_body(root)["error"]
+        elsewhere = await fetch(f"{k.base_url}/elsewhere")
+        assert elsewhere.code == 404 and "no app here" in json_body(elsewhere)["error"]
         posted = await fetch(k.url("nosuch"), method="POST", body="x")
         assert posted.code == 404
 
@@ -146,9 +146,11 @@ async def test_host_header_routing(tmp_path: Path) -> None:
         assert other_domain.code == 404
         unknown = await fetch(url, headers={"Host": "nosuch.localhost"})
         assert json_body(unknown) == {"error": "unknown app 'nosuch'"}
-        # /_app/<slug>/ wins over the Host header, on any host.
+        # /_app/<slug>/ answers on the kernel's own hosts only (test_kernel_hosts.py).
         prefixed = await fetch(k.url("poll"), headers={"Host": "chat.localhost"})
-        assert prefixed.body == b"<h1>poll home</h1>"
+        assert prefixed.code == 404
+        kernel_host = await fetch(k.url("poll"), headers={"Host": f"localhost:{k.port}"})
+        assert kernel_host.body == b"<h1>poll home</h1>"
 
 
 @pytest.mark.gen_test(timeout=10)

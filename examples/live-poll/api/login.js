@@ -1,7 +1,8 @@
 // POST /api/login {"name": "Ann", "adminCode"?: "..."} -> {"token", "user"}
 //
-// DEMO-ONLY sign-in, no password. With the demo admin code (see _lib/auth.js)
-// the token carries role "admin", which opens the "admin" channel and
+// DEMO-ONLY sign-in, no password. Every signed-in user gets role "voter",
+// which opens the "vote-*" channels; with the demo admin code (see _lib/auth.js)
+// the token also carries role "admin", which opens the "admin" channel and
 // /api/announce. The kernel binds the token to this app.
 const { isAdminCode, cleanName } = require('./_lib/auth.js');
 
@@ -18,8 +19,7 @@ module.exports = async (req) => {
   }
   const admin = wantsAdmin;
   const sub = name.toLowerCase().replace(/ +/g, '-');
-  const claims = { sub, name, ttlSeconds: 8 * 3600 };
-  if (admin) claims.role = 'admin';
+  const claims = { sub, name, role: admin ? ['voter', 'admin'] : 'voter', ttlSeconds: 8 * 3600 };
   const token = await fazt.auth.issueToken(claims);
   return { json: { token, user: { id: sub, name, admin } } };
 };

@@ -185,13 +185,11 @@ class RedisBus(Bus):
             run_callback(lambda: action(handler), node_id=self.node_id)
 
     # -- subscribing ------------------------------------------------------------------
-    async def _subscribe(
-        self, topics: dict[bytes, tuple[int, str, str]], *, confirmed: bool = True
-    ) -> None:
+    async def _subscribe(self, topics: dict[bytes, tuple[int, str, str]]) -> None:
         fresh = [topic for topic in topics if topic not in self._topics]
         self._topics.update(topics)
         # Also waits for a SUBSCRIBE of these topics that another call sent.
-        await self.link.subscribe(fresh, wait_for=list(topics), confirmed=confirmed)
+        await self.link.subscribe(fresh, wait_for=list(topics))
 
     async def _unsubscribe(self, topics: list[bytes]) -> None:
         gone = [topic for topic in topics if self._topics.pop(topic, None) is not None]
@@ -209,14 +207,13 @@ class RedisBus(Bus):
 
     async def watch_app(self, app_uuid: str) -> None:
         check_app_uuid(app_uuid)
-        # Not waited for: a connection does not wait for its app's topics (only a
-        # subscribe promises that its channel is received).
+        # Waited for too: ``connected`` promises that this node receives the app's
+        # messages (``broadcastAll``, kicks).
         await self._subscribe(
             {
                 self._app_topic(app_uuid): (_APP, app_uuid, ""),
                 self._kick_topic(app_uuid, self.node_id): (_KICK, app_uuid, ""),
-            },
-            confirmed=False,
+            }
         )
 
     async def unwatch_app(self, app_uuid: str) -> None:

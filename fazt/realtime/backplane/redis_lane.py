@@ -204,7 +204,7 @@ class OrderedLane:
             from redis.exceptions import ResponseError
 
             try:
-                return [await client.execute_command(*batch[0].args)]
+                return [await client.execute_command(*batch[0].args)]  # type: ignore[no-untyped-call]
             except ResponseError as error:
                 return [error]
         pipe = client.pipeline(transaction=False)

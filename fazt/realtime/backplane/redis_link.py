@@ -26,7 +26,8 @@ logged at most once a minute (``note_invalid``). Publishes dropped because of
 an outage are counted in ``dropped_messages``.
 
 redis-py is imported lazily, so fazt without the ``redis`` extra still works and
-only a node that asks for Redis learns that it must ``pip install 'fazt[redis]'``.
+only a node that asks for Redis learns that it must install redis-py
+(``pip install -e '.[redis]'`` in the repository).
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ log = logging.getLogger("fazt.realtime.backplane.redis")
 T = TypeVar("T")
 F = TypeVar("F")
 
-INSTALL_HINT = "the Redis backplane needs redis-py: pip install 'fazt[redis]'"
+INSTALL_HINT = (
+    "the Redis backplane needs redis-py: run pip install -e '.[redis]' in the fazt repository "
+    "(or pip install redis in fazt's virtualenv)"
+)
 _LOG_INTERVAL_SECONDS = 60.0
 
 #: ``on_message(topic, data)``: one pub/sub message for the listener.
@@ -307,11 +311,9 @@ class RedisLink:
         if self._listener is not None and self._pubsub is not None:
             self._reader = asyncio.create_task(self._read(self._pubsub))
 
-    async def subscribe(
-        self, topics: list[bytes], wait_for: list[bytes] | None = None, *, confirmed: bool = True
-    ) -> None:
-        """SUBSCRIBE to ``topics``; with ``confirmed``, return once Redis confirmed it for
-        them and for the topics in ``wait_for`` still waiting for a confirmation.
+    async def subscribe(self, topics: list[bytes], wait_for: list[bytes] | None = None) -> None:
+        """SUBSCRIBE to ``topics``, and return once Redis confirmed it for them and for
+        the topics in ``wait_for`` still waiting for a confirmation.
 
         While down, it returns at once (the next reconnection subscribes); a
         confirmation that does not come within the socket timeout is not waited
@@ -332,7 +334,7 @@ class RedisLink:
                 waits.append(pending[-1])
         if topics:
             await self.call(lambda _client: pubsub.subscribe(*topics), None)
-        if waits and confirmed:
+        if waits:
             await asyncio.wait(waits, timeout=self.socket_timeout)
 
     def _confirmed(self, topic: bytes) -> None:

@@ -1,89 +1,46 @@
-// Headless Chromium (Debian's /usr/bin/chromium) driven over the DevTools
-// protocol with `ws`: just enough to open a page and evaluate expressions in it.
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import WebSocket from 'ws';
+// Headless Chromium (Debian's /usr/bin/chromium) driven by Playwright, the one
+// browser driver of the project (the Python browser tests use Playwright too).
+// `playwright-core` never downloads a browser: it launches the executable we name.
+// Playwright makes and removes the browser's profile folder itself, under
+// $TMPDIR (scripts/test points that at the run's own temporary folder).
+import { existsSync } from 'node:fs';
+import { chromium } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
 /** Why the browser tests cannot run here, or false. */
 export const noChromium = existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM} (scripts/setup-env installs it)`;
 
+/** Every Playwright call in a browser test is bounded by this (milliseconds). */
+const TIMEOUT_MS = 15_000;
+
+const ARGS = [
+  '--no-sandbox', // required as root
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--no-first-run',
+  '--disable-sync',
+];
+
 export class Chromium {
   constructor() {
-    this.profile = mkdtempSync(join(tmpdir(), 'fazt-sdk-chromium-'));
-    /** @type {import('node:child_process').ChildProcess | null} */
-    this.process = null;
-    /** @type {WebSocket | null} */
-    this.socket = null;
-    this.nextId = 1;
-    /** @type {Map<number, {resolve: (v: any) => void, reject: (e: Error) => void}>} */
-    this.pending = new Map();
-    this.session = '';
+    /** @type {import('playwright-core').Browser | null} */
+    this.browser = null;
+    /** @type {import('playwright-core').Page | null} */
+    this.page = null;
   }
 
-  /** Launch and attach to one blank page. */
+  /** Launch and open one blank page. */
   async start() {
-    const args = ['--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run', '--no-default-browser-check'];
-    args.push('--remote-debugging-port=0', `--user-data-dir=${this.profile}`, 'about:blank');
-    const child = spawn(CHROMIUM, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    this.process = child;
-    const endpoint = await new Promise((resolve, reject) => {
-      let text = '';
-      const timer = setTimeout(() => reject(new Error(`Chromium did not start:\n${text}`)), 20_000);
-      child.stderr?.on('data', (chunk) => {
-        text += chunk;
-        const match = /DevTools listening on (ws:\S+)/.exec(text);
-        if (match) {
-          clearTimeout(timer);
-          resolve(match[1]);
-        }
-      });
-      child.once('exit', (code) => reject(new Error(`Chromium exited (${code}):\n${text}`)));
-    });
-    const socket = new WebSocket(endpoint, { perMessageDeflate: false });
-    this.socket = socket;
-    await new Promise((resolve, reject) => {
-      socket.once('open', resolve);
-      socket.once('error', reject);
-    });
-    socket.on('message', (raw) => {
-      const message = JSON.parse(String(raw));
-      const call = this.pending.get(message.id);
-      if (!call) return;
-      this.pending.delete(message.id);
-      if (message.error) call.reject(new Error(`${message.error.message} (${message.error.code})`));
-      else call.resolve(message.result);
-    });
-    const { targetInfos } = await this.send('Target.getTargets');
-    const page = targetInfos.find((/** @type {any} */ t) => t.type === 'page');
-    const { sessionId } = await this.send('Target.attachToTarget', { targetId: page.targetId, flatten: true });
-    this.session = sessionId;
-    await this.send('Runtime.enable', {}, true);
-  }
-
-  /**
-   * One DevTools command; `onPage` sends it to the attached page.
-   * @param {string} method
-   * @param {object} [params]
-   * @returns {Promise<any>}
-   */
-  send(method, params = {}, onPage = false) {
-    const id = this.nextId++;
-    /** @type {any} */
-    const message = { id, method, params };
-    if (onPage) message.sessionId = this.session;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.socket?.send(JSON.stringify(message));
-    });
+    this.browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS, timeout: TIMEOUT_MS });
+    this.page = await this.browser.newPage();
+    this.page.setDefaultTimeout(TIMEOUT_MS);
   }
 
   /** @param {string} url */
   async open(url) {
-    await this.send('Page.navigate', { url }, true);
+    await this.#page().goto(url);
   }
 
   /**
@@ -91,25 +48,18 @@ export class Chromium {
    * @param {string} expression
    */
   async evaluate(expression) {
-    const { result, exceptionDetails } = await this.send(
-      'Runtime.evaluate',
-      { expression, returnByValue: true, awaitPromise: true },
-      true,
-    );
-    if (exceptionDetails) throw new Error(`in the page: ${exceptionDetails.exception?.description ?? exceptionDetails.text}`);
-    return result.value;
+    return this.#page().evaluate(expression);
   }
 
+  /** Close the browser; Playwright kills it after its own timeout and removes its profile. */
   async stop() {
-    this.socket?.close();
-    const child = this.process;
-    if (child && child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
-    }
-    rmSync(this.profile, { recursive: true, force: true });
+    const browser = this.browser;
+    this.browser = this.page = null;
+    await browser?.close();
+  }
+
+  #page() {
+    if (!this.page) throw new Error('Chromium is not started');
+    return this.page;
   }
 }

@@ -49,6 +49,34 @@ export function freePort() {
   });
 }
 
+/**
+ * Remove a temporary folder; retried, because a process that just exited (a
+ * browser's network process, a server's log writer) may still be writing in it.
+ * @param {string} path
+ */
+export function removeFolder(path) {
+  rmSync(path, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+}
+
+/**
+ * Run every cleanup step, even when an earlier one throws; then throw the first
+ * error (all of them, when several failed). A failed cleanup never skips the next.
+ * @param {...(() => unknown)} steps
+ */
+export async function releaseAll(...steps) {
+  /** @type {unknown[]} */
+  const errors = [];
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (error) {
+      errors.push(error);
+    }
+  }
+  if (errors.length === 1) throw errors[0];
+  if (errors.length > 1) throw new AggregateError(errors, 'several cleanup steps failed');
+}
+
 /** @param {number} ms */
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -125,10 +153,12 @@ export class Server {
     clearTimeout(timer);
   }
 
-  /** Stop and delete the folder. */
+  /** Stop and delete the folder (deleted even when stopping fails). */
   async dispose() {
-    await this.stop();
-    rmSync(this.root, { recursive: true, force: true });
+    await releaseAll(
+      () => this.stop(),
+      () => removeFolder(this.root),
+    );
   }
 
   /** POST to the app's api/<name>.js. @param {string} name @param {any} body */

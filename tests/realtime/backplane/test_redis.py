@@ -541,7 +541,7 @@ async def test_a_bad_url_scheme_is_a_clear_error() -> None:
 
 def test_missing_redis_py_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "redis.asyncio", None)
-    with pytest.raises(RuntimeError, match=r"pip install 'fazt\[redis\]'"):
+    with pytest.raises(RuntimeError, match=r"pip install -e '\.\[redis\]' in the fazt repository"):
         redis_backplane("redis://127.0.0.1:6379/0")
 
 

@@ -1,0 +1,274 @@
+"""Running one job on a worker thread, and mapping everything that can go wrong to a response.
+
+An :class:`Executor` belongs to one worker thread. It keeps that thread's
+QuickJS contexts (one per app, LRU-bounded), runs a job in its app's context,
+and turns the outcome into a finished response: the handler's own answer
+(validated by ``response``), or a JSON error for a limit, a thrown error or a
+fault of the bridge. A context that hit a limit, or misbehaved, is discarded
+and rebuilt on the app's next request. Errors go to the app's log (one line
+each, escaped) or, for faults of the bridge, to ``fazt.js_bridge``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import quickjs
+
+from fazt.contracts.js_engine import JsResponse, json_error
+from fazt.js_bridge.app_log import app_logger, escape_log_text
+from fazt.js_bridge.host_calls import HostCallRunner, HostNamespaces
+from fazt.js_bridge.jobs import Job
+from fazt.js_bridge.modules import HandlerPathError, ModuleStore
+from fazt.js_bridge.response import (
+    BadResponseError,
+    busy_response,
+    format_seconds,
+    memory_limit_response,
+    response_from_envelope,
+    time_limit_response,
+    wall_time_limit_response,
+)
+from fazt.js_bridge.runtime import (
+    AppRuntime,
+    BridgeFault,
+    CpuBudget,
+    LimitExceeded,
+    LimitKind,
+    classify,
+)
+from fazt.js_bridge.worker_errors import forget_frames, traceback_text
+
+log = logging.getLogger("fazt.js_bridge")
+
+#: Contexts a worker keeps warm (an idle context holds about 80 KB).
+MAX_CONTEXTS_PER_THREAD = 256
+#: QuickJS's own stack limit (the worker threads' C stack is far larger, see workers).
+JS_STACK_BYTES = 8 * 1024 * 1024
+
+#: ASCII-only: nothing that C cannot take reaches the context. Made once:
+#: ``json.dumps`` with options builds a new encoder per call.
+_REQUEST_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False)
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """What one request and one app context may use (``docs/js-handlers.md``, Limits)."""
+
+    time_limit_seconds: float
+    wall_time_limit_seconds: float
+    memory_limit_mb: int
+    console_limit_bytes: int
+
+
+class Executor:
+    """Runs jobs on the one worker thread that created it; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        limits: SandboxLimits,
+        modules: ModuleStore,
+        namespaces: HostNamespaces,
+        host_calls: HostCallRunner,
+    ) -> None:
+        self._limits = limits
+        self._modules = modules
+        self._namespaces = namespaces
+        self._host_calls = host_calls
+        self._runtimes: OrderedDict[tuple[str, str], AppRuntime] = OrderedDict()
+
+    def close(self) -> None:
+        """Free this thread's contexts (on this thread)."""
+        self._runtimes.clear()
+
+    def execute(self, job: Job) -> JsResponse:
+        """Run ``job``; never raises: every failure is a JSON error response."""
+        try:
+            return self._execute(job)
+        except Exception as error:  # a bug here must not kill the worker
+            log.error("JS worker failed on %s\n%s", job.handler_file, traceback_text())
+            forget_frames(error)
+            self._runtimes.pop(self._cache_key(job), None)
+            return json_error(500, "internal error in the JS engine")
+
+    @staticmethod
+    def _cache_key(job: Job) -> tuple[str, str]:
+        return (job.context.app.uuid, str(job.api_root))
+
+    def _execute(self, job: Job) -> JsResponse:
+        if time.monotonic() >= job.deadline:
+            return waited_too_long(job, self._limits.wall_time_limit_seconds)
+        slug = job.context.app.slug
+        try:
+            request_json = _REQUEST_ENCODER.encode(job.request)
+        except (TypeError, ValueError, RecursionError) as error:
+            log.error("app %s: request cannot be passed to JS: %s", slug, str(error))
+            return json_error(500, "the request cannot be passed to the handler")
+        try:
+            key = self._modules.handler_key(job.api_root, job.handler_file)
+        except HandlerPathError as error:
+            log.error("app %s: %s", slug, str(error))
+            return json_error(404, "no such handler")
+        modules = self._modules.closure(job.api_root, key, job.batch)
+        entry = modules[0]  # closure() lists the entry first
+        if entry.kind == "error" and entry.version is None:
+            return json_error(404, f"no handler api/{key}")
+        # Decoded here, off the IOLoop; JS parses req.json from it, without the GIL.
+        body_text = job.body.decode("utf-8", errors="replace")
+        budget = CpuBudget(self._limits.time_limit_seconds)
+        cache_key = self._cache_key(job)
+        try:
+            runtime = self._runtime_for(job)
+            envelope = runtime.run(
+                key,
+                modules,
+                request_json,
+                body_text,
+                budget,
+                job.deadline,
+                lambda calls: self._host_calls.run(job, calls),
+            )
+        except LimitExceeded as error:
+            forget_frames(error)
+            self._runtimes.pop(cache_key, None)
+            return self._limit_response(slug, key, error.kind, budget.used())
+        except quickjs.JSException as error:
+            forget_frames(error)
+            self._runtimes.pop(cache_key, None)
+            first = str(error).split("\n", 1)[0]
+            app_logger(slug).error(
+                "api/%s failed: %s", key, escape_log_text(str(error)), extra={"app": slug}
+            )
+            return json_error(500, first.removeprefix("RangeError: "))
+        except BridgeFault as error:
+            forget_frames(error)
+            self._runtimes.pop(cache_key, None)
+            log.error("app %s: api/%s: JS bridge fault: %s", slug, key, str(error))
+            return json_error(500, "internal error in the JS engine")
+
+        if "error" in envelope:
+            return self._error_response(job, key, envelope, budget)
+        try:
+            built = response_from_envelope(envelope)
+        except BadResponseError as error:
+            app_logger(slug).error(
+                "api/%s: %s", key, escape_log_text(str(error)), extra={"app": slug}
+            )
+            return json_error(500, str(error))
+        for note in built.dropped:
+            app_logger(slug).warning("api/%s: %s", key, note, extra={"app": slug})
+        return built.response
+
+    def _error_response(
+        self, job: Job, key: str, envelope: dict[str, object], budget: CpuBudget
+    ) -> JsResponse:
+        """The response for an *error* envelope: the handler threw, or hit a limit in JS."""
+        slug = job.context.app.slug
+        cache_key = self._cache_key(job)
+        limit = envelope.get("limit")
+        if limit == "memory":
+            self._runtimes.pop(cache_key, None)
+            return self._limit_response(slug, key, "memory", budget.used())
+        if limit == "time":
+            self._runtimes.pop(cache_key, None)
+            # The interrupt may have been armed by the wall-clock limit (see AppRuntime).
+            kind: LimitKind = "wall" if time.monotonic() >= job.deadline else "time"
+            return self._limit_response(slug, key, kind, budget.used())
+        if envelope.get("name") == "NeverSettled":
+            self._runtimes.pop(cache_key, None)  # it may have broken its own bridge
+        message = str(envelope.get("error"))
+        name = str(envelope.get("name") or "Error")
+        stack = str(envelope.get("stack") or "").rstrip()
+        app_logger(slug).error(
+            "api/%s threw %s: %s%s",
+            key,
+            escape_log_text(name),
+            escape_log_text(message),
+            f" | stack: {escape_log_text(stack)}" if stack else "",
+            extra={"app": slug},
+        )
+        return json_error(500, message)
+
+    def _runtime_for(self, job: Job) -> AppRuntime:
+        app = job.context.app
+        cache_key = self._cache_key(job)
+        generation, spaces = self._namespaces.snapshot()
+        runtime = self._runtimes.get(cache_key)
+        if runtime is not None and runtime.generation == generation:
+            self._runtimes.move_to_end(cache_key)
+            return runtime
+        self._runtimes.pop(cache_key, None)
+        try:
+            runtime = AppRuntime(
+                slug=app.slug,
+                uuid=app.uuid,
+                namespaces={name: sorted(fns) for name, fns in spaces.items()},
+                memory_limit_bytes=self._limits.memory_limit_mb * 1024 * 1024,
+                stack_bytes=JS_STACK_BYTES,
+                console_limit_bytes=self._limits.console_limit_bytes,
+                generation=generation,
+            )
+        except Exception as error:
+            # The original stays as __context__; the caller clears its frames.
+            if isinstance(classify(error), LimitExceeded):
+                raise LimitExceeded("memory") from None
+            reason = str(error).split("\n", 1)[0] or type(error).__name__
+            raise BridgeFault(f"cannot create a JS context: {reason}") from None
+        self._runtimes[cache_key] = runtime
+        while len(self._runtimes) > MAX_CONTEXTS_PER_THREAD:
+            self._runtimes.popitem(last=False)
+        return runtime
+
+    def _limit_response(self, slug: str, key: str, kind: LimitKind, used: float) -> JsResponse:
+        app_log = app_logger(slug)
+        limits = self._limits
+        if kind == "time":
+            # The wrapper's clock counts every thread of the process; say so when the
+            # handler itself used clearly less than its budget (see CpuBudget).
+            early = (
+                f", after {used:.2f} s of its own CPU: other threads' time counted"
+                if used < 0.9 * limits.time_limit_seconds
+                else ""
+            )
+            app_log.error(
+                "api/%s exceeded its CPU time limit (%s%s); context discarded",
+                key,
+                format_seconds(limits.time_limit_seconds),
+                early,
+                extra={"app": slug},
+            )
+            return time_limit_response(limits.time_limit_seconds)
+        if kind == "wall":
+            app_log.error(
+                "api/%s exceeded its wall-clock time limit (%s, %.2f s of its own CPU); "
+                "context discarded",
+                key,
+                format_seconds(limits.wall_time_limit_seconds),
+                used,
+                extra={"app": slug},
+            )
+            return wall_time_limit_response(limits.wall_time_limit_seconds)
+        app_log.error(
+            "api/%s exceeded its memory limit (%d MB); context discarded",
+            key,
+            limits.memory_limit_mb,
+            extra={"app": slug},
+        )
+        return memory_limit_response(limits.memory_limit_mb)
+
+
+def waited_too_long(job: Job, wall_seconds: float) -> JsResponse:
+    """The answer to a job whose wall-clock time ran out before it could start: retry."""
+    slug = job.context.app.slug
+    app_logger(slug).warning(
+        "a request waited %s for a free JS worker (this app's other requests held its "
+        "share of the workers); answered 503",
+        format_seconds(wall_seconds),
+        extra={"app": slug},
+    )
+    return busy_response()

@@ -1,0 +1,53 @@
+"""One request on its way through the engine: what to run, for whom, and where the answer goes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fazt.contracts.host_calls import HostCallContext
+from fazt.contracts.js_engine import JsResponse
+
+#: Posts a finished response back to the job's IOLoop (see ``handoff.LoopLink.post``).
+Poster = Callable[["asyncio.Future[JsResponse]", JsResponse], None]
+
+
+@dataclass(eq=False)
+class Job:
+    """A handler run requested by the IOLoop, executed by a worker thread.
+
+    ``deadline`` (``time.monotonic()``) is when the request's wall-clock time is
+    up, counted from when the engine received it. ``abandoned`` is set on the
+    loop when nobody waits for the answer any more (the caller was cancelled,
+    or the deadline passed first): a worker skips such a job if it has not
+    started it. ``started`` is set by the scheduler, under its lock, when a
+    worker takes the job.
+    """
+
+    context: HostCallContext
+    handler_file: Path
+    api_root: Path
+    request: Mapping[str, Any]
+    body: bytes
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[JsResponse]
+    post: Poster
+    deadline: float
+    abandoned: bool = field(default=False)
+    started: bool = field(default=False)
+    # Set when handed to the workers (see ModuleStore.closure); None: always stat.
+    batch: int | None = field(default=None)
+
+    @property
+    def app_key(self) -> str:
+        """The app the job counts against for fairness and caps: its uuid."""
+        return self.context.app.uuid
+
+
+def deliver(future: asyncio.Future[JsResponse], response: JsResponse) -> None:
+    """Resolve ``future`` with ``response`` unless it is already done (on its loop)."""
+    if not future.done():
+        future.set_result(response)
