@@ -295,7 +295,7 @@ export class FaztRealtime extends Emitter {
       this._expired.delete(channel);
       this._subs.set(channel, (sub = expired));
       sub.state = 'pending';
-      this._send({ type: 'subscribe', channel });
+      this._send(sub._request());
     } else if (!sub) {
       sub = new Subscription(this, channel);
       if (!validChannel(channel)) {
@@ -304,7 +304,7 @@ export class FaztRealtime extends Emitter {
         return sub;
       }
       this._subs.set(channel, sub);
-      this._send({ type: 'subscribe', channel });
+      this._send(sub._request());
     }
     if (handlers) sub._handlers.push(handlers);
     return sub;

@@ -173,3 +173,15 @@ describe('history()', () => {
     await flush();
   });
 });
+
+describe('a subscription the token expiry dropped', () => {
+  test('comes back with since: what was published meanwhile is recovered', () => {
+    const { rt, WS, sub } = setup();
+    const ws = connect(WS);
+    ws.serverSend({ type: 'subscribed', channel: 'room', offset: 5, epoch: 'e1' });
+    ws.serverSend({ type: 'unsubscribed', channel: 'room', reason: 'token_expired' });
+    assert.equal(sub.state, 'unsubscribed');
+    assert.equal(rt.subscribe('room'), sub, 'the same subscription, asked for again');
+    assert.deepEqual(ws.sentOf('subscribe').at(-1), { type: 'subscribe', channel: 'room', since: { offset: 5, epoch: 'e1' } });
+  });
+});
