@@ -3,7 +3,8 @@
 Flags override the config file, which overrides the defaults. Every refusal
 (bad config, missing plugin, unusable flags, a busy port, an existing folder)
 is one ``fazt: error: ...`` line on stderr and exit status 2, and says what to
-do instead; ``fazt check`` exits 1 when a manifest is bad.
+do instead; ``fazt check`` exits 1 when a manifest is bad, or an app's code
+lacks what its manifest names (a hook it does not export).
 """
 
 from __future__ import annotations
@@ -21,15 +22,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import tornado.netutil
-
 from fazt import __version__
 from fazt.config import ConfigError, KernelConfig
 from fazt.edge.fd_limits import fit_config_to_fd_limit
 from fazt.edge.redaction import install_log_redaction
+from fazt.edge.server import bind_listeners
 from fazt.kernel.app import App
+from fazt.kernel.engine_factory import create_engine
 from fazt.kernel.kernel import Kernel, check_secret_length, load_plugin
-from fazt.kernel.manifest import MANIFEST_NAME, ManifestValidator, build_schema, manifest_warnings
+from fazt.kernel.manifest import (
+    MANIFEST_NAME,
+    ManifestProblem,
+    ManifestValidator,
+    app_errors,
+    build_schema,
+    manifest_warnings,
+)
+from fazt.kernel.plugin import Plugin
 from fazt.kernel.registry import AppStoreError, scan_apps
 from fazt.kernel.scaffold import ScaffoldError, create_app
 from fazt.kernel.tokens import (
@@ -194,7 +203,7 @@ def _missing_apps_dir(apps_dir: Path) -> ConfigError:
 def bind(config: KernelConfig) -> list[socket.socket]:
     """The listening sockets, bound before anything starts so a busy port is a clean refusal."""
     try:
-        return tornado.netutil.bind_sockets(config.port, config.address)
+        return bind_listeners(config.port, config.address)
     except OSError as error:
         where = f"cannot listen on {config.address}:{config.port}"
         if error.errno == errno.EADDRINUSE:
@@ -340,18 +349,37 @@ def cmd_check(args: argparse.Namespace) -> int:
         for problem in error.problems:
             print(f"{error.file}: {problem.json_path}: {problem.reason}")
             errors += 1
+    flawed = asyncio.run(_app_errors(result.apps, plugins, config))
     warnings = 0
     for app in result.apps:
+        manifest = apps_dir / app.root.name / MANIFEST_NAME  # as the errors name it
+        for problem in flawed.get(app.uuid, []):
+            print(f"{manifest}: {problem.json_path}: {problem.reason}")
+            errors += 1
         for problem in manifest_warnings(app.manifest, plugins):
-            manifest = apps_dir / app.root.name / MANIFEST_NAME  # as the errors name it
             print(f"{manifest}: {problem.json_path}: warning: {problem.reason}")
             warnings += 1
-    slugs = ", ".join(app.slug for app in result.apps) or "none"
-    summary = f"{len(result.apps)} app(s) ok ({slugs}); {errors} error(s)"
+    ok = [app.slug for app in result.apps if app.uuid not in flawed]
+    summary = f"{len(ok)} app(s) ok ({', '.join(ok) or 'none'}); {errors} error(s)"
     if result.errors:
         summary += f" in {len(result.errors)} app(s) not served"
+    if flawed:
+        broken = ", ".join(app.slug for app in result.apps if app.uuid in flawed)
+        summary += f"; {len(flawed)} app(s) served with errors ({broken})"
     print(f"{summary}; {warnings} warning(s)")
-    return 1 if result.errors else 0
+    return 1 if result.errors or flawed else 0
+
+
+async def _app_errors(
+    apps: list[App], plugins: list[Plugin], config: KernelConfig
+) -> dict[str, list[ManifestProblem]]:
+    """The plugins' errors of each app (by uuid), with a JS engine to load the apps' code."""
+    engine = create_engine(config)
+    try:
+        found = {app.uuid: await app_errors(app, engine, plugins) for app in apps}
+    finally:
+        engine.close()
+    return {uuid: problems for uuid, problems in found.items() if problems}
 
 
 def cmd_new(args: argparse.Namespace) -> int:

@@ -1,13 +1,19 @@
 // fazt chat: rooms (room-<name>), who is online (presence-room-<name>) and
 // direct messages (private-user-<id>), on the FaztRealtime browser SDK.
-// Every write goes through an api/*.js handler; the page only subscribes.
+// Room messages are published over the WebSocket and checked by the app's
+// onPublish hook (api/_realtime.js); sign-in and DMs go through api/*.js.
 // Rooms keep history (app.json): joining shows the last 50 messages, and
 // after a reconnect the SDK brings the messages sent meanwhile, each once.
 (function () {
   'use strict';
 
   const $ = (id) => document.getElementById(id);
-  const state = { token: null, user: null, rt: null, room: null, members: new Map(), shown: new Set() };
+  // lastSent: this page's latest room message {channel, item, text}, which a
+  // `rejected` error takes back (see the message form below). shown: the
+  // offsets of the room's lines on screen.
+  const state = {
+    token: null, user: null, rt: null, room: null, members: new Map(), lastSent: null, shown: new Set(),
+  };
   const HISTORY_SHOWN = 50;
 
   // Relative URLs, so the app works at http://chat.localhost:8080/ and at /_app/chat/.
@@ -46,9 +52,30 @@
     when.className = 'time';
     when.textContent = time(timestamp);
     item.append(author, body, when);
+    return place(list, item, extra, before);
+  }
+
+  // "Alice joined" / "Alice left", posted into the room by the app's presence
+  // hooks. They are publications on the room like its messages, so they come
+  // back with its history and after a reconnect too, each in its place.
+  function systemLine(list, text, timestamp, extra, before) {
+    const item = document.createElement('li');
+    item.className = 'system';
+    const body = document.createElement('span');
+    body.className = 'text';
+    body.textContent = text;
+    const when = document.createElement('span');
+    when.className = 'time';
+    when.textContent = time(timestamp);
+    item.append(body, when);
+    return place(list, item, extra, before);
+  }
+
+  function place(list, item, extra, before) {
     if (extra) Object.assign(item.dataset, extra);
     list.insertBefore(item, before || null);
     list.scrollTop = list.scrollHeight;
+    return item;
   }
 
   function renderMembers() {
@@ -73,8 +100,10 @@
     renderMembers();
   }
 
-  // A room message, shown once and in order: messages are numbered (offset)
-  // per room, and the live stream, a recovery and a history load may overlap.
+  // A room line (a message or a system line), shown once and in order: each
+  // is numbered (offset) per room, and the live stream, a recovery and a
+  // history load may overlap. Our own messages are on screen already (the
+  // server does not echo them) and carry no offset.
   function roomLine(data, offset) {
     const list = $('messages');
     let before = null;
@@ -83,11 +112,12 @@
       state.shown.add(offset);
       before = [...list.children].find((item) => Number(item.dataset.offset) > offset);
     }
-    const extra = { from: data.user.id, offset: offset === undefined ? '' : String(offset) };
-    line(list, data.user.name, data.text, data.timestamp, extra, before);
+    const extra = { offset: offset === undefined ? '' : String(offset) };
+    if (data.system) systemLine(list, data.text, data.timestamp, extra, before);
+    else line(list, data.user.name, data.text, data.timestamp, { ...extra, from: data.user.id }, before);
   }
 
-  // Start the room's list again from its last messages: when joining, and when
+  // Start the room's list again from its last lines: when joining, and when
   // messages sent while the page was away could not all be recovered.
   async function loadHistory(sub, lost) {
     $('messages').replaceChildren();
@@ -96,7 +126,7 @@
     try {
       const { publications } = await sub.history({ limit: HISTORY_SHOWN });
       if (sub.channel !== 'room-' + state.room) return; // switched rooms meanwhile
-      // Live messages that came meanwhile stay; the history fills in before them.
+      // Live lines that came meanwhile stay; the history fills in before them.
       for (const publication of publications) roomLine(publication.data, publication.offset);
     } catch (error) {
       showError(error);
@@ -112,14 +142,15 @@
     state.room = room;
     $('messages').replaceChildren();
     state.shown.clear();
+    state.lastSent = null;
     showNotice('');
     setMembers([]);
     let joined = false;
     const sub = rt.subscribe('room-' + room, {
       onMessage: (data, meta) => roomLine(data, meta.offset),
-      // Every (re)subscribe: recovered means every missed message is on its
-      // way (as onMessage, meta.recovered); otherwise some may be lost, so
-      // show the room's history again (also the first time: the last 50).
+      // Every (re)subscribe: recovered means every missed line is on its way
+      // (as onMessage, meta.recovered); otherwise some may be lost, so show
+      // the room's history again (also the first time: the last 50).
       onSubscribed: ({ recovered }) => {
         if (!recovered) loadHistory(sub, joined);
         joined = true;
@@ -158,7 +189,18 @@
     rt.on('disconnected', () => setStatus('offline'));
     rt.on('reconnecting', () => setStatus('reconnecting'));
     rt.on('kicked', () => setStatus('kicked'));
-    rt.on('error', showError);
+    rt.on('error', (error) => {
+      // The onPublish hook refused our message: take it back off the screen and
+      // give its text back. The error names the room, not the message: it is the
+      // latest one (a verdict takes milliseconds, far less than typing the next).
+      const sent = state.lastSent;
+      if (error.code === 'rejected' && sent && sent.channel === error.channel) {
+        sent.item.remove();
+        if (!$('message').value) $('message').value = sent.text;
+        state.lastSent = null;
+      }
+      showError(error);
+    });
 
     // A DM to me shows its sender's name; my own copy shows whom I wrote to.
     rt.subscribe('private-user-' + state.user.id, {
@@ -189,14 +231,21 @@
 
   $('room').addEventListener('change', () => joinRoom($('room').value));
 
+  // A room message goes over the WebSocket; the server never echoes it to its
+  // sender, so the page shows it at once, as the onPublish hook will (trimmed,
+  // under our name). If the hook rejects it, the error handler takes it back.
   $('message-form').addEventListener('submit', async (event) => {
     event.preventDefault();
     const input = $('message');
-    if (!input.value.trim()) return;
+    const text = input.value;
+    if (!text.trim()) return;
+    const channel = 'room-' + state.room;
     try {
-      await post('chat', { channel: 'room-' + state.room, message: input.value });
+      await state.rt.publish(channel, { text });
       input.value = '';
       showError(null);
+      const item = line($('messages'), state.user.name, text.trim(), Date.now(), { from: state.user.id });
+      state.lastSent = { channel, item, text };
     } catch (error) {
       showError(error);
     }

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from fazt.contracts.host_calls import HostCallContext, HostFunction
 
@@ -39,6 +39,25 @@ def json_error(status: int, message: str, headers: Mapping[str, str] | None = No
     return JsResponse(status, {"Content-Type": JSON_TYPE, **(headers or {})}, body)
 
 
+@dataclass(frozen=True)
+class ExportResult:
+    """What calling one named export of a module gave (``JsEngineLike.call_export``).
+
+    ``outcome`` is ``"returned"`` (the function returned or its Promise
+    resolved: ``value`` is the JSON-decoded value, and ``undefined`` says it
+    was ``undefined``), ``"missing"`` (no such module, or it exports no function
+    of that name) or ``"failed"`` (it threw, rejected, ran over a limit, or the
+    engine was too busy to run it). ``error`` says why, in one line, for the
+    last two; the engine has already written the app's log line for a throw or
+    a limit.
+    """
+
+    outcome: Literal["returned", "missing", "failed"]
+    value: Any = None
+    undefined: bool = False
+    error: str = ""
+
+
 class JsEngineLike(Protocol):
     """The part of ``fazt.js_bridge.engine.JsEngine`` the kernel relies on."""
 
@@ -60,6 +79,32 @@ class JsEngineLike(Protocol):
         request body, which the engine decodes (``req.body``, ``req.json``) off
         the IOLoop. Never raises for anything the handler does.
         """
+        ...
+
+    async def call_export(
+        self,
+        context: HostCallContext,
+        module_file: Path,
+        api_root: Path,
+        name: str,
+        argument: Mapping[str, Any],
+        *,
+        wall_time_limit_seconds: float | None = None,
+    ) -> ExportResult:
+        """Call ``module.exports[name](argument)`` of ``module_file`` (inside ``api_root``)
+        and await what it returns, on the same workers and limits as handlers.
+
+        ``wall_time_limit_seconds`` lowers the sandbox's wall-clock limit for this
+        call (counted from now, queueing included); the JS is interrupted when it
+        runs out. Never raises for anything the JS does.
+        """
+        ...
+
+    async def module_functions(
+        self, context: HostCallContext, module_file: Path, api_root: Path
+    ) -> ExportResult:
+        """Load ``module_file`` in the sandbox: on success ``value`` is the sorted list
+        of the names of the functions it exports."""
         ...
 
     def close(self) -> None:

@@ -52,6 +52,7 @@ from typing import Any
 
 import tornado.httpserver
 import tornado.httputil
+import tornado.netutil
 from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection
 from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream
@@ -63,6 +64,18 @@ from fazt.edge.log_throttle import LogThrottle
 log = logging.getLogger("fazt.edge")
 
 #: How much of a new connection's data the pending cap looks at, at most.
+#: The listen backlog: connections the kernel queues before fazt accepts them.
+#: Tornado's default of 128 overflows when thousands of clients reconnect at once
+#: (after a restart), and each overflowed SYN costs the client a retransmit second;
+#: Linux caps it at ``net.core.somaxconn``.
+LISTEN_BACKLOG = 4096
+
+
+def bind_listeners(port: int, address: str | None) -> list[socket.socket]:
+    """The listening sockets for ``address:port``, with fazt's backlog."""
+    return tornado.netutil.bind_sockets(port, address, backlog=LISTEN_BACKLOG)
+
+
 PEEK_BYTES = 16 * 1024
 #: The end of a request head, as Tornado finds it.
 HEAD_END = re.compile(rb"\r?\n\r?\n")

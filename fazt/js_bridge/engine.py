@@ -13,6 +13,11 @@ The parts, one module each:
 - ``execution``: one job in its app's context, and every failure mapped to a
   JSON error response.
 
+Besides handlers, the engine calls one named export of a module with one
+argument (``call_export``: realtime hooks in ``api/_realtime.js``), through
+the same scheduler, workers and limits, under a wall-clock limit of the
+caller's choosing.
+
 Limits per request: CPU time (``time_limit_seconds``, 503), wall-clock time
 from arrival to answer (``wall_time_limit_seconds``, 503), memory per app
 context (``memory_limit_mb``, 500), console output (``console_limit_bytes``,
@@ -22,6 +27,7 @@ then one "truncated" line). ``docs/js-handlers.md`` documents them.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Mapping
@@ -29,11 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from fazt.contracts.host_calls import HostCallContext, HostFunction
-from fazt.contracts.js_engine import JsResponse, json_error
+from fazt.contracts.js_engine import ExportResult, JsResponse, json_error
 from fazt.js_bridge.execution import Executor, SandboxLimits, waited_too_long
 from fazt.js_bridge.handoff import LoopLink
 from fazt.js_bridge.host_calls import HostCallRunner, HostNamespaces
-from fazt.js_bridge.jobs import Job, deliver
+from fazt.js_bridge.jobs import ExportCall, Job, deliver
 from fazt.js_bridge.modules import ModuleStore
 from fazt.js_bridge.response import busy_response, wall_time_limit_response
 from fazt.js_bridge.scheduler import FairScheduler
@@ -140,6 +146,61 @@ class JsEngine:
         """
         # Kept lean: this is the only part on the IOLoop thread. The worker encodes
         # `request` (the kernel builds a fresh dict per request and never mutates it).
+        return await self._run_job(context, handler_file, api_root, request, body)
+
+    async def call_export(
+        self,
+        context: HostCallContext,
+        module_file: Path,
+        api_root: Path,
+        name: str,
+        argument: Mapping[str, Any],
+        *,
+        wall_time_limit_seconds: float | None = None,
+    ) -> ExportResult:
+        """Call ``module.exports[name](argument)`` and await its result (``JsEngineLike``).
+
+        The call is a job like a handler's: same scheduler (it counts against the
+        app's cap and queue), same CPU and memory limits; its wall-clock limit is
+        the sandbox's, or ``wall_time_limit_seconds`` when that is lower. The
+        worker encodes ``argument``, which must not change until the call returns.
+        """
+        response = await self._run_job(
+            context,
+            module_file,
+            api_root,
+            argument,
+            b"",
+            export=ExportCall(name),
+            wall_seconds=wall_time_limit_seconds,
+        )
+        return export_result(response)
+
+    async def module_functions(
+        self, context: HostCallContext, module_file: Path, api_root: Path
+    ) -> ExportResult:
+        """Load the module in the sandbox; ``value`` lists its exported functions, sorted."""
+        response = await self._run_job(
+            context, module_file, api_root, {}, b"", export=ExportCall(None)
+        )
+        result = export_result(response)
+        if result.outcome == "returned" and isinstance(result.value, list):
+            return ExportResult("returned", sorted(str(name) for name in result.value))
+        if result.outcome == "returned":
+            return ExportResult("failed", error="the module's exports cannot be listed")
+        return result
+
+    async def _run_job(
+        self,
+        context: HostCallContext,
+        module_file: Path,
+        api_root: Path,
+        request: Mapping[str, Any],
+        body: bytes,
+        *,
+        export: ExportCall | None = None,
+        wall_seconds: float | None = None,
+    ) -> JsResponse:
         loop = asyncio.get_running_loop()
         if self._closed:
             return json_error(503, _SHUT_DOWN)
@@ -147,9 +208,12 @@ class JsEngine:
         if link is None or link.loop is not loop:
             link = self._link = LoopLink(loop, self._enqueue)
         wall = self.limits.wall_time_limit_seconds
+        own_wall = None
+        if wall_seconds is not None and 0 < wall_seconds < wall:
+            wall = own_wall = wall_seconds
         job = Job(
             context,
-            handler_file,
+            module_file,
             api_root,
             request,
             body,
@@ -157,9 +221,11 @@ class JsEngine:
             loop.create_future(),
             link.post,
             deadline=time.monotonic() + wall,
+            export=export,
+            wall_limit_seconds=own_wall,
         )
         link.submit(job)
-        backstop = loop.call_later(wall + DEADLINE_GRACE_SECONDS, self._overdue, job)
+        backstop = loop.call_later(wall + DEADLINE_GRACE_SECONDS, self._overdue, job, wall)
         try:
             return await job.future
         except asyncio.CancelledError:
@@ -207,13 +273,31 @@ class JsEngine:
         if needs_worker:
             self._pool.add_spare_if_needed()
 
-    def _overdue(self, job: Job) -> None:
+    def _overdue(self, job: Job, wall: float) -> None:
         """On the loop, past the job's deadline: answer for it if its worker has not."""
         if job.future.done():
             return
-        wall = self.limits.wall_time_limit_seconds
         if self._scheduler.abandon(job):
             # Started: its worker stops the JS at the next slice boundary and logs it then.
             deliver(job.future, wall_time_limit_response(wall))
         else:
             deliver(job.future, waited_too_long(job, wall))
+
+
+def export_result(response: JsResponse) -> ExportResult:
+    """What an export call's response says (see ``execution``): 200 with ``{"value"}``
+    or ``{}``, 404 for a missing function or module, any error response otherwise."""
+    try:
+        body = json.loads(response.body) if response.body else {}
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    if response.status == 200:
+        if "value" in body:
+            return ExportResult("returned", body["value"])
+        return ExportResult("returned", undefined=True)
+    error = str(body.get("error") or f"failed with status {response.status}")
+    if response.status == 404:
+        return ExportResult("missing", error=error)
+    return ExportResult("failed", error=error)

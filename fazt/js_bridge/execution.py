@@ -5,7 +5,10 @@ QuickJS contexts (one per app, LRU-bounded), runs a job in its app's context,
 and turns the outcome into a finished response: the handler's own answer
 (validated by ``response``), or a JSON error for a limit, a thrown error or a
 fault of the bridge. A context that hit a limit, or misbehaved, is discarded
-and rebuilt on the app's next request. Errors go to the app's log (one line
+and rebuilt on the app's next request. An export call (``Job.export``) runs
+the same way and answers with the same error responses; its success is a 200
+whose body is ``{"value": ...}`` (``{}`` for ``undefined``), and a module
+without that function is a 404. Errors go to the app's log (one line
 each, escaped) or, for faults of the bridge, to ``fazt.js_bridge``.
 """
 
@@ -102,13 +105,15 @@ class Executor:
 
     def _execute(self, job: Job) -> JsResponse:
         if time.monotonic() >= job.deadline:
-            return waited_too_long(job, self._limits.wall_time_limit_seconds)
+            return waited_too_long(job, self._wall_limit(job))
         slug = job.context.app.slug
+        export = job.export
         try:
             request_json = _REQUEST_ENCODER.encode(job.request)
         except (TypeError, ValueError, RecursionError) as error:
-            log.error("app %s: request cannot be passed to JS: %s", slug, str(error))
-            return json_error(500, "the request cannot be passed to the handler")
+            what = "request" if export is None else "argument"
+            log.error("app %s: %s cannot be passed to JS: %s", slug, what, str(error))
+            return json_error(500, f"the {what} cannot be passed to JS")
         try:
             key = self._modules.handler_key(job.api_root, job.handler_file)
         except HandlerPathError as error:
@@ -117,7 +122,9 @@ class Executor:
         modules = self._modules.closure(job.api_root, key, job.batch)
         entry = modules[0]  # closure() lists the entry first
         if entry.kind == "error" and entry.version is None:
-            return json_error(404, f"no handler api/{key}")
+            return json_error(404, f"no {'handler' if export is None else 'module'} api/{key}")
+        # What log lines name: the file, and for an export call the function too.
+        label = key if export is None or export.name is None else f"{key} {export.name}"
         # Decoded here, off the IOLoop; JS parses req.json from it, without the GIL.
         body_text = job.body.decode("utf-8", errors="replace")
         budget = CpuBudget(self._limits.time_limit_seconds)
@@ -132,36 +139,38 @@ class Executor:
                 budget,
                 job.deadline,
                 lambda calls: self._host_calls.run(job, calls),
+                export=None if export is None else export.name,
+                list_functions=export is not None and export.name is None,
             )
         except LimitExceeded as error:
             forget_frames(error)
             self._runtimes.pop(cache_key, None)
-            return self._limit_response(slug, key, error.kind, budget.used())
+            return self._limit_response(job, label, error.kind, budget.used())
         except quickjs.JSException as error:
             forget_frames(error)
             self._runtimes.pop(cache_key, None)
             first = str(error).split("\n", 1)[0]
             app_logger(slug).error(
-                "api/%s failed: %s", key, escape_log_text(str(error)), extra={"app": slug}
+                "api/%s failed: %s", label, escape_log_text(str(error)), extra={"app": slug}
             )
             return json_error(500, first.removeprefix("RangeError: "))
         except BridgeFault as error:
             forget_frames(error)
             self._runtimes.pop(cache_key, None)
-            log.error("app %s: api/%s: JS bridge fault: %s", slug, key, str(error))
+            log.error("app %s: api/%s: JS bridge fault: %s", slug, label, str(error))
             return json_error(500, "internal error in the JS engine")
 
         if "error" in envelope:
-            return self._error_response(job, key, envelope, budget)
+            return self._error_response(job, label, envelope, budget)
         try:
             built = response_from_envelope(envelope)
         except BadResponseError as error:
             app_logger(slug).error(
-                "api/%s: %s", key, escape_log_text(str(error)), extra={"app": slug}
+                "api/%s: %s", label, escape_log_text(str(error)), extra={"app": slug}
             )
             return json_error(500, str(error))
         for note in built.dropped:
-            app_logger(slug).warning("api/%s: %s", key, note, extra={"app": slug})
+            app_logger(slug).warning("api/%s: %s", label, note, extra={"app": slug})
         return built.response
 
     def _error_response(
@@ -173,12 +182,12 @@ class Executor:
         limit = envelope.get("limit")
         if limit == "memory":
             self._runtimes.pop(cache_key, None)
-            return self._limit_response(slug, key, "memory", budget.used())
+            return self._limit_response(job, key, "memory", budget.used())
         if limit == "time":
             self._runtimes.pop(cache_key, None)
             # The interrupt may have been armed by the wall-clock limit (see AppRuntime).
             kind: LimitKind = "wall" if time.monotonic() >= job.deadline else "time"
-            return self._limit_response(slug, key, kind, budget.used())
+            return self._limit_response(job, key, kind, budget.used())
         if envelope.get("name") == "NeverSettled":
             self._runtimes.pop(cache_key, None)  # it may have broken its own bridge
         message = str(envelope.get("error"))
@@ -224,7 +233,13 @@ class Executor:
             self._runtimes.popitem(last=False)
         return runtime
 
-    def _limit_response(self, slug: str, key: str, kind: LimitKind, used: float) -> JsResponse:
+    def _wall_limit(self, job: Job) -> float:
+        """The job's wall-clock limit: its own (an export call's), else the sandbox's."""
+        own = job.wall_limit_seconds
+        return self._limits.wall_time_limit_seconds if own is None else own
+
+    def _limit_response(self, job: Job, key: str, kind: LimitKind, used: float) -> JsResponse:
+        slug = job.context.app.slug
         app_log = app_logger(slug)
         limits = self._limits
         if kind == "time":
@@ -248,11 +263,11 @@ class Executor:
                 "api/%s exceeded its wall-clock time limit (%s, %.2f s of its own CPU); "
                 "context discarded",
                 key,
-                format_seconds(limits.wall_time_limit_seconds),
+                format_seconds(self._wall_limit(job)),
                 used,
                 extra={"app": slug},
             )
-            return wall_time_limit_response(limits.wall_time_limit_seconds)
+            return wall_time_limit_response(self._wall_limit(job))
         app_log.error(
             "api/%s exceeded its memory limit (%d MB); context discarded",
             key,

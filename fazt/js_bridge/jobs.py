@@ -15,9 +15,22 @@ from fazt.contracts.js_engine import JsResponse
 Poster = Callable[["asyncio.Future[JsResponse]", JsResponse], None]
 
 
+@dataclass(frozen=True)
+class ExportCall:
+    """Run a named export of the module instead of a handler: ``name`` is called with
+    the job's ``request`` as its one argument; with ``name`` None the job lists the
+    module's exported functions instead."""
+
+    name: str | None
+
+
 @dataclass(eq=False)
 class Job:
     """A handler run requested by the IOLoop, executed by a worker thread.
+
+    With ``export`` set it is an export call (``JsEngine.call_export``):
+    ``handler_file`` is the module, ``request`` the argument, and the response
+    carries the returned value (see ``execution``).
 
     ``deadline`` (``time.monotonic()``) is when the request's wall-clock time is
     up, counted from when the engine received it. ``abandoned`` is set on the
@@ -40,6 +53,9 @@ class Job:
     started: bool = field(default=False)
     # Set when handed to the workers (see ModuleStore.closure); None: always stat.
     batch: int | None = field(default=None)
+    export: ExportCall | None = field(default=None)
+    #: This job's own wall-clock limit (``deadline`` is counted with it); None: the sandbox's.
+    wall_limit_seconds: float | None = field(default=None)
 
     @property
     def app_key(self) -> str:

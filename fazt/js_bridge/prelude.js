@@ -22,6 +22,7 @@
   const parse = JSON.parse;
   const isArray = Array.isArray;
   const hasOwn = (o, k) => Object.prototype.hasOwnProperty.call(o, k);
+  const keysOf = Object.keys;
   const freeze = Object.freeze;
   const PromiseCtor = Promise;
   const resolved = Promise.resolve.bind(Promise);
@@ -329,13 +330,19 @@
   // Starts the handler. Returns the poll string when it finished synchronously
   // (Python then needs no job-queue round trip), else "".
   G.__fazt_run = function (key, requestText, bodyText) {
+    const state = begin();
+    start(state, key, requestText, bodyText);
+    return state.done ? poll() : "";
+  };
+
+  // A new request in flight: its state, and a fresh console budget.
+  function begin() {
     const state = { done: false, envelope: null };
     current = state;
     consoleBytes = 0;
     consoleTruncated = false;
-    start(state, key, requestText, bodyText);
-    return state.done ? poll() : "";
-  };
+    return state;
+  }
 
   function start(state, key, requestText, bodyText) {
     let result;
@@ -362,6 +369,56 @@
     }
     resolved(result).then(
       (v) => finish(state, () => responseEnvelope(v)),
+      (e) => finish(state, () => errorEnvelope(e)));
+  }
+
+  // Calls a named export of a module (a realtime hook, say) with one argument.
+  // Its envelope is a JSON response: 200 with {"value": v} ({} when v is
+  // undefined), 404 when there is no such function. With listFunctions the
+  // value is the names of the module's exported functions.
+  G.__fazt_call = function (key, name, argText, listFunctions) {
+    const state = begin();
+    callExport(state, key, name, argText, listFunctions);
+    return state.done ? poll() : "";
+  };
+
+  function valueEnvelope(v) {
+    return { kind: "json", status: 200, headers: null, body: stringify({ value: v }) };
+  }
+
+  function callExport(state, key, name, argText, listFunctions) {
+    let result;
+    try {
+      const exports = load(key);
+      const holder = exports !== null && (typeof exports === "object" ||
+                                          typeof exports === "function");
+      if (listFunctions) {
+        const names = [];
+        const keys = holder ? keysOf(exports) : [];
+        for (let i = 0; i < keys.length; i++) {
+          if (typeof exports[keys[i]] === "function") names[names.length] = keys[i];
+        }
+        finish(state, () => valueEnvelope(names));
+        return;
+      }
+      const fn = holder && hasOwn(exports, name) ? exports[name] : undefined;
+      if (typeof fn !== "function") {
+        finish(state, () => ({ kind: "json", status: 404, headers: null,
+          body: stringify({ error: "api/" + key + " does not export a function " + name }) }));
+        return;
+      }
+      result = apply(fn, exports, [parse(argText)]);
+      if (result === null || (typeof result !== "object" && typeof result !== "function") ||
+          typeof result.then !== "function") {
+        finish(state, () => valueEnvelope(result));
+        return;
+      }
+    } catch (e) {
+      finish(state, () => errorEnvelope(e));
+      return;
+    }
+    resolved(result).then(
+      (v) => finish(state, () => valueEnvelope(v)),
       (e) => finish(state, () => errorEnvelope(e)));
   }
 

@@ -37,7 +37,14 @@ HostResult = tuple[int, bool, str]  # (call id, ok, JSON result or rejection mes
 HostRunner = Callable[[Sequence[HostCall]], list[HostResult]]
 
 PRELUDE_SOURCE = resources.files("fazt.js_bridge").joinpath("prelude.js").read_text("utf-8")
-_INTERNALS = ("__fazt_run", "__fazt_poll", "__fazt_settle", "__fazt_define", "__fazt_reset")
+_INTERNALS = (
+    "__fazt_run",
+    "__fazt_call",
+    "__fazt_poll",
+    "__fazt_settle",
+    "__fazt_define",
+    "__fazt_reset",
+)
 _LOG_LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -145,7 +152,7 @@ class AppRuntime:
         }
         install = self._ctx.eval(PRELUDE_SOURCE)
         install(self._ctx.parse_json(json.dumps(config)))
-        self._run, self._poll, self._settle, self._define, self._reset = (
+        self._run, self._call, self._poll, self._settle, self._define, self._reset = (
             self._ctx.get(name) for name in _INTERNALS
         )
         self._ctx.eval(";".join(f"delete globalThis.{name}" for name in _INTERNALS))
@@ -217,11 +224,16 @@ class AppRuntime:
         budget: CpuBudget,
         deadline: float,
         run_host_calls: HostRunner,
+        export: str | None = None,
+        list_functions: bool = False,
     ) -> dict[str, Any]:
         """Run the handler ``entry_key`` to completion and return its envelope.
 
         ``request_json`` is ``req`` without ``body`` and ``json``; JS sets those
         from ``body_text`` (parsing JSON in the sandbox, where it holds no GIL).
+        With ``export``, the module's export of that name is called instead, with
+        ``request_json`` as its argument; with ``list_functions``, the envelope
+        lists the module's exported functions (see ``prelude.js``).
         ``deadline`` (``time.monotonic()``) ends the request's wall-clock time.
         Raises LimitExceeded, BridgeFault or ``quickjs.JSException`` (a JS error
         outside the handler's promise, e.g. a stack overflow at top level); after
@@ -230,9 +242,11 @@ class AppRuntime:
         self._budget = budget
         self._deadline = deadline
         self._sync_modules(modules)
-        raw = self._slice(
-            self._run, entry_key, request_json, body_text
-        )  # a poll, or "" if not done
+        # A poll, or "" if not done.
+        if export is not None or list_functions:
+            raw = self._slice(self._call, entry_key, export or "", request_json, list_functions)
+        else:
+            raw = self._slice(self._run, entry_key, request_json, body_text)
         drained = False  # whether the job queue is known to be empty
         while True:
             if not raw:

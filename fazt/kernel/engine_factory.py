@@ -15,7 +15,7 @@ from typing import Any
 
 from fazt.config import KernelConfig
 from fazt.contracts.host_calls import HostCallContext, HostFunction
-from fazt.contracts.js_engine import JsEngineLike, JsResponse, json_error
+from fazt.contracts.js_engine import ExportResult, JsEngineLike, JsResponse, json_error
 
 log = logging.getLogger("fazt.kernel")
 
@@ -38,6 +38,23 @@ class UnavailableEngine:
         body: bytes,
     ) -> JsResponse:
         return json_error(503, f"JS engine not available: {self.reason}")
+
+    async def call_export(
+        self,
+        context: HostCallContext,
+        module_file: Path,
+        api_root: Path,
+        name: str,
+        argument: Mapping[str, Any],
+        *,
+        wall_time_limit_seconds: float | None = None,
+    ) -> ExportResult:
+        return ExportResult("failed", error=f"JS engine not available: {self.reason}")
+
+    async def module_functions(
+        self, context: HostCallContext, module_file: Path, api_root: Path
+    ) -> ExportResult:
+        return ExportResult("failed", error=f"JS engine not available: {self.reason}")
 
     def close(self) -> None:
         pass

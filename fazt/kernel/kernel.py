@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import tornado.httpserver
-import tornado.netutil
 import tornado.routing
 import tornado.web
 
@@ -30,7 +29,7 @@ from fazt.contracts.host_calls import AUTH_NAMESPACE, RESERVED_NAMESPACES
 from fazt.contracts.js_engine import JsEngineLike
 from fazt.edge.access_log import log_request
 from fazt.edge.redaction import install_log_redaction
-from fazt.edge.server import EdgeHTTPServer, EdgeSettings
+from fazt.edge.server import EdgeHTTPServer, EdgeSettings, bind_listeners
 from fazt.kernel.auth_api import auth_namespace
 from fazt.kernel.engine_factory import create_engine
 from fazt.kernel.handlers import ApiEndpoint
@@ -192,6 +191,10 @@ class Kernel:
         """Shortcut for ``apps.by_slug``."""
         return self.apps.by_slug(slug)
 
+    def app_by_uuid(self, uuid: str) -> App | None:
+        """Shortcut for ``apps.by_uuid``."""
+        return self.apps.by_uuid(uuid)
+
     # -- HTTP ----------------------------------------------------------------
 
     def _plugin_routes(self) -> list[PluginRoute]:
@@ -259,7 +262,7 @@ class Kernel:
             edge=EdgeSettings.from_config(self.config),
             max_body_size=self.config.http_max_body_bytes,
         )
-        bound = sockets if sockets is not None else tornado.netutil.bind_sockets(port, address)
+        bound = sockets if sockets is not None else bind_listeners(port, address)
         self._server.add_sockets(bound)
         actual = int(bound[0].getsockname()[1])
         names = ", ".join(app.slug for app in self.apps.all()) or "none"
@@ -285,13 +288,20 @@ class Kernel:
                 log.exception("plugin %s failed to stop cleanly", plugin.name)
 
     async def stop(self) -> None:
-        """Plugins' stop hooks (reverse order), stop listening, close the JS engine."""
+        """Stop listening, then plugins' stop hooks (reverse order), then close what is
+        still open and the JS engine.
+
+        Listening stops first: clients told to reconnect (``server_restart``) get a
+        refused connection and back off until the next process listens, instead
+        of a flood of handshakes the stopping process can only answer with 503.
+        """
         if self._stopped:
             return
         self._stopped = True
-        await self._stop_plugins()
         if self._server is not None:
             self._server.stop()
+        await self._stop_plugins()
+        if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.close_all_connections(), CLOSE_TIMEOUT_SECONDS)
             except asyncio.TimeoutError:

@@ -13,7 +13,8 @@ the pattern allows) instead of the raw regex. ``json_path`` and ``reason`` of
 the error itself are those of the most relevant problem
 (``jsonschema.exceptions.best_match``). Warnings (``manifest_warnings``) are
 settings that are valid but can never take effect; plugins name them through
-``Plugin.manifest_warnings``.
+``Plugin.manifest_warnings``. Errors of a valid app (``app_errors``) are what
+its code lacks for its manifest, as plugins find it (``Plugin.app_errors``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
+from fazt.contracts.app import App
+from fazt.contracts.js_engine import JsEngineLike
 from fazt.kernel.plugin import Plugin
 
 MANIFEST_NAME = "app.json"
@@ -144,6 +147,18 @@ def manifest_warnings(
         ManifestProblem(json_path, reason)
         for plugin in plugins
         for json_path, reason in plugin.manifest_warnings(manifest)
+    ]
+
+
+async def app_errors(
+    app: App, js: JsEngineLike, plugins: Iterable[Plugin] = ()
+) -> list[ManifestProblem]:
+    """What keeps a valid app from working as its manifest says, as the plugins see it
+    (``Plugin.app_errors``)."""
+    return [
+        ManifestProblem(json_path, reason)
+        for plugin in plugins
+        for json_path, reason in await plugin.app_errors(app, js)
     ]
 
 

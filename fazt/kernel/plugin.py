@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fazt.config import KernelConfig
+from fazt.contracts.app import App
 from fazt.contracts.host_calls import HostFunction
+from fazt.contracts.js_engine import JsEngineLike
 from fazt.kernel.notifications import Notifications
 from fazt.kernel.tokens import TokenService
 
@@ -43,6 +45,15 @@ class PluginHost(Protocol):
     @property
     def notifications(self) -> Notifications:
         """Where a plugin tells the owner that an app crossed a threshold."""
+        ...
+
+    @property
+    def js(self) -> JsEngineLike:
+        """The JS engine that runs the apps' code (a plugin may call an app's exports)."""
+        ...
+
+    def app_by_uuid(self, uuid: str) -> App | None:
+        """The served app with this uuid, if any."""
         ...
 
 
@@ -85,6 +96,15 @@ class Plugin:
         """``(json_path, reason)`` for settings of a valid ``app.json`` that never take effect.
 
         ``fazt check`` prints them as warnings; they do not keep the app out.
+        """
+        return []
+
+    async def app_errors(self, app: App, js: JsEngineLike) -> list[tuple[str, str]]:
+        """``(json_path, reason)`` for what keeps a valid app from working as its
+        ``app.json`` says, e.g. a function the manifest names that the app's code
+        does not export; ``js`` loads the app's code in the sandbox.
+
+        ``fazt check`` prints them as errors (the app is still served).
         """
         return []
 

@@ -8,11 +8,12 @@ app, and every backplane key and topic carries the app uuid), so a client name
 containing ``:`` or another app's uuid only ever names a channel of its own app.
 
 Rules come from ``app.json`` ``realtime.channels``: ``{PATTERN: {"auth": bool,
-"role": str | [str], "publish": bool, "history": {"size": N, "ttlSeconds": T}}}``.
-An exact name beats any glob; among globs (``*`` matches any run of
-characters) the longer pattern wins. Without a matching rule, ``private-*``
-and ``presence-*`` need authentication and every other channel is public;
-clients may publish only where a rule says ``"publish": true``.
+"role": str | [str], "publish": bool, "history": {"size": N, "ttlSeconds": T},
+"hooks": [kind, ...]}}``. An exact name beats any glob; among globs (``*``
+matches any run of characters) the longer pattern wins. Without a matching
+rule, ``private-*`` and ``presence-*`` need authentication and every other
+channel is public; clients may publish only where a rule says
+``"publish": true``.
 
 A pattern may contain one ``{sub}`` placeholder, e.g. ``private-user-{sub}``:
 it matches like ``*`` (and ranks like a glob of its length), and then only a
@@ -48,6 +49,10 @@ MAX_HISTORY_TTL_SECONDS: Final = 86_400
 
 PRIVATE_PREFIX: Final = "private-"
 PRESENCE_PREFIX: Final = "presence-"
+
+#: What a rule's ``"hooks"`` may list: the kinds of ``api/_realtime.js`` hooks that
+#: run for its channels (``hooks.HOOK_FUNCTIONS`` names their functions).
+HOOK_KINDS: Final = ("subscribe", "publish", "presence", "occupancy")
 
 
 def is_valid_channel_name(name: object) -> bool:
@@ -130,6 +135,8 @@ class ChannelRule:
     owner: str | None = None
     #: Keep the channel's publications (None: no history).
     history: HistoryRule | None = None
+    #: The hook kinds (``HOOK_KINDS``) that run for the channel.
+    hooks: frozenset[str] = frozenset()
 
     @property
     def needs_auth(self) -> bool:
@@ -289,4 +296,8 @@ def _rule_from(pattern: str, spec: Mapping[str, Any]) -> ChannelRule:
     # A rule that does not say "auth" keeps the name's default (private-/presence-
     # need a token), so {"publish": true} on "private-*" does not open it up.
     needs = bool(auth) if isinstance(auth, bool) else (is_private(pattern) or is_presence(pattern))
-    return ChannelRule(auth=needs, roles=roles, publish=spec.get("publish") is True)
+    hooks = spec.get("hooks")
+    kinds = frozenset(
+        kind for kind in (hooks if isinstance(hooks, list) else ()) if kind in HOOK_KINDS
+    )
+    return ChannelRule(auth=needs, roles=roles, publish=spec.get("publish") is True, hooks=kinds)

@@ -4,9 +4,12 @@ The handler calls ``connect`` after the upgrade, ``handle`` for every frame and
 ``disconnect`` once the connection closed. Every client request is answered
 here or refused with an ``error`` frame; a refused request never closes the
 connection. Whether a subscribe is allowed is decided in one place,
-``_may_subscribe`` (rules, roles, presence, the subscription and channel
-limits); what a subscribe or unsubscribe then does is ``membership``'s job.
-A ``history`` request is answered here from the history store.
+``_may_subscribe`` (rules, roles, presence, the app's ``onSubscribe`` hook, the
+subscription and channel limits); what a subscribe or unsubscribe then does is
+``membership``'s job. A client message on a channel with an ``onPublish`` hook
+waits for the hook's verdict in its connection's lane (``publish_lanes``), and
+only a message the hook let through is published (and, on a history channel,
+numbered). A ``history`` request is answered here from the history store.
 """
 
 from __future__ import annotations
@@ -24,12 +27,16 @@ from fazt.realtime.backplane.history import HistoryStore, HistoryUnavailable
 from fazt.realtime.backplane.registry import Registry
 from fazt.realtime.channels import check_access, is_presence
 from fazt.realtime.clocks import Clocks
+from fazt.realtime.hook_verdicts import Verdict
+from fazt.realtime.hooks import Hooks
 from fazt.realtime.hub import AppState, Hub
 from fazt.realtime.limits import ThresholdWatcher
 from fazt.realtime.membership import Membership
 from fazt.realtime.presence import user_from_claims
 from fazt.realtime.protocol import ProtocolError
+from fazt.realtime.publish_lanes import MAX_PENDING_PER_CONNECTION, PublishLanes
 from fazt.realtime.session import HeartbeatPolicy, Session, Transport
+from fazt.realtime.tasks import Tasks
 
 log = logging.getLogger("fazt.realtime")
 
@@ -48,6 +55,8 @@ class Commands:
         heartbeat: HeartbeatPolicy,
         watcher: ThresholdWatcher,
         clocks: Clocks,
+        hooks: Hooks,
+        tasks: Tasks,
     ) -> None:
         self._hub = hub
         self._membership = membership
@@ -58,6 +67,8 @@ class Commands:
         self._heartbeat = heartbeat
         self._watcher = watcher
         self._clocks = clocks
+        self._hooks = hooks
+        self._lanes: PublishLanes[Verdict] = PublishLanes(tasks)
 
     # -- connect and disconnect ---------------------------------------------------------
     async def connect(
@@ -224,6 +235,10 @@ class Commands:
                 f"at most {limits.maxSubscriptionsPerClient} subscriptions per client",
                 channel,
             )
+        if "subscribe" in rule.hooks:
+            verdict = await self._hooks.allow_subscribe(state.app, session, channel)
+            if not verdict.allowed:
+                raise ProtocolError(protocol.FORBIDDEN, verdict.reason, channel)
         if channel in state.channels:
             return  # the channel already exists here: no new channel for the app
         app_uuid = session.app_uuid
@@ -283,7 +298,8 @@ class Commands:
         never echoed to its sender."""
         state = self._state(session)
         channel = message.channel
-        if not state.rules.rule_for(channel).publish:
+        rule = state.rules.rule_for(channel)
+        if not rule.publish:
             raise ProtocolError(
                 protocol.FORBIDDEN, "clients may not publish on this channel", channel
             )
@@ -291,12 +307,66 @@ class Commands:
             raise ProtocolError(
                 protocol.NOT_SUBSCRIBED, "subscribe to the channel before publishing", channel
             )
+        if "publish" in rule.hooks:
+            self._publish_after_hook(state, session, channel, message.data)
+            return
         head = protocol.publication_head(message.data, self._clocks.wall_ms(), session.client_id)
         try:
             await self._hub.publish(state, channel, head, exclude=session.client_id)
         except HistoryUnavailable as error:
+            raise ProtocolError(*_history_unavailable(channel)) from error
+
+    def _publish_after_hook(
+        self, state: AppState, session: Session, channel: str, data: Any
+    ) -> None:
+        """Start ``onPublish`` for a client message; the message goes out (or is
+        refused with ``rejected``) once its hook and every earlier message of this
+        connection on the channel are done. Its timestamp is its arrival.
+
+        The hook runs before the message is published, so on a history channel a
+        rejected message never takes an offset, and the lane publishes one
+        message at a time: its messages get their offsets in the order they
+        were sent.
+        """
+        connection = (session.app_uuid, session.client_id)
+        if self._lanes.pending(connection) >= MAX_PENDING_PER_CONNECTION:
             raise ProtocolError(
-                protocol.HISTORY_UNAVAILABLE,
-                "history is unavailable right now; the message was not sent",
+                protocol.REJECTED,
+                f"at most {MAX_PENDING_PER_CONNECTION} messages may wait for the app's "
+                "onPublish hook; message dropped",
                 channel,
-            ) from error
+            )
+        timestamp = self._clocks.wall_ms()
+        prefix = protocol.message_prefix(channel)
+        limit = state.limits.max_message_bytes
+
+        async def act(verdict: Verdict) -> None:
+            if verdict.allowed:
+                head = protocol.publication_head(verdict.data, timestamp, session.client_id)
+                if len(protocol.unnumbered_message(prefix, head)) <= limit:
+                    try:
+                        await self._hub.publish(state, channel, head, exclude=session.client_id)
+                    except HistoryUnavailable:
+                        if not session.closed:
+                            session.send(protocol.error_frame(*_history_unavailable(channel)))
+                    return
+                log.warning(
+                    "app %s: hook onPublish returned data over maxMessageSizeKB on %s",
+                    state.app.slug,
+                    channel,
+                )
+                verdict = Verdict(False, "the message the app made of yours is too big to send")
+            if not session.closed:
+                session.send(protocol.error_frame(protocol.REJECTED, verdict.reason, channel))
+
+        verdict = self._hooks.vet_publish(state.app, session, channel, data)
+        self._lanes.add(connection, channel, verdict, act)
+
+
+def _history_unavailable(channel: str) -> tuple[str, str, str]:
+    """The ``error`` of a client message the history store could not take."""
+    return (
+        protocol.HISTORY_UNAVAILABLE,
+        "history is unavailable right now; the message was not sent",
+        channel,
+    )

@@ -7,7 +7,7 @@ creates.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +24,8 @@ class Endpoint:
     admit: Callable[[App], Awaitable[bool]]
     #: Register an open connection (it gets ``connected``).
     connect: Callable[[App, Transport, dict[str, Any] | None], Awaitable[Session]]
-    #: One frame from the client.
-    receive: Callable[[Session, str | bytes], Awaitable[None]]
+    #: One message from the client (a text message as ``str``, a binary one as ``bytes``).
+    receive: Callable[[Session, str | bytes], Coroutine[Any, Any, None]]
     #: The connection closed: forget it (in the background; never blocks).
     disconnected: Callable[[Session], None]
     #: The largest frame a client of the app may send.
@@ -33,3 +33,6 @@ class Endpoint:
     #: Frames a connection may have waiting before it is closed 4101.
     queue_size: int
     coalescer: WriteCoalescer
+    #: ``receive`` never waits on I/O (the in-memory backplane): the connection may
+    #: run it inside its read callback instead of in a Task (``connection.py``).
+    inline: bool = False

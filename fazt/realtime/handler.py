@@ -1,10 +1,13 @@
-"""The ``/_ws`` Tornado handler: a thin adapter between a socket and the realtime core.
+"""The ``/_ws`` Tornado handler: the upgrade, then the hand-off to fazt's own connection.
 
 It decides only what must be decided at the HTTP upgrade (401 for a bad
 ``?token=``, 503 over capacity or before the plugin started, accept-then-4001
-for an unknown app), builds the connection's fast transport, and forwards
-frames and the close through its ``Endpoint``. Whatever it needs from Tornado
-beyond the public API comes from ``tornado_internals``.
+for an unknown app). Tornado runs its own upgrade checks (400, 403, 426);
+``get_websocket_protocol`` then returns fazt's ``upgrade.RealtimeProtocol``,
+which takes the socket and calls ``connection_open`` here: the connection is
+registered with the hub through the ``Endpoint``, and from then on frames go
+from the connection's reader to the endpoint without this handler, which is
+released with its request.
 """
 
 from __future__ import annotations
@@ -17,46 +20,35 @@ import tornado.websocket
 from fazt.kernel.app import App
 from fazt.kernel.tokens import TokenError
 from fazt.realtime import protocol
+from fazt.realtime.connection import WebSocketConnection
 from fazt.realtime.endpoint import Endpoint
-from fazt.realtime.session import Session
-from fazt.realtime.tornado_internals import (
-    open_handler_class,
-    shed_request_state,
-    upgrade_refusal,
-    websocket_protocol,
-)
-from fazt.realtime.transport import TornadoTransport
+from fazt.realtime.transport import WriteCoalescer
+from fazt.realtime.upgrade import RealtimeProtocol
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
-
     from fazt.kernel.kernel import Kernel
 
 log = logging.getLogger("fazt.realtime")
-gen_log = logging.getLogger("tornado.general")
 
 #: ``max_message_size`` before the app is known (unknown app: closed at once anyway).
 _UNKNOWN_APP_MAX_BYTES: Final = 1024
-
-#: Our own attributes used only during the upgrade: dropped once the WebSocket is open.
-_UPGRADE_ONLY: Final = ("kernel", "claims")
+#: Outgoing queue of a connection that is closed at once (unknown app, no endpoint).
+_UNKNOWN_APP_QUEUE: Final = 4
 
 
 class RealtimeHandler(tornado.websocket.WebSocketHandler):
-    """One WebSocket connection of one app."""
+    """The upgrade of one WebSocket connection of one app."""
 
     def initialize(self, kernel: Kernel, app: App | None, endpoint: Endpoint | None) -> None:
         self.kernel = kernel
         self.app = app
         self.endpoint = endpoint
         self.claims: dict[str, Any] | None = None
-        self.session: Session | None = None
-        self.transport: TornadoTransport | None = None
 
     # -- the upgrade ---------------------------------------------------------------
     async def prepare(self) -> None:
         if self.app is None:
-            return  # accepted, then closed 4001 in open()
+            return  # accepted, then closed 4001 in connection_open()
         endpoint = self.endpoint
         if endpoint is None:
             self._refuse(503, "over_capacity", "realtime is not started")
@@ -71,31 +63,6 @@ class RealtimeHandler(tornado.websocket.WebSocketHandler):
         if not await endpoint.admit(self.app):
             self._refuse(503, "over_capacity", "realtime connection limit reached")
 
-    async def get(self, *args: Any, **kwargs: Any) -> None:
-        """Tornado's ``WebSocketHandler.get``, minus the locals it keeps alive.
-
-        The suspended ``get`` frame lives as long as the connection; Tornado's
-        version holds its ``Connection``-header list and iterator for that whole
-        time. Here every check runs in ``upgrade_refusal`` (its locals die on
-        return), so the frame keeps nothing but ``self``. Same checks, same
-        answers (400, 403, 426).
-        """
-        self.open_args = args
-        self.open_kwargs = kwargs
-        refusal = upgrade_refusal(self)
-        if refusal is not None:
-            status, text = refusal
-            self.set_status(status)
-            self.finish(text)
-            gen_log.debug(text)
-            return
-        self.ws_connection = websocket_protocol(self)
-        if self.ws_connection:
-            await self.ws_connection.accept_connection(self)
-        else:
-            self.set_status(426, "Upgrade Required")
-            self.set_header("Sec-WebSocket-Version", "13")
-
     def _refuse(self, status: int, code: str, text: str) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
@@ -106,10 +73,6 @@ class RealtimeHandler(tornado.websocket.WebSocketHandler):
         return True
 
     @property
-    def ping_interval(self) -> float | None:
-        return None  # the JSON ping/pong of the realtime heartbeat replaces it
-
-    @property
     def max_message_size(self) -> int:
         if self.app is None or self.endpoint is None:
             return _UNKNOWN_APP_MAX_BYTES
@@ -118,37 +81,29 @@ class RealtimeHandler(tornado.websocket.WebSocketHandler):
     def get_compression_options(self) -> dict[str, Any] | None:
         return None  # compression off: frames are built once and shared
 
+    def get_websocket_protocol(self) -> RealtimeProtocol | None:
+        if self.request.headers.get("Sec-WebSocket-Version") != "13":
+            return None  # Tornado answers 426
+        endpoint = self.endpoint
+        if endpoint is None:
+            queue_size, coalescer = _UNKNOWN_APP_QUEUE, WriteCoalescer()
+        else:
+            queue_size, coalescer = endpoint.queue_size, endpoint.coalescer
+        return RealtimeProtocol(
+            self,
+            max_message_bytes=self.max_message_size,
+            queue_size=queue_size,
+            coalescer=coalescer,
+        )
+
     # -- the connection ------------------------------------------------------------
-    async def open(self, *args: str, **kwargs: str) -> None:
+    async def connection_open(self, connection: WebSocketConnection) -> None:
+        """Register the open connection with the hub (``upgrade.RealtimeProtocol``)."""
         endpoint = self.endpoint
         if self.app is None or endpoint is None:
-            self.close(
+            connection.close(
                 protocol.CLOSE_UNKNOWN_APP, protocol.close_reason(protocol.CLOSE_UNKNOWN_APP)
             )
             return
-        self.set_nodelay(True)
-        self.transport = TornadoTransport(self, endpoint.queue_size, endpoint.coalescer)
-        self.session = await endpoint.connect(self.app, self.transport, self.claims)
-        # After the upgrade nothing reads the request or response headers, query
-        # arguments or UI modules again; with thousands of idle connections they
-        # are most of what a connection costs (docs/memory.md).
-        shed_request_state(self, OpenRealtimeHandler, _UPGRADE_ONLY)
-
-    def on_message(self, message: str | bytes) -> Awaitable[None] | None:
-        session = self.session
-        if session is None or self.endpoint is None:
-            return None
-        return self.endpoint.receive(session, message)
-
-    def on_close(self) -> None:
-        if self.transport is not None:
-            self.transport.mark_closed()
-        session = self.session
-        if session is not None and self.endpoint is not None:
-            self.session = None
-            self.endpoint.disconnected(session)
-
-
-#: A ``RealtimeHandler`` whose WebSocket is open: the class every connection
-#: becomes after the upgrade (``tornado_internals.shed_request_state``).
-OpenRealtimeHandler = open_handler_class(RealtimeHandler, {name: None for name in _UPGRADE_ONLY})
+        session = await endpoint.connect(self.app, connection, self.claims)
+        connection.attach(session, endpoint.receive, endpoint.disconnected, endpoint.inline)

@@ -8,7 +8,11 @@ This is the one place that decides, and acts on:
 * a user **joining** a presence channel (their first connection anywhere in
   the cluster, as the registry answers) and **leaving** it (their last one,
   including when the node holding it died), each announced once to the
-  channel's subscribers on every node.
+  channel's subscribers on every node;
+* a channel getting its first subscriber anywhere in the cluster and losing
+  its last one (the registry answers that too), for the app's ``onOccupied``
+  and ``onVacated`` hooks; ``onJoin`` and ``onLeave`` run with the joins and
+  leaves above (``hooks``).
 
 Whether a session may subscribe at all is decided before, by ``commands``;
 the replies ``subscribed`` and ``unsubscribed`` are sent from here, so they
@@ -37,6 +41,7 @@ from fazt.realtime.backplane.history import (
 )
 from fazt.realtime.backplane.registry import Registry
 from fazt.realtime.channels import is_presence
+from fazt.realtime.hooks import Hooks
 from fazt.realtime.hub import AppState, Hub
 from fazt.realtime.limits import ThresholdWatcher
 from fazt.realtime.presence import member_from_claims
@@ -54,12 +59,14 @@ class Membership:
         registry: Registry,
         history: HistoryStore,
         watcher: ThresholdWatcher,
+        hooks: Hooks,
     ) -> None:
         self._hub = hub
         self._bus = bus
         self._registry = registry
         self._history = history
         self._watcher = watcher
+        self._hooks = hooks
 
     # -- joining --------------------------------------------------------------------
     async def join(
@@ -80,9 +87,11 @@ class Membership:
             # Another subscriber here made the channel received; its SUBSCRIBE may
             # still wait for Redis' confirmation: wait for it too.
             await self._bus.subscribe_channel(state.app.uuid, channel)
-        await self._registry.add_subscription(
+        first = await self._registry.add_subscription(
             session.app_uuid, channel, session.client_id, session.public_info()
         )
+        if first:
+            self._hooks.occupied(state.app, channel)
         joined = False
         member: dict[str, Any] | None = None
         if is_presence(channel) and session.claims:
@@ -173,7 +182,12 @@ class Membership:
     async def _forget(self, state: AppState, session: Session, channel: str, vacated: bool) -> None:
         """The registry side of leaving a channel (after the local state changed)."""
         app_uuid = session.app_uuid
-        await self._registry.remove_subscription(app_uuid, channel, session.client_id)
+        hold = self._hooks.wants(state.app, channel, "occupancy")
+        last = await self._registry.remove_subscription(
+            app_uuid, channel, session.client_id, hold_vacancy=hold
+        )
+        if last and hold:
+            self._hooks.vacancy_held(state.app, channel)
         if vacated and channel not in state.channels:
             await self._vacated(state, channel)
         if is_presence(channel) and session.claims:
@@ -200,11 +214,13 @@ class Membership:
         self, state: AppState, channel: str, member: dict[str, Any], session: Session
     ) -> None:
         """A user's first connection joined a presence channel: tell everyone else."""
+        self._hooks.joined(state.app, channel, member)
         payload = protocol.presence_payload(channel, "join", member)
         await self._hub.announce(state.app.uuid, channel, payload, exclude=session.client_id)
 
     async def left(self, app_uuid: str, channel: str, member: dict[str, Any]) -> None:
         """A user's last connection left a presence channel (here, or on a node that died)."""
+        self._hooks.left(app_uuid, channel, member)
         payload = protocol.presence_payload(channel, "leave", member)
         await self._hub.announce(app_uuid, channel, payload)
 

@@ -19,12 +19,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fazt.contracts.host_calls import HostCallContext
+from fazt.contracts.js_engine import JsEngineLike
 from fazt.kernel.app import App
 from fazt.kernel.manifest import PATTERN_DESCRIPTION, child_path
 from fazt.kernel.plugin import Plugin, PluginRoute
 from fazt.realtime.api import JsNamespace, RealtimeAPI, js_namespace
 from fazt.realtime.backplane.node import Backplane, memory_backplane, redis_backplane
 from fazt.realtime.channels import (
+    HOOK_KINDS,
     HistoryCaps,
     auth_false_never_holds,
     history_caps_schema,
@@ -34,8 +37,14 @@ from fazt.realtime.channels import (
 from fazt.realtime.core import RealtimeCore
 from fazt.realtime.endpoint import Endpoint
 from fazt.realtime.handler import RealtimeHandler
+from fazt.realtime.hooks import (
+    HOOK_FUNCTIONS,
+    HOOK_MODULE,
+    HookSettings,
+    JsHookCaller,
+    hooks_schema,
+)
 from fazt.realtime.hub import Hub
-from fazt.realtime.lifecycle import scan_period
 from fazt.realtime.limits import Limits, limits_schema
 from fazt.realtime.scan_timer import ScanTimer
 from fazt.realtime.session import HeartbeatPolicy
@@ -71,6 +80,7 @@ CHANNEL_RULE_SCHEMA: dict[str, Any] = {
         },
         "publish": {"type": "boolean"},
         "history": history_rule_schema(),
+        "hooks": {"type": "array", "items": {"enum": list(HOOK_KINDS)}, "uniqueItems": True},
     },
 }
 
@@ -102,6 +112,7 @@ class RealtimePlugin(Plugin):
                 "presenceTtlSeconds": _POSITIVE,
                 "limits": limits_schema(),
                 "history": history_caps_schema(),
+                "hooks": hooks_schema(),
             },
         }
 
@@ -143,6 +154,37 @@ class RealtimePlugin(Plugin):
                 where = child_path(child_path("$.realtime.channels", pattern), "auth")
                 warnings.append((where, f'"auth": false never holds: {why}'))
         return warnings
+
+    async def app_errors(self, app: App, js: JsEngineLike) -> list[tuple[str, str]]:
+        """Every hook a channel rule names that ``api/_realtime.js`` does not export
+        (one error per rule and function), or the module failing to load."""
+        rules = app.section("realtime").get("channels")
+        named: list[tuple[str, str]] = []  # (json path of the kind, function)
+        for pattern, spec in (rules if isinstance(rules, Mapping) else {}).items():
+            kinds = spec.get("hooks") if isinstance(spec, Mapping) else None
+            for index, kind in enumerate(kinds if isinstance(kinds, list) else ()):
+                where = f"{child_path(child_path('$.realtime.channels', pattern), 'hooks')}"
+                for function in HOOK_FUNCTIONS.get(kind, ()):
+                    named.append((child_path(where, index), function))
+        if not named:
+            return []
+        api_root = app.root / "api"
+        listed = await js.module_functions(
+            HostCallContext(app=app), api_root / HOOK_MODULE, api_root
+        )
+        module = f"api/{HOOK_MODULE}"
+        if listed.outcome == "missing":
+            return [
+                (where, f"{module} does not exist (it must export {fn})") for where, fn in named
+            ]
+        if listed.outcome == "failed":
+            return [("$.realtime.channels", f"{module} fails to load: {listed.error}")]
+        exported = set(listed.value or ())
+        return [
+            (where, f"{module} does not export {function}")
+            for where, function in named
+            if function not in exported
+        ]
 
     # -- what the kernel serves ----------------------------------------------------
     def routes(self) -> list[PluginRoute]:
@@ -201,20 +243,24 @@ class RealtimePlugin(Plugin):
             heartbeat=policy,
             notify=self._notify,
             history_caps=HistoryCaps(**self._settings.get("history", {})),
+            hook_caller=JsHookCaller(kernel.js),
+            hook_settings=HookSettings.from_config(self._settings.get("hooks")),
+            find_app=kernel.app_by_uuid,
         )
         await core.start()
         self._core = core
         self._endpoint = Endpoint(
             verify_token=kernel.tokens.verify,
             admit=core.admission.admit,
-            connect=core.commands.connect,
+            connect=core.connect,
             receive=core.commands.handle,
             disconnected=lambda session: core.tasks.spawn(core.commands.disconnect(session)),
             max_message_bytes=lambda app: core.hub.limits_for(app).max_message_bytes,
             queue_size=self.outgoing_queue_size,
             coalescer=WriteCoalescer(),
+            inline=core.backplane.runs_inline,
         )
-        self._scan_timer = ScanTimer(core.scanner.scan, scan_period(policy))
+        self._scan_timer = ScanTimer(core.scanner.scan, core.scanner.period)
         self._scan_timer.start()
         gc.freeze()
 

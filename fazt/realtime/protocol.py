@@ -44,6 +44,8 @@ RATE_LIMITED: Final = "rate_limited"
 HISTORY_DISABLED: Final = "history_disabled"
 HISTORY_UNRECOVERABLE: Final = "history_unrecoverable"
 HISTORY_UNAVAILABLE: Final = "history_unavailable"
+#: The app's ``onPublish`` hook refused a client message (or failed: it fails closed).
+REJECTED: Final = "rejected"
 
 ERROR_CODES: Final = frozenset(
     {
@@ -60,6 +62,7 @@ ERROR_CODES: Final = frozenset(
         HISTORY_DISABLED,
         HISTORY_UNRECOVERABLE,
         HISTORY_UNAVAILABLE,
+        REJECTED,
     }
 )
 

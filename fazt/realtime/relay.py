@@ -6,6 +6,7 @@ from typing import Any
 
 from fazt.realtime import protocol
 from fazt.realtime.backplane.history import StreamPosition
+from fazt.realtime.hooks import Hooks
 from fazt.realtime.hub import Hub
 from fazt.realtime.membership import Membership
 from fazt.realtime.tasks import Tasks
@@ -18,10 +19,11 @@ class BackplaneRelay:
     messages are fanned out at once, announcements run as background tasks.
     """
 
-    def __init__(self, hub: Hub, membership: Membership, tasks: Tasks) -> None:
+    def __init__(self, hub: Hub, membership: Membership, tasks: Tasks, hooks: Hooks) -> None:
         self._hub = hub
         self._membership = membership
         self._tasks = tasks
+        self._hooks = hooks
 
     def deliver_channel(self, app_uuid: str, channel: str, payload: bytes) -> None:
         self._hub.deliver_channel(app_uuid, channel, payload)
@@ -47,3 +49,7 @@ class BackplaneRelay:
         # just replaced the dead one often wins the sweep): the other nodes'
         # subscribers must still hear the leave.
         self._tasks.spawn(self._membership.left(app_uuid, channel, member))
+
+    def channel_vacated(self, app_uuid: str, channel: str) -> None:
+        # Only the app's onVacated hook cares: no client was told the channel existed.
+        self._hooks.channel_vacated(app_uuid, channel)

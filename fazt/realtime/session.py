@@ -12,6 +12,7 @@ that finds due pings, timeouts and token expiries.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 
@@ -70,6 +71,7 @@ class Session:
         "_rate_tokens",
         "_rate_warned_at",
         "app_uuid",
+        "check_at",
         "claims",
         "client_id",
         "closed",
@@ -77,6 +79,7 @@ class Session:
         "last_activity",
         "next_ping_at",
         "ping_sent_at",
+        "rescan",
         "send",
         "subscriptions",
         "token_expires_at",
@@ -109,6 +112,10 @@ class Session:
         self.last_activity = now
         self.next_ping_at = now + ping_interval
         self.ping_sent_at: float | None = None
+        #: When the scan will next look at this session (None: not filed, or being looked at).
+        self.check_at: float | None = None
+        #: Set by the scan: files the session again when a deadline moves earlier.
+        self.rescan: Callable[[Session], None] | None = None
         # One float object for the three (floats are immutable; 48 bytes a session).
         rate = float(messages_per_second)
         self._rate_capacity = self._rate_per_second = self._rate_tokens = rate
@@ -124,6 +131,14 @@ class Session:
     def authenticate(self, claims: dict[str, Any], expires_at: float | None) -> None:
         self.claims = claims
         self.token_expires_at = expires_at
+        check_at = self.check_at
+        if (
+            expires_at is not None
+            and check_at is not None
+            and expires_at < check_at
+            and self.rescan is not None
+        ):
+            self.rescan(self)  # the token expires before the scan would look again
 
     def drop_auth(self) -> None:
         self.claims = None
@@ -182,3 +197,25 @@ class Session:
         if self.ping_sent_at is None and now >= self.next_ping_at:
             return Due.PING
         return _NOTHING
+
+    def next_check(self, now: float, policy: HeartbeatPolicy) -> float:
+        """When ``due`` may next answer something other than NOTHING, if nothing else
+        happens (activity and pongs only make it later; see ``authenticate``).
+
+        The idle deadline counts even for a subscribed client, so that a client
+        whose subscriptions the server dropped is looked at within one idle
+        timeout, without the hub telling the scan.
+        """
+        if self.ping_sent_at is not None:
+            at = self.ping_sent_at + policy.pong_timeout
+        else:
+            at = self.next_ping_at
+        idle = self.last_activity + policy.idle_timeout
+        if idle <= now:
+            idle = now + policy.idle_timeout  # subscribed and long quiet: not idle
+        if idle < at:
+            at = idle
+        expires = self.token_expires_at
+        if expires is not None and expires < at:
+            at = expires
+        return at

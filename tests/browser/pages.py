@@ -67,7 +67,28 @@ class ChatPage(ExamplePage):
         expect(self.page.locator("#dm-message")).to_have_value("")
 
     def message(self, text: str) -> Locator:
-        return self.page.locator("#messages li", has_text=text)
+        return self.page.locator("#messages li:not(.system)", has_text=text)
+
+    @property
+    def chat_lines(self) -> Locator:
+        """The room's messages, without the system lines of joins and leaves."""
+        return self.page.locator("#messages li:not(.system)")
+
+    def system_line(self, text: str) -> Locator:
+        return self.page.locator("#messages li.system", has_text=text)
+
+    def shown_offsets(self) -> list[int]:
+        """The offsets of the room's lines on screen, top to bottom (a page's own
+        messages carry none: the server never echoes them)."""
+        offsets: list[int] = self.page.locator("#messages li").evaluate_all(
+            "items => items.filter((item) => item.dataset.offset)"
+            ".map((item) => Number(item.dataset.offset))"
+        )
+        return offsets
+
+    @property
+    def error(self) -> Locator:
+        return self.page.locator("#error")
 
     def dm(self, text: str) -> Locator:
         return self.page.locator("#dms li", has_text=text)

@@ -51,10 +51,10 @@ def chat_scene(browser: Browser, server: ExamplesServer, out: Path, suffix: str 
         alice.expect_members("alice", "bob", "carol")
         alice.say("Hi everyone! The demo runs on fazt realtime.")
         bob.say("Hello Alice, I see you in the Online list.")
-        carol.say("Messages go through api/chat.js and fazt.realtime.broadcast.")
+        carol.say("Each message is checked by the onPublish hook in api/_realtime.js.")
         bob.direct_message("alice", "This one is private: only you get it.")
         expect(alice.dm("only you get it")).to_be_visible()
-        expect(alice.message("fazt.realtime.broadcast")).to_be_visible()
+        expect(alice.message("onPublish hook")).to_be_visible()
         target = out / f"chat{suffix}.png"
         alice.page.screenshot(path=str(target))
         return target

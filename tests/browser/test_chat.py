@@ -98,16 +98,20 @@ def test_rooms_are_separate_channels_with_their_own_presence(
 
     alice.expect_members("alice")  # Bob left general's presence channel...
     bob.expect_members("bob")  # ...and is alone in random
-    # Each say() returns once the server accepted the post, and one connection
-    # gets its frames in order: had a page received the other room's earlier
-    # message, it would be on screen before the page's own later one.
+    # A page shows its own message at once; the others get it after the hook's
+    # verdict, in order on each connection: had a page received the other room's
+    # message, it would be on screen before the marker that follows it.
     bob.say("random 1")
     alice.say("general 1")
     bob.say("random 2")
-    expect(alice.message("general 1")).to_be_visible()
+    alice.say("general marker")
     expect(bob.message("random 2")).to_be_visible()
-    expect(alice.page.locator("#messages li")).to_have_count(1)
-    expect(bob.page.locator("#messages li")).to_have_count(2)
+    expect(alice.message("general marker")).to_be_visible()
+    expect(alice.chat_lines).to_have_count(2)
+    expect(bob.chat_lines).to_have_count(2)
+    # The presence hooks post "joined"/"left" lines into each room.
+    expect(alice.system_line("Bob left")).to_be_visible()
+    expect(bob.system_line("Bob joined")).to_be_visible()
 
 
 def test_clicking_someone_online_sends_them_a_direct_message(
@@ -222,13 +226,17 @@ def test_a_page_back_from_offline_shows_what_it_missed_once_and_in_order(
 
     bob.expect_status("connected", RECONNECT_TIMEOUT_MS)
     expect(bob.message("while away 3")).to_be_visible()
-    texts = bob.page.locator("#messages li .text").all_inner_texts()
+    texts = bob.chat_lines.locator(".text").all_inner_texts()
     assert texts == ["before the blip", "while away 1", "while away 2", "while away 3"]
     expect(bob.page.locator("#notice")).to_have_text("")  # everything was recovered
     assert "reconnecting" in bob.status_history()
     alice.say("after the blip")
     expect(bob.message("after the blip")).to_be_visible()
-    expect(bob.page.locator("#messages li")).to_have_count(5)
+    expect(bob.chat_lines).to_have_count(5)
+    # The "joined"/"left" lines are publications on the room too: recovered or
+    # live, each is on screen once, in offset order among the messages.
+    expect(bob.system_line("Bob joined")).not_to_have_count(0)
+    assert bob.shown_offsets() == sorted(set(bob.shown_offsets()))
 
 
 def test_joining_a_room_shows_its_last_messages(
@@ -243,13 +251,19 @@ def test_joining_a_room_shows_its_last_messages(
     bob = ChatPage(new_page("bob")).open(url).sign_in("Bob")  # joins "general" after them
 
     expect(bob.message("earlier 3")).to_be_visible()
-    texts = bob.page.locator("#messages li .text").all_inner_texts()
+    texts = bob.chat_lines.locator(".text").all_inner_texts()
     assert texts == ["earlier 1", "earlier 2", "earlier 3"]
+    # Alice's "joined" line was published on the room before Bob came: history.
+    expect(bob.system_line("Alice joined")).to_have_count(1)
+    expect(bob.system_line("Bob joined")).to_have_count(1)
+    assert bob.shown_offsets() == sorted(set(bob.shown_offsets()))
     expect(bob.page.locator("#notice")).to_have_text("")
     bob.switch_room("random")
-    expect(bob.page.locator("#messages li")).to_have_count(0)
+    expect(bob.system_line("Bob joined")).to_have_count(1)
+    expect(bob.chat_lines).to_have_count(0)
     bob.switch_room("general")
-    expect(bob.page.locator("#messages li")).to_have_count(3)
+    expect(bob.chat_lines).to_have_count(3)
+    expect(bob.system_line("Bob left")).to_have_count(1)  # from general, while in random
 
 
 EMPTY_TEXT = "el => getComputedStyle(el, '::before').content"

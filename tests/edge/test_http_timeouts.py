@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,7 @@ import tornado.httpserver
 from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection
 
 from fazt.config import ConfigError, KernelConfig
-from fazt.edge.server import EdgeSettings
+from fazt.edge.server import LISTEN_BACKLOG, EdgeSettings, bind_listeners
 from tests.edge.rawhttp import FULL_HEAD, HALF_HEAD, RawConnection
 from tests.harness import make_app, running_kernel
 
@@ -114,3 +117,31 @@ def test_the_tornado_seams_the_edge_server_relies_on() -> None:
     # ...through parameters that each request connection holds publicly.
     assert "params" in HTTP1Connection.__init__.__code__.co_names
     assert "stream" in HTTP1ServerConnection.__init__.__code__.co_names
+
+
+def test_listeners_queue_a_reconnect_storm() -> None:
+    # Thousands of clients reconnect at once after a restart: a short backlog
+    # drops their SYNs and each pays a retransmit second. Nothing accepts here,
+    # so every connection that completes its handshake sits in the backlog.
+    assert LISTEN_BACKLOG >= 1024
+    listeners = bind_listeners(0, "127.0.0.1")
+    clients: list[socket.socket] = []
+    try:
+        port = listeners[0].getsockname()[1]
+        for _ in range(400):
+            client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            client.setblocking(False)
+            clients.append(client)
+            client.connect_ex(("127.0.0.1", port))
+        deadline = time.monotonic() + 0.5  # well before a SYN retransmit (1 s)
+        connected: set[socket.socket] = set()
+        while len(connected) < len(clients) and time.monotonic() < deadline:
+            _, writable, _ = select.select([], [c for c in clients if c not in connected], [], 0.05)
+            connected.update(
+                c for c in writable if c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+            )
+        # Tornado's default backlog (128) would queue at most 129 of them.
+        assert len(connected) == len(clients)
+    finally:
+        for sock in clients + listeners:
+            sock.close()

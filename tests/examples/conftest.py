@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from tests.examples.clients import AppClient
 from tests.harness import running_kernel
@@ -17,7 +18,9 @@ EXAMPLES_DIR = Path(
 
 
 @asynccontextmanager
-async def examples_kernel(data_dir: Path) -> AsyncIterator[tuple[AppClient, AppClient]]:
-    """``examples/`` on a fresh kernel: (chat, live-poll) clients."""
-    async with running_kernel(EXAMPLES_DIR, data_dir=data_dir) as kernel:
+async def examples_kernel(
+    data_dir: Path, config: Mapping[str, Any] | None = None
+) -> AsyncIterator[tuple[AppClient, AppClient]]:
+    """``examples/`` on a fresh kernel (``config``: its kernel config): (chat, live-poll)."""
+    async with running_kernel(EXAMPLES_DIR, data_dir=data_dir, config=config) as kernel:
         yield AppClient(kernel.port, "chat"), AppClient(kernel.port, "live-poll")

@@ -1,44 +1,40 @@
-"""Real socket pairs under Tornado ``IOStream``s, and a transport on one without a server."""
+"""Real socket pairs, and fazt's write path on one end without a server."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
-from typing import Any
 
-import tornado.iostream
-
-from fazt.realtime.transport import TornadoTransport, WriteCoalescer
+from fazt.realtime.transport import SocketTransport, WriteCoalescer
 
 
-class FakeWebSocket:
-    """Just what ``tornado_internals.stream_parts`` reads from a ``WebSocketProtocol13``."""
-
-    def __init__(self, stream: tornado.iostream.IOStream) -> None:
-        self.stream = stream
-        self.server_terminated = False
-
-
-class FakeHandler:
-    """A handler holding a ``FakeWebSocket``; records the close the transport asks for."""
-
-    def __init__(self, stream: tornado.iostream.IOStream) -> None:
-        self.ws_connection = FakeWebSocket(stream)
-        self.closed_with: tuple[int, str] | None = None
-
-    def close(self, code: int, reason: str) -> None:
-        self.closed_with = (code, reason)
-
-
-def socket_stream(sndbuf: int = 4096) -> tuple[tornado.iostream.IOStream, socket.socket]:
-    """An ``IOStream`` on one end of a socket pair with small buffers, and the other end."""
+def socket_pair(sndbuf: int = 4096) -> tuple[socket.socket, socket.socket]:
+    """A connected pair with small buffers: (the server's end, the peer's end)."""
     server, client = socket.socketpair()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
     client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, sndbuf)
     server.setblocking(False)
-    return tornado.iostream.IOStream(server), client
+    return server, client
 
 
-def transport_on(stream: tornado.iostream.IOStream, queue: int) -> tuple[TornadoTransport, Any]:
-    """A ``TornadoTransport`` writing to ``stream``, and its ``FakeHandler``."""
-    handler = FakeHandler(stream)
-    return TornadoTransport(handler, queue, WriteCoalescer()), handler  # type: ignore[arg-type]
+def transport_on(sock: socket.socket, queue: int) -> SocketTransport:
+    """A ``SocketTransport`` writing to ``sock``."""
+    return SocketTransport(sock, queue, WriteCoalescer())
+
+
+async def read_until(peer: socket.socket, size: int, seconds: float = 5.0) -> bytes:
+    """Read from ``peer`` (non-blocking) until ``size`` bytes, EOF or ``seconds``."""
+    peer.setblocking(False)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    received = b""
+    while len(received) < size and loop.time() < deadline:
+        try:
+            chunk = peer.recv(1 << 16)
+        except BlockingIOError:
+            await asyncio.sleep(0.001)
+            continue
+        if not chunk:
+            break
+        received += chunk
+    return received

@@ -97,9 +97,9 @@ class _SlowRegistry(MemoryRegistry):
 
     async def add_subscription(
         self, app_uuid: str, channel: str, client_id: str, info: dict[str, Any]
-    ) -> None:
+    ) -> bool:
         await asyncio.sleep(0.01)
-        await super().add_subscription(app_uuid, channel, client_id, info)
+        return await super().add_subscription(app_uuid, channel, client_id, info)
 
 
 @pytest.mark.gen_test

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fazt.realtime.transport import TornadoTransport
+from fazt.realtime.connection import WebSocketConnection
 from tests.realtime.wsclient import (
     masked_text_frame,
     parse_server_frames,
@@ -69,7 +69,7 @@ async def test_slow_consumer_is_closed_4101_and_others_unaffected(tmp_path: Path
             session = rt.plugin.hub.session(app.uuid, client_id)
             assert session is not None
             transport = session.transport
-            assert isinstance(transport, TornadoTransport)
+            assert isinstance(transport, WebSocketConnection)
 
             # Publish while the slow client reads nothing; the queue never passes its bound.
             max_queued = 0

@@ -1,6 +1,6 @@
-"""The fast write path against real sockets: coalescing, order, bounds, broken peers.
+"""The write path against real sockets: coalescing, order, bounds, broken peers, the close.
 
-The Tornado internals it relies on are pinned in ``test_tornado_internals.py``.
+The Tornado internals the upgrade relies on are pinned in ``test_tornado_internals.py``.
 """
 
 from __future__ import annotations
@@ -10,15 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from fazt.realtime.frames import close_frame, pong_frame
 from fazt.realtime.protocol import text_frame
-from tests.realtime.streams import socket_stream, transport_on
-from tests.realtime.wsclient import realtime_kernel
+from fazt.realtime.transport import SocketTransport, WriteCoalescer
+from tests.realtime.streams import read_until, socket_pair, transport_on
+from tests.realtime.wsclient import parse_server_frames, realtime_kernel
 
 
 @pytest.mark.gen_test
 async def test_short_writes_queue_exactly_the_tail_and_keep_order() -> None:
-    stream, peer = socket_stream()
-    transport, handler = transport_on(stream, queue=10_000)
+    sock, peer = socket_pair()
+    transport = transport_on(sock, queue=10_000)
     frames = [text_frame(b'{"n":%d,"pad":"%s"}' % (i, b"y" * 3000)) for i in range(200)]
     for index, frame in enumerate(frames):
         transport.send_frame(frame)
@@ -26,57 +28,57 @@ async def test_short_writes_queue_exactly_the_tail_and_keep_order() -> None:
             await asyncio.sleep(0)  # end of a loop turn: the coalesced writes go out
     await asyncio.sleep(0)
     assert transport.queued > 0  # the socket buffer filled up: later frames were queued
-    assert handler.closed_with is None
     expected = b"".join(frames)
-    peer.setblocking(False)
-    received = b""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 5
-    while len(received) < len(expected) and loop.time() < deadline:
-        try:
-            received += peer.recv(1 << 16)
-        except BlockingIOError:
-            await asyncio.sleep(0.001)
+    received = await read_until(peer, len(expected))
     assert received == expected  # byte-exact: no frame lost, duplicated or reordered
-    assert transport.queued == 0
-    stream.close()
+    for _ in range(100):
+        if not transport.queued:
+            break
+        await asyncio.sleep(0.001)
+    assert transport.queued == 0 and not transport.closing
+    transport.abort()
     peer.close()
 
 
 @pytest.mark.gen_test
 async def test_full_queue_closes_4101_and_stays_bounded() -> None:
-    stream, peer = socket_stream()
-    transport, handler = transport_on(stream, queue=5)
+    sock, peer = socket_pair()
+    transport = transport_on(sock, queue=5)
     frame = text_frame(b"z" * 8000)
+    most_queued = 0
     for _ in range(100):
         transport.send_frame(frame)
         await asyncio.sleep(0)
-    assert handler.closed_with == (4101, "slow consumer")
-    assert transport.closing and transport.queued <= 5
-    assert len(transport._buffer) <= 5 * len(frame)
-    stream.close()
+        most_queued = max(most_queued, transport.queued)
+        assert sum(len(chunk) for chunk, _ in transport._backlog or ()) <= 5 * len(frame) + 200
+    assert transport.closing and most_queued <= 5
+    # The reader finds whole frames in order, then the close frame with 4101.
+    frames, rest = parse_server_frames(await read_until(peer, 1 << 20, seconds=1.0))
+    assert frames[-1] == (0x8, close_frame(4101, "slow consumer")[2:])
+    assert all(item == (0x1, frame[4:]) for item in frames[:-1]) and not rest
+    transport.abort()
     peer.close()
 
 
 @pytest.mark.gen_test
 async def test_broken_pipe_closes_quietly() -> None:
-    stream, peer = socket_stream()
-    transport, _ = transport_on(stream, queue=5)
+    sock, peer = socket_pair()
+    transport = transport_on(sock, queue=5)
     peer.close()
     for _ in range(3):
         transport.send_frame(text_frame(b"{}"))  # EPIPE/ECONNRESET: no exception, no SIGPIPE
         await asyncio.sleep(0)
     assert transport.closing
     await asyncio.sleep(0)
-    assert stream.closed()
+    assert sock.fileno() == -1  # released: the socket is closed
     transport.send_frame(text_frame(b"{}"))  # after close: a no-op
     transport.abort()
 
 
 @pytest.mark.gen_test
 async def test_a_turn_never_holds_more_than_a_queue_of_frames() -> None:
-    stream, peer = socket_stream(sndbuf=1 << 20)
-    transport, handler = transport_on(stream, queue=4)
+    sock, peer = socket_pair(sndbuf=1 << 20)
+    transport = transport_on(sock, queue=4)
     frames = [text_frame(b'{"n":%d}' % i) for i in range(6)]
     for frame in frames:
         transport.send_frame(frame)
@@ -86,15 +88,15 @@ async def test_a_turn_never_holds_more_than_a_queue_of_frames() -> None:
     assert peer.recv(1000) == b"".join(frames[:4])
     await asyncio.sleep(0)
     assert peer.recv(1000) == b"".join(frames[4:])
-    assert handler.closed_with is None
+    assert not transport.closing
     transport.abort()
     peer.close()
 
 
 @pytest.mark.gen_test
 async def test_one_turn_is_one_write_and_close_flushes_first() -> None:
-    stream, peer = socket_stream(sndbuf=1 << 20)
-    transport, handler = transport_on(stream, queue=10)
+    sock, peer = socket_pair(sndbuf=1 << 20)
+    transport = transport_on(sock, queue=10)
     frames = [text_frame(b'{"n":%d}' % i) for i in range(5)]
     for frame in frames:
         transport.send_frame(frame)
@@ -105,13 +107,41 @@ async def test_one_turn_is_one_write_and_close_flushes_first() -> None:
     assert peer.recv(1000) == b"".join(frames)  # one coalesced write, in order
     transport.send_frame(frames[0])
     transport.close(4003, "kicked")  # the pending frame goes out before the close
-    assert peer.recv(1000) == frames[0]
-    assert handler.closed_with == (4003, "kicked")
+    assert peer.recv(1000) == frames[0] + close_frame(4003, "kicked")
     transport.send_frame(frames[1])
+    transport.close(4101, "again")  # one close frame only
     await asyncio.sleep(0)
     with pytest.raises(BlockingIOError):
         peer.recv(100)  # nothing after the close
-    stream.close()
+    transport.abort()
+    peer.close()
+
+
+class _QuickToGiveUp(SocketTransport):
+    close_timeout = 0.05
+
+
+@pytest.mark.gen_test
+async def test_the_closing_handshake_times_out_into_a_release() -> None:
+    sock, peer = socket_pair()
+    transport = _QuickToGiveUp(sock, 10, WriteCoalescer())
+    transport.close(1000, "")
+    assert peer.recv(100) == close_frame(1000, "")
+    await asyncio.sleep(0.1)
+    assert sock.fileno() == -1 and peer.recv(100) == b""  # the peer never answered: dropped
+    peer.close()
+
+
+@pytest.mark.gen_test
+async def test_unsent_upgrade_bytes_go_first_and_control_frames_keep_their_place() -> None:
+    sock, peer = socket_pair(sndbuf=1 << 20)
+    transport = SocketTransport(sock, 10, WriteCoalescer(), unsent=b"HTTP/1.1 101 ...\r\n\r\n")
+    transport.send_frame(text_frame(b"{}"))
+    transport._write_control(pong_frame(b"p"))
+    peer.setblocking(False)
+    await asyncio.sleep(0.01)
+    assert peer.recv(1000) == b"HTTP/1.1 101 ...\r\n\r\n" + text_frame(b"{}") + pong_frame(b"p")
+    transport.abort()
     peer.close()
 
 

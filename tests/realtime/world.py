@@ -48,7 +48,7 @@ class World:
         self, app: App, claims: dict[str, Any] | None = None
     ) -> tuple[Session, FakeTransport]:
         transport = FakeTransport()
-        session = await self.core.commands.connect(app, transport, claims)
+        session = await self.core.connect(app, transport, claims)
         return session, transport
 
     async def send(self, session: Session, message: Any) -> None:
@@ -65,7 +65,9 @@ async def make_world(
     limits: Limits | None = None,
     heartbeat: HeartbeatPolicy | None = None,
     backplane: Backplane | None = None,
+    **core_options: Any,
 ) -> World:
+    """A started core; ``core_options`` go to ``RealtimeCore`` (hooks, for instance)."""
     clock = Clock()
     notes: list[tuple[str, str | None]] = []
     core = RealtimeCore(
@@ -75,6 +77,7 @@ async def make_world(
         heartbeat=heartbeat,
         notify=lambda name, _m, app, _d: notes.append((name, app)),
         clocks=Clocks(monotonic=clock, wall_ms=lambda: 42),
+        **core_options,
     )
     await core.start()
     return World(core, clock, notes)

@@ -45,6 +45,19 @@ class Backplane:
     def node_id(self) -> str:
         return self.bus.node_id
 
+    @property
+    def runs_inline(self) -> bool:
+        """True when no call to this backplane ever waits on I/O or needs a Task (the
+        in-memory one): a command that uses it may run to its end without a Task.
+
+        The in-memory history store numbers, appends and reads without waiting
+        on anything, so it keeps a memory backplane inline."""
+        return (
+            isinstance(self.bus, MemoryBus)
+            and isinstance(self.registry, MemoryRegistry)
+            and isinstance(self.history, MemoryHistoryStore)
+        )
+
     async def start(self, bus_handler: BusHandler, registry_handler: RegistryHandler) -> None:
         """Join the registry, then the bus, then open the history store; a failure leaves
         none of them started."""

@@ -3,6 +3,9 @@
 Every registry update is one Lua script, so it is atomic: a presence join, for
 instance, records the connection, bumps the user's connection count and adds
 the member in one step, and two nodes can never both see "first connection".
+In the same way a subscription's add and remove say whether the channel got
+its first subscriber or lost its last one, cluster-wide, and a held vacancy
+is cancelled by the add that ends it.
 
 Key layout (``P`` is the prefix, ``A`` an app uuid, ``N`` a node id, ``C`` a
 channel name; app uuids and node ids never contain ``:``, so apps cannot reach
@@ -15,6 +18,7 @@ each other's keys whatever their channel names are)::
     P:app:A:conns                hash  client id -> owner node id
     P:app:A:chans                set   channels with at least one subscriber
     P:app:A:ch:C:subs            hash  client id -> "N <subscriber info JSON>"
+    P:app:A:vac:C                str   the node holding C's vacancy (no subscriber left)
     P:app:A:pr:C:conns           hash  client id -> "N <user id>"
     P:app:A:pr:C:users           hash  user id -> live connection count
     P:app:A:pr:C:members         hash  user id -> member JSON
@@ -23,6 +27,7 @@ each other's keys whatever their channel names are)::
     P:app:A:node:N:conns         set   N's client ids (for the sweeper)
     P:app:A:node:N:subs          set   N's subscriptions, as index entries
     P:app:A:node:N:pres          set   N's presence connections, as index entries
+    P:app:A:node:N:vac           set   channels whose vacancy N holds
     P:app:A:history:C            stream  channel C's publications: fields o (offset), p (JSON)
     P:app:A:history-meta:C       hash  top (latest offset), epoch
 
@@ -79,15 +84,42 @@ local function drop_connection(app, node, client)
   redis.call('SREM', a .. ':node:' .. node .. ':conns', client)
 end
 
+-- Returns true when this removed the channel's last subscriber.
 local function drop_subscription(app, node, channel, client)
   local a = akey(app)
   local k = a .. ':ch:' .. channel .. ':subs'
   local value = redis.call('HGET', k, client)
+  local emptied = false
   if value and split(value) == node then
     redis.call('HDEL', k, client)
-    if redis.call('HLEN', k) == 0 then redis.call('SREM', a .. ':chans', channel) end
+    if redis.call('HLEN', k) == 0 then
+      redis.call('SREM', a .. ':chans', channel)
+      emptied = true
+    end
   end
   redis.call('SREM', a .. ':node:' .. node .. ':subs', idx(client, channel))
+  return emptied
+end
+
+-- Removes the channel's held vacancy; returns the node that held it, or false.
+local function drop_vacancy(app, channel)
+  local a = akey(app)
+  local holder = redis.call('GET', a .. ':vac:' .. channel)
+  if not holder then return false end
+  redis.call('DEL', a .. ':vac:' .. channel)
+  redis.call('SREM', a .. ':node:' .. holder .. ':vac', channel)
+  return holder
+end
+
+-- Ends node's held vacancy: true when node held it and the channel is still empty.
+local function settle_vacancy(app, node, channel)
+  local a = akey(app)
+  if redis.call('GET', a .. ':vac:' .. channel) ~= node then
+    redis.call('SREM', a .. ':node:' .. node .. ':vac', channel)
+    return false
+  end
+  drop_vacancy(app, channel)
+  return redis.call('HLEN', a .. ':ch:' .. channel .. ':subs') == 0
 end
 
 -- Returns the member JSON when this was the user's last connection, else false.
@@ -109,10 +141,13 @@ local function drop_presence(app, node, channel, client)
   return member
 end
 
--- Removes everything node registered; returns {app, channel, member, ...} for
--- every presence member whose last connection was on that node.
+-- Removes everything node registered. Returns two lists: {app, channel, member,
+-- ...} for every presence member whose last connection was on that node, and
+-- {app, channel, ...} for every channel it leaves without subscribers (its last
+-- subscriptions, or a vacancy it held).
 local function purge(node)
   local out = {}
+  local vacated = {}
   local apps_key = p .. ':node:' .. node .. ':apps'
   for _, app in ipairs(redis.call('SMEMBERS', apps_key)) do
     local a = akey(app)
@@ -122,7 +157,16 @@ local function purge(node)
     end
     for _, entry in ipairs(redis.call('SMEMBERS', nk .. ':subs')) do
       local client, channel = unidx(entry)
-      if client then drop_subscription(app, node, channel, client) end
+      if client and drop_subscription(app, node, channel, client) then
+        vacated[#vacated + 1] = app
+        vacated[#vacated + 1] = channel
+      end
+    end
+    for _, channel in ipairs(redis.call('SMEMBERS', nk .. ':vac')) do
+      if settle_vacancy(app, node, channel) then
+        vacated[#vacated + 1] = app
+        vacated[#vacated + 1] = channel
+      end
     end
     for _, entry in ipairs(redis.call('SMEMBERS', nk .. ':pres')) do
       local client, channel = unidx(entry)
@@ -135,10 +179,10 @@ local function purge(node)
         end
       end
     end
-    redis.call('DEL', nk .. ':conns', nk .. ':subs', nk .. ':pres')
+    redis.call('DEL', nk .. ':conns', nk .. ':subs', nk .. ':pres', nk .. ':vac')
   end
   redis.call('DEL', apps_key)
-  return out
+  return out, vacated
 end
 """
 
@@ -154,17 +198,21 @@ return redis.call('SADD', p .. ':nodes', ARGV[2])
 
 #: ARGV: prefix, calling node. Claims and purges every registered node whose
 #: liveness key expired. Atomic, so each dead node is reported exactly once.
+#: Returns {{app, channel, member, ...}, {app, channel, ...}}: the presence
+#: members that left and the channels left without subscribers.
 SWEEP = (
     _PRELUDE
     + r"""
-local out = {}
+local out, vacated = {}, {}
 for _, node in ipairs(redis.call('SMEMBERS', p .. ':nodes')) do
   if node ~= ARGV[2] and redis.call('EXISTS', p .. ':node:' .. node) == 0 then
     redis.call('SREM', p .. ':nodes', node)
-    for _, item in ipairs(purge(node)) do out[#out + 1] = item end
+    local left, emptied = purge(node)
+    for _, item in ipairs(left) do out[#out + 1] = item end
+    for _, item in ipairs(emptied) do vacated[#vacated + 1] = item end
   end
 end
-return out
+return {out, vacated}
 """
 )
 
@@ -224,25 +272,47 @@ return total
 """
 )
 
-#: ARGV: prefix, app, node, channel, client, info JSON.
+#: ARGV: prefix, app, node, channel, client, info JSON. Returns 1 when this is
+#: the channel's first subscriber and no vacancy of it was held (else 0; a held
+#: vacancy is cancelled).
 ADD_SUBSCRIPTION = (
     _PRELUDE
     + r"""
 local a = akey(ARGV[2])
-redis.call('HSET', a .. ':ch:' .. ARGV[4] .. ':subs', ARGV[5], ARGV[3] .. ' ' .. ARGV[6])
+local k = a .. ':ch:' .. ARGV[4] .. ':subs'
+local was_empty = redis.call('HLEN', k) == 0
+redis.call('HSET', k, ARGV[5], ARGV[3] .. ' ' .. ARGV[6])
 redis.call('SADD', a .. ':chans', ARGV[4])
 redis.call('SADD', a .. ':node:' .. ARGV[3] .. ':subs', idx(ARGV[5], ARGV[4]))
 note_app(ARGV[3], ARGV[2])
+if was_empty and not drop_vacancy(ARGV[2], ARGV[4]) then return 1 end
+return 0
+"""
+)
+
+#: ARGV: prefix, app, node, channel, client, hold ("1": node holds the vacancy).
+#: Returns 1 when this removed the channel's last subscriber.
+REMOVE_SUBSCRIPTION = (
+    _PRELUDE
+    + r"""
+if not drop_subscription(ARGV[2], ARGV[3], ARGV[4], ARGV[5]) then return 0 end
+if ARGV[6] == '1' then
+  local a = akey(ARGV[2])
+  redis.call('SET', a .. ':vac:' .. ARGV[4], ARGV[3])
+  redis.call('SADD', a .. ':node:' .. ARGV[3] .. ':vac', ARGV[4])
+  note_app(ARGV[3], ARGV[2])
+end
 return 1
 """
 )
 
-#: ARGV: prefix, app, node, channel, client.
-REMOVE_SUBSCRIPTION = (
+#: ARGV: prefix, app, node, channel. Returns 1 when node held the channel's
+#: vacancy and the channel is still without subscribers.
+SETTLE_VACANCY = (
     _PRELUDE
     + r"""
-drop_subscription(ARGV[2], ARGV[3], ARGV[4], ARGV[5])
-return 1
+if settle_vacancy(ARGV[2], ARGV[3], ARGV[4]) then return 1 end
+return 0
 """
 )
 

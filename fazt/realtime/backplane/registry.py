@@ -9,8 +9,18 @@ Liveness. Every entry belongs to the node that wrote it. A node refreshes its
 liveness while it runs; a node that dies without ``stop()`` disappears from
 the registry within a bounded time (the presence TTL): a surviving node
 *sweeps* it, removing its entries, and the registry reports each presence
-member that left through ``RegistryHandler.presence_expired`` on exactly one
-surviving node.
+member that left through ``RegistryHandler.presence_expired``, and each
+channel left without subscribers through ``RegistryHandler.channel_vacated``,
+on exactly one surviving node.
+
+Occupancy. ``add_subscription`` and ``remove_subscription`` say, atomically
+across the cluster, whether they gave a channel its first subscriber or took
+its last one, so exactly one node decides each change. A node may *hold* the
+vacancy of a channel it emptied (``hold_vacancy=True``) for a while: a
+subscriber that comes back meanwhile cancels it (that add reports no first
+subscriber), and ``settle_vacancy`` later tells the holder whether the
+channel stayed empty. A vacancy held by a node that dies is settled by the
+sweep (``channel_vacated`` when the channel is still empty).
 
 Every call takes ``app_uuid`` and keeps apps apart in every key it uses; an
 unsafe app uuid raises ``ValueError`` (``key_safety``), and so does a presence
@@ -32,6 +42,14 @@ class RegistryHandler(Protocol):
         """``member`` left ``channel`` because the node holding its last connection died.
 
         Called on one surviving node only; that node announces the leave.
+        """
+
+    def channel_vacated(self, app_uuid: str, channel: str) -> None:
+        """``channel`` has no subscriber left in the cluster because the node holding
+        its last subscriptions (or a vacancy it held) died.
+
+        Called on one surviving node only, after that node's ``presence_expired``
+        reports of the same sweep.
         """
 
 
@@ -73,13 +91,32 @@ class Registry(ABC):
     @abstractmethod
     async def add_subscription(
         self, app_uuid: str, channel: str, client_id: str, info: dict[str, Any]
-    ) -> None:
+    ) -> bool:
         """Record that ``client_id`` subscribed; ``info`` is its public subscriber entry
-        ``{"clientId", "connectedAt", "metadata"}`` returned by ``subscribers``."""
+        ``{"clientId", "connectedAt", "metadata"}`` returned by ``subscribers``.
+
+        Returns True when this gave the channel its first subscriber anywhere in
+        the cluster (it is now *occupied*), atomically: of two nodes adding at
+        once, one sees True. A held vacancy of the channel is cancelled instead
+        (False: the channel never counted as vacated).
+        """
 
     @abstractmethod
-    async def remove_subscription(self, app_uuid: str, channel: str, client_id: str) -> None:
-        """Forget one subscription."""
+    async def remove_subscription(
+        self, app_uuid: str, channel: str, client_id: str, *, hold_vacancy: bool = False
+    ) -> bool:
+        """Forget one subscription; True when it was the channel's last one in the
+        cluster (it is now *vacated*), atomically.
+
+        With ``hold_vacancy`` such a vacancy is held by this node until
+        ``settle_vacancy`` (or until another node's subscribe cancels it).
+        """
+
+    @abstractmethod
+    async def settle_vacancy(self, app_uuid: str, channel: str) -> bool:
+        """End this node's held vacancy of the channel: True when the node still held
+        it and the channel is still without subscribers (announce it vacated now),
+        False when a subscriber came back meanwhile or another node holds it."""
 
     @abstractmethod
     async def subscribers(self, app_uuid: str, channel: str) -> list[dict[str, Any]]:

@@ -6,9 +6,10 @@ exactly the local ones, and no timer runs.
 Several ``MemoryRegistry``s sharing one ``MemoryRegistryStore`` behave like the
 nodes of a cluster inside one process and one IOLoop: the registry is shared,
 each node refreshes its liveness every third of the presence TTL and sweeps
-the nodes whose liveness expired, reporting their presence members on exactly
-one survivor. The conformance suite uses this to check the multi-node
-semantics without Redis; ``crash()`` simulates ``kill -9``.
+the nodes whose liveness expired, reporting their presence members and the
+channels they left empty on exactly one survivor. The conformance suite uses
+this to check the multi-node semantics without Redis; ``crash()`` simulates
+``kill -9``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,16 @@ class _UserPresence:
 
 
 @dataclass
+class SweepReport:
+    """What a sweep found: presence members that left, channels left empty."""
+
+    #: (app uuid, channel, member)
+    left: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    #: (app uuid, channel)
+    vacated: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
 class _PresenceChannel:
     """Presence on one channel. ``users`` keeps insertion order, which is join order."""
 
@@ -50,7 +61,7 @@ class MemoryRegistryStore:
 
     Everything runs on one IOLoop, so each method is atomic; ``sweep`` is the
     atomic claim that makes one survivor, and only one, report a dead node's
-    presence members.
+    presence members and vacated channels.
     """
 
     def __init__(self) -> None:
@@ -63,6 +74,8 @@ class MemoryRegistryStore:
         self._subscriptions: dict[str, dict[str, dict[str, tuple[str, Any, Any]]]] = {}
         #: app -> channel -> presence
         self._presence: dict[str, dict[str, _PresenceChannel]] = {}
+        #: app -> channel -> the node holding its vacancy
+        self._vacancies: dict[str, dict[str, str]] = {}
 
     # -- nodes --------------------------------------------------------------
     def attach(self, node: MemoryRegistry, expires_at: float) -> None:
@@ -82,29 +95,38 @@ class MemoryRegistryStore:
         """Remove a node and everything it registered, without reporting anything."""
         self._purge(node_id)
 
-    def sweep(self, now: float) -> list[tuple[str, str, dict[str, Any]]]:
-        """Remove every node whose liveness expired; return the presence members that left.
+    def sweep(self, now: float) -> SweepReport:
+        """Remove every node whose liveness expired; return the presence members that
+        left and the channels left without subscribers.
 
-        Each dead node is claimed by the first sweep that sees it, so its
-        members are returned to exactly one caller.
+        Each dead node is claimed by the first sweep that sees it, so what it
+        leaves behind is returned to exactly one caller.
         """
         dead = [node_id for node_id, expires in self._expires.items() if expires <= now]
-        left: list[tuple[str, str, dict[str, Any]]] = []
+        report = SweepReport()
         for node_id in dead:
-            left.extend(self._purge(node_id))
-        return left
+            found = self._purge(node_id)
+            report.left.extend(found.left)
+            report.vacated.extend(found.vacated)
+        return report
 
-    def _purge(self, node_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    def _purge(self, node_id: str) -> SweepReport:
         self._nodes.pop(node_id, None)
         self._expires.pop(node_id, None)
+        report = SweepReport()
         for app_uuid, clients in list(self._connections.items()):
             for client_id in [c for c, n in clients.items() if n == node_id]:
                 self.remove_connection(app_uuid, client_id)
         for app_uuid, sub_channels in list(self._subscriptions.items()):
             for channel, subs in list(sub_channels.items()):
                 for client_id in [c for c, entry in subs.items() if entry[0] == node_id]:
-                    self.remove_subscription(app_uuid, channel, client_id)
-        left: list[tuple[str, str, dict[str, Any]]] = []
+                    if self.remove_subscription(app_uuid, channel, client_id, None):
+                        report.vacated.append((app_uuid, channel))
+        for app_uuid, held in list(self._vacancies.items()):
+            for channel in [name for name, holder in held.items() if holder == node_id]:
+                if self.settle_vacancy(node_id, app_uuid, channel):
+                    report.vacated.append((app_uuid, channel))
+        left = report.left
         for app_uuid, pchannels in list(self._presence.items()):
             for channel, presence in list(pchannels.items()):
                 for client_id, (owner, user_id) in list(presence.clients.items()):
@@ -114,7 +136,7 @@ class MemoryRegistryStore:
                     member = copy.deepcopy(user.member) if user else {"id": user_id}
                     if self.presence_leave(app_uuid, channel, client_id):
                         left.append((app_uuid, channel, member))
-        return left
+        return report
 
     def is_alive(self, node_id: str) -> bool:
         node = self._nodes.get(node_id)
@@ -143,19 +165,50 @@ class MemoryRegistryStore:
 
     def add_subscription(
         self, node_id: str, app_uuid: str, channel: str, client_id: str, info: dict[str, Any]
-    ) -> None:
+    ) -> bool:
+        """Record a subscription; True when it is the channel's first (see ``Registry``)."""
         channels = self._subscriptions.setdefault(app_uuid, {})
-        channels.setdefault(channel, {})[client_id] = (node_id, *_pack_info(client_id, info))
+        subs = channels.get(channel)
+        first = not subs
+        if subs is None:
+            subs = channels[channel] = {}
+        subs[client_id] = (node_id, *_pack_info(client_id, info))
+        if first and self._drop_vacancy(app_uuid, channel) is not None:
+            return False  # a held vacancy is cancelled: the channel never counted as empty
+        return first
 
-    def remove_subscription(self, app_uuid: str, channel: str, client_id: str) -> None:
+    def remove_subscription(
+        self, app_uuid: str, channel: str, client_id: str, holder: str | None
+    ) -> bool:
+        """Forget a subscription; True when it was the channel's last one. ``holder``
+        (a node id) then holds the vacancy."""
         channels = self._subscriptions.get(app_uuid)
         if channels is None or channel not in channels:
-            return
-        channels[channel].pop(client_id, None)
-        if not channels[channel]:
-            del channels[channel]
+            return False
+        if channels[channel].pop(client_id, None) is None:
+            return False
+        if channels[channel]:
+            return False
+        del channels[channel]
         if not channels:
             del self._subscriptions[app_uuid]
+        if holder is not None:
+            self._vacancies.setdefault(app_uuid, {})[channel] = holder
+        return True
+
+    def settle_vacancy(self, node_id: str, app_uuid: str, channel: str) -> bool:
+        """End ``node_id``'s held vacancy; True when it held it and nobody came back."""
+        if self._vacancies.get(app_uuid, {}).get(channel) != node_id:
+            return False
+        self._drop_vacancy(app_uuid, channel)
+        return self.count_subscribers(app_uuid, channel) == 0
+
+    def _drop_vacancy(self, app_uuid: str, channel: str) -> str | None:
+        held = self._vacancies.get(app_uuid)
+        holder = held.pop(channel, None) if held is not None else None
+        if held is not None and not held:
+            del self._vacancies[app_uuid]
+        return holder
 
     def subscribers(self, app_uuid: str, channel: str) -> list[dict[str, Any]]:
         subs = self._subscriptions.get(app_uuid, {}).get(channel, {})
@@ -283,8 +336,11 @@ class MemoryRegistry(Registry):
             # gone; in one process this needs a loop stalled for the whole TTL.
             log.warning("registry node %s was declared dead; rejoining", self.node_id)
             self._store.attach(self, now + self._ttl)
-        for app_uuid, channel, member in self._store.sweep(now):
+        report = self._store.sweep(now)
+        for app_uuid, channel, member in report.left:
             self._report_expired(app_uuid, channel, member)
+        for app_uuid, channel in report.vacated:
+            self._report_vacated(app_uuid, channel)
         self._schedule_liveness()
 
     def _report_expired(self, app_uuid: str, channel: str, member: dict[str, Any]) -> None:
@@ -292,6 +348,12 @@ class MemoryRegistry(Registry):
         if handler is not None and not self.crashed:
             report = handler.presence_expired
             run_callback(lambda: report(app_uuid, channel, member), node_id=self.node_id)
+
+    def _report_vacated(self, app_uuid: str, channel: str) -> None:
+        handler = self._handler
+        if handler is not None and not self.crashed:
+            report = handler.channel_vacated
+            run_callback(lambda: report(app_uuid, channel), node_id=self.node_id)
 
     # -- connections ----------------------------------------------------------
     async def add_connection(self, app_uuid: str, client_id: str) -> None:
@@ -311,13 +373,19 @@ class MemoryRegistry(Registry):
     # -- subscriptions --------------------------------------------------------
     async def add_subscription(
         self, app_uuid: str, channel: str, client_id: str, info: dict[str, Any]
-    ) -> None:
-        self._store.add_subscription(
+    ) -> bool:
+        return self._store.add_subscription(
             self.node_id, check_app_uuid(app_uuid), channel, client_id, info
         )
 
-    async def remove_subscription(self, app_uuid: str, channel: str, client_id: str) -> None:
-        self._store.remove_subscription(check_app_uuid(app_uuid), channel, client_id)
+    async def remove_subscription(
+        self, app_uuid: str, channel: str, client_id: str, *, hold_vacancy: bool = False
+    ) -> bool:
+        holder = self.node_id if hold_vacancy else None
+        return self._store.remove_subscription(check_app_uuid(app_uuid), channel, client_id, holder)
+
+    async def settle_vacancy(self, app_uuid: str, channel: str) -> bool:
+        return self._store.settle_vacancy(self.node_id, check_app_uuid(app_uuid), channel)
 
     async def subscribers(self, app_uuid: str, channel: str) -> list[dict[str, Any]]:
         return self._store.subscribers(check_app_uuid(app_uuid), channel)

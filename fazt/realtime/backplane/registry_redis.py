@@ -4,9 +4,10 @@ Every update is one Lua script (see ``redis_scripts``), so it is atomic across
 nodes. Each node keeps a liveness key with a TTL (the presence TTL, 30 s by
 default) and refreshes it every third of the TTL. Every node also sweeps at
 that pace: one atomic script claims each node whose liveness key has expired,
-removes its connections, subscriptions and presence entries, and returns the
-presence members that left, so exactly one survivor reports them through
-``RegistryHandler.presence_expired``.
+removes its connections, subscriptions, presence entries and held vacancies,
+and returns the presence members that left and the channels left without
+subscribers, so exactly one survivor reports them through
+``RegistryHandler.presence_expired`` and ``channel_vacated``.
 
 Outages. Every call goes through the node's ``RedisLink`` with a local answer
 as its fallback: the registry keeps a mirror of this node's own entries, so
@@ -15,7 +16,9 @@ it (local-only figures). When the link reconnects, its reconnect hook replaces
 this node's entries in Redis with the mirror, in one MULTI/EXEC, so clients
 that left meanwhile do not linger and other nodes never see the node
 half-registered. Presence changes made during an outage are not announced on
-other nodes.
+other nodes, and first and last subscribers are then this node's own (a
+channel may be reported occupied or vacated by more than one node); held
+vacancies do not survive an outage.
 
 Corrupt registry entries are skipped and counted (``RedisLink.note_invalid``).
 """
@@ -54,6 +57,7 @@ _SCRIPTS: Final = (
     "CONNECTION_NODE",
     "ADD_SUBSCRIPTION",
     "REMOVE_SUBSCRIPTION",
+    "SETTLE_VACANCY",
     "PRESENCE_JOIN",
     "PRESENCE_LEAVE",
     "PRESENCE_MEMBERS",
@@ -208,9 +212,13 @@ class RedisRegistry(Registry):
         await self.sweep()
 
     async def sweep(self) -> None:
-        """Remove the nodes whose liveness expired and report their presence members."""
-        found: Any = await self._run("SWEEP", [self.node_id], None)
-        if not isinstance(found, list):
+        """Remove the nodes whose liveness expired and report their presence members,
+        then the channels they left without subscribers."""
+        result: Any = await self._run("SWEEP", [self.node_id], None)
+        if not isinstance(result, list) or len(result) != 2:
+            return
+        found, vacated = result
+        if not isinstance(found, list) or not isinstance(vacated, list):
             return
         for i in range(0, len(found) - 2, 3):
             try:
@@ -224,12 +232,25 @@ class RedisRegistry(Registry):
                 self.link.note_invalid("a presence member that is not an object")
                 continue
             self._report_expired(app_uuid, channel, member)
+        for i in range(0, len(vacated) - 1, 2):
+            try:
+                app_uuid, channel = vacated[i].decode(), vacated[i + 1].decode()
+            except (AttributeError, UnicodeDecodeError):
+                self.link.note_invalid("an unreadable channel of a dead node")
+                continue
+            self._report_vacated(app_uuid, channel)
 
     def _report_expired(self, app_uuid: str, channel: str, member: dict[str, Any]) -> None:
         handler = self._handler
         if handler is not None:
             report = handler.presence_expired
             run_callback(lambda: report(app_uuid, channel, member), node_id=self.node_id)
+
+    def _report_vacated(self, app_uuid: str, channel: str) -> None:
+        handler = self._handler
+        if handler is not None:
+            report = handler.channel_vacated
+            run_callback(lambda: report(app_uuid, channel), node_id=self.node_id)
 
     # -- connections ----------------------------------------------------------
     async def add_connection(self, app_uuid: str, client_id: str) -> None:
@@ -265,20 +286,36 @@ class RedisRegistry(Registry):
     # -- subscriptions --------------------------------------------------------
     async def add_subscription(
         self, app_uuid: str, channel: str, client_id: str, info: dict[str, Any]
-    ) -> None:
+    ) -> bool:
         info_json = _to_json(info, "subscriber info")
-        self._subs.setdefault((check_app_uuid(app_uuid), channel), {})[client_id] = info_json
+        subs = self._subs.setdefault((check_app_uuid(app_uuid), channel), {})
+        # While Redis is away, only this node's own subscribers can be seen.
+        first_locally = not subs
+        subs[client_id] = info_json
         args = [app_uuid, self.node_id, channel, client_id, info_json]
-        await self._run("ADD_SUBSCRIPTION", args, None)
+        result = await self._run("ADD_SUBSCRIPTION", args, None)
+        return first_locally if result is None else result == 1
 
-    async def remove_subscription(self, app_uuid: str, channel: str, client_id: str) -> None:
+    async def remove_subscription(
+        self, app_uuid: str, channel: str, client_id: str, *, hold_vacancy: bool = False
+    ) -> bool:
         key = (check_app_uuid(app_uuid), channel)
         subs = self._subs.get(key)
-        if subs is not None:
-            subs.pop(client_id, None)
-            if not subs:
-                del self._subs[key]
-        await self._run("REMOVE_SUBSCRIPTION", [app_uuid, self.node_id, channel, client_id], None)
+        last_locally = False
+        if subs is not None and subs.pop(client_id, None) is not None:
+            last_locally = not subs
+        if subs is not None and not subs:
+            del self._subs[key]
+        args = [app_uuid, self.node_id, channel, client_id, "1" if hold_vacancy else "0"]
+        result = await self._run("REMOVE_SUBSCRIPTION", args, None)
+        return last_locally if result is None else result == 1
+
+    async def settle_vacancy(self, app_uuid: str, channel: str) -> bool:
+        check_app_uuid(app_uuid)
+        # While Redis is away, the local answer: no subscriber of this node came back.
+        empty_locally = (app_uuid, channel) not in self._subs
+        result = await self._run("SETTLE_VACANCY", [app_uuid, self.node_id, channel], None)
+        return empty_locally if result is None else result == 1
 
     async def subscribers(self, app_uuid: str, channel: str) -> list[dict[str, Any]]:
         check_app_uuid(app_uuid)

@@ -6,8 +6,9 @@ registries of that backend on one shared medium (a ``MemoryRegistryStore``, a
 Redis server). Each test starts one or more nodes and checks the contract of
 ``registry.Registry``: cluster-wide counts, subscriber lists, which node holds
 a client, presence deduplicated per user across nodes, app isolation, and
+first and last subscribers decided once across nodes, held vacancies, and
 the death of a node (its entries vanish within the TTL, each presence member
-reported once on one survivor).
+and each channel it left empty reported once on one survivor).
 """
 
 from __future__ import annotations
@@ -102,6 +103,79 @@ class RegistryConformance:
         assert await a.count_channels(app) == 0
         assert await a.count_channels(other_app) == 1
 
+    # -- occupancy: first and last subscribers ------------------------------------------
+    @pytest.mark.gen_test
+    async def test_first_and_last_subscriber_are_decided_once_across_nodes(
+        self, registries: Cluster[Registry]
+    ) -> None:
+        (a, _), (b, _) = [await registries.add() for _ in range(2)]
+        app, other_app = new_app(), new_app()
+        assert await a.add_subscription(app, "room", "c1", {"clientId": "c1"}) is True
+        assert await b.add_subscription(app, "room", "c2", {"clientId": "c2"}) is False
+        # Adding the same subscription again is not a first subscriber.
+        assert await a.add_subscription(app, "room", "c1", {"clientId": "c1"}) is False
+        # Channels and apps are apart.
+        assert await b.add_subscription(app, "lobby", "c2", {"clientId": "c2"}) is True
+        assert await b.add_subscription(other_app, "room", "c9", {"clientId": "c9"}) is True
+        assert await b.remove_subscription(app, "room", "c2") is False
+        assert await a.remove_subscription(app, "room", "c1") is True
+        # Removing again, or what was never there, is not a last subscriber.
+        assert await a.remove_subscription(app, "room", "c1") is False
+        assert await b.remove_subscription(app, "room", "never") is False
+        assert await a.remove_subscription(app, "nowhere", "c1") is False
+        # Without a held vacancy, the next subscriber occupies the channel again.
+        assert await b.add_subscription(app, "room", "c2", {"clientId": "c2"}) is True
+
+    @pytest.mark.gen_test
+    async def test_concurrent_first_and_last_subscribers_are_decided_once(
+        self, registries: Cluster[Registry]
+    ) -> None:
+        nodes = [node for node, _ in [await registries.add() for _ in range(3)]]
+        app = new_app()
+        for round_ in range(5):
+            channel = f"race-{round_}"
+            firsts = await asyncio.gather(
+                *(
+                    node.add_subscription(app, channel, f"c{i}", {"clientId": f"c{i}"})
+                    for i, node in enumerate(nodes)
+                )
+            )
+            assert sorted(firsts) == [False, False, True]
+            lasts = await asyncio.gather(
+                *(
+                    node.remove_subscription(app, channel, f"c{i}", hold_vacancy=round_ % 2 == 1)
+                    for i, node in enumerate(nodes)
+                )
+            )
+            assert sorted(lasts) == [False, False, True]
+
+    @pytest.mark.gen_test
+    async def test_a_held_vacancy_is_cancelled_by_a_returning_subscriber(
+        self, registries: Cluster[Registry]
+    ) -> None:
+        (a, _), (b, _) = [await registries.add() for _ in range(2)]
+        app = new_app()
+        await a.add_subscription(app, "room", "c1", {"clientId": "c1"})
+        assert await a.remove_subscription(app, "room", "c1", hold_vacancy=True) is True
+        # A subscriber comes back (on another node) before the vacancy is settled:
+        # the channel never counted as vacated, so this is no first subscriber.
+        assert await b.add_subscription(app, "room", "c2", {"clientId": "c2"}) is False
+        assert await a.settle_vacancy(app, "room") is False
+        # It leaves again: now b holds the vacancy, and only b can settle it.
+        assert await b.remove_subscription(app, "room", "c2", hold_vacancy=True) is True
+        assert await a.settle_vacancy(app, "room") is False
+        assert await b.settle_vacancy(app, "room") is True
+        assert await b.settle_vacancy(app, "room") is False
+        # Settled: the next subscriber is a first one again.
+        assert await a.add_subscription(app, "room", "c3", {"clientId": "c3"}) is True
+        # A vacancy held by one node and taken over by another's later vacancy.
+        assert await a.remove_subscription(app, "room", "c3", hold_vacancy=True) is True
+        assert await b.add_subscription(app, "room", "c4", {"clientId": "c4"}) is False
+        assert await b.remove_subscription(app, "room", "c4", hold_vacancy=True) is True
+        assert await a.settle_vacancy(app, "room") is False
+        assert await b.settle_vacancy(app, "room") is True
+        assert await a.count_channels(app) == 0
+
     # -- presence -------------------------------------------------------------
     @pytest.mark.gen_test
     async def test_presence_is_deduplicated_per_user_across_nodes(
@@ -182,6 +256,11 @@ class RegistryConformance:
         await a.add_subscription(app, "room", "ca", {"clientId": "ca"})
         await c.add_subscription(app, "room", "cc1", {"clientId": "cc1"})
         await c.add_subscription(app, "solo", "cc1", {"clientId": "cc1"})
+        # c holds the vacancy of "held"; its vacancy of "back" was cancelled by a.
+        for channel in ("held", "back"):
+            await c.add_subscription(app, channel, "cc2", {"clientId": "cc2"})
+            assert await c.remove_subscription(app, channel, "cc2", hold_vacancy=True)
+        assert await a.add_subscription(app, "back", "ca", {"clientId": "ca"}) is False
         # alice: tabs on a and c; bob and carol: only on c (two tabs for bob).
         alice, bob, carol = {"id": "alice"}, {"id": "bob", "n": 1}, {"id": "carol"}
         await a.presence_join(app, "presence-r", "ca", alice)
@@ -196,19 +275,29 @@ class RegistryConformance:
         def expired() -> list[tuple[Any, ...]]:
             return ha.of("expired") + hb.of("expired")
 
+        def vacated() -> list[tuple[Any, ...]]:
+            return ha.of("vacated") + hb.of("vacated")
+
         await eventually(lambda: len(expired()) >= 2, "leave reports", timeout=ttl * 4 + 2)
+        await eventually(lambda: len(vacated()) >= 2, "vacated reports", timeout=ttl * 4 + 2)
         await eventually_async(
             lambda: a.count_connections(app), 1, "count drop", timeout=ttl * 4 + 2
         )
         assert await b.subscribers(app, "room") == [{"clientId": "ca"}]
         assert await b.count_subscribers(app, "solo") == 0
-        assert await a.count_channels(app) == 1
+        assert await a.count_channels(app) == 2  # room and back
         assert await b.presence_members(app, "presence-r") == [alice]
         # Two more sweep periods: nothing is reported a second time.
         await asyncio.sleep(ttl)
         assert sorted(expired(), key=repr) == sorted(
             [("expired", app, "presence-r", bob), ("expired", app, "presence-r", carol)], key=repr
         )
+        # "solo" lost its last subscriber and "held" stayed empty: each reported once,
+        # on the node that reported the leaves.
+        assert sorted(vacated()) == [("vacated", app, "held"), ("vacated", app, "solo")]
+        assert (ha.of("vacated") and ha.of("expired")) or (hb.of("vacated") and hb.of("expired"))
+        # The dead node's held vacancy is gone with it: the next subscriber is a first one.
+        assert await b.add_subscription(app, "held", "cb", {"clientId": "cb"}) is True
         # Nobody holds the dead node's clients any more (so they cannot be kicked).
         assert await a.connection_node(app, "cc2") is None
         assert await b.connection_node(app, "ca") == a.node_id
@@ -241,9 +330,14 @@ class RegistryConformance:
         await b.add_connection(app, "cb")
         await b.add_subscription(app, "room", "cb", {"clientId": "cb"})
         await b.presence_join(app, "presence-r", "cb", {"id": "bob"})
+        await b.add_subscription(app, "held", "cb", {"clientId": "cb"})
+        await b.remove_subscription(app, "held", "cb", hold_vacancy=True)
         await b.stop()
         registries.killed.append(b)  # already stopped
         assert await a.count_connections(app) == 0
         assert await a.count_subscribers(app, "room") == 0
         assert await a.presence_members(app, "presence-r") == []
         assert ha.of("expired") == []
+        assert ha.of("vacated") == []
+        # Its held vacancy went with it.
+        assert await a.add_subscription(app, "held", "ca", {"clientId": "ca"}) is True

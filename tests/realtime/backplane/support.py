@@ -86,6 +86,9 @@ class RecordingHandler:
     def presence_expired(self, app_uuid: str, channel: str, member: dict[str, Any]) -> None:
         self._record("expired", app_uuid, channel, member)
 
+    def channel_vacated(self, app_uuid: str, channel: str) -> None:
+        self._record("vacated", app_uuid, channel)
+
     def of(self, kind: str) -> list[tuple[Any, ...]]:
         return [event for event in self.events if event[0] == kind]
 
