@@ -817,8 +817,9 @@ export class FaztRealtime extends Emitter {
    */
   _serverError(error, sub) {
     const channel = /** @type {any} */ (error).channel;
-    // Codes that never answer a subscribe: a publish's, members', history's.
-    if (sub && sub.state === 'pending' && !/^(not_subscribed|rate_limited|history_)/.test(error.code || '')) {
+    // Codes that never answer a subscribe: a publish's (`rejected`: the app's
+    // onPublish hook), members', history's.
+    if (sub && sub.state === 'pending' && !/^(not_subscribed|rate_limited|rejected|history_)/.test(error.code || '')) {
       this._subs.delete(channel);
       sub.state = 'failed';
       sub._settle(error);
