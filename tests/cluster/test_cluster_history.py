@@ -186,15 +186,16 @@ async def test_redis_restarted_empty_gives_recovered_false_then_a_live_stream(
         assert status == 503 and "history is unavailable" in body["error"]
         rig.redis.start()
 
-        # Publish until the nodes are back on Redis (they reconnect with backoff).
+        # Wait until both nodes are back on Redis (each reconnects with its own
+        # jittered backoff): a node still cut off when "after" is published
+        # misses it, and its clients would only learn of the hole at the next one.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 30
-        while True:
-            status, body = await get(one, "publish", channel="log-1", text="after")
-            if status == 200:
-                break
-            assert loop.time() < deadline, body
-            await asyncio.sleep(0.1)
+        while not all("is reachable again" in node.log_text() for node in (one, two)):
+            assert loop.time() < deadline, "the nodes did not reconnect to Redis"
+            await asyncio.sleep(0.05)
+        status, body = await get(one, "publish", channel="log-1", text="after")
+        assert status == 200, body
         new = body["position"]
         assert new["offset"] == 1 and new["epoch"] != first["epoch"]
         for client in (a, b):
