@@ -92,6 +92,10 @@ export interface MessageMeta {
   timestamp?: number;
   /** The publishing client's id, for client publishes. */
   from?: string;
+  /** History channels: the message's offset in the channel's stream. */
+  offset?: number;
+  /** True for a message missed while disconnected and recovered on resubscribe. */
+  recovered?: boolean;
 }
 
 /** An Error from the SDK or the server. */
@@ -100,7 +104,8 @@ export interface RealtimeError extends Error {
    * `timeout`, `closed`, `kicked`, `unsubscribed`, `invalid_url`, `invalid_frame`, `token`,
    * or a server code: `invalid_json`, `invalid_message`, `unknown_type`,
    * `invalid_channel`, `unauthorized`, `forbidden`, `not_subscribed`,
-   * `subscription_limit`, `channel_limit`, `rate_limited`.
+   * `subscription_limit`, `channel_limit`, `rate_limited`, `history_disabled`,
+   * `history_unrecoverable`, `history_unavailable`.
    */
   code: string;
   channel?: string;
@@ -110,12 +115,58 @@ export interface SubscribeHandlers {
   onMessage?(data: any, meta: MessageMeta): void;
   onJoin?(member: Member): void;
   onLeave?(member: Member): void;
+  /**
+   * Every `subscribed`: the first one, after each reconnect, and when the server
+   * says the channel's stream lost messages. `recovered: false` means messages
+   * may be missing: reload what the page shows (e.g. with `history()`).
+   */
+  onSubscribed?(info: Subscribed): void;
 }
 
 export interface Subscribed {
   channel: string;
   /** Presence channels only: the members when subscribed, you included. */
   members?: Member[];
+  /**
+   * True when every message missed since the last one this subscription got
+   * is delivered (with `meta.recovered`); false when messages may be missing
+   * (also on the first subscribe).
+   */
+  recovered: boolean;
+  /** History channels: the channel's latest offset. Otherwise null. */
+  offset: number | null;
+  /** History channels: the stream's epoch. Otherwise null. */
+  epoch: string | null;
+}
+
+/** A position in a history channel's stream. */
+export interface StreamPosition {
+  offset: number;
+  epoch: string;
+}
+
+export interface HistoryOptions {
+  /** The newest `limit` publications (default and most: the channel's `size`). */
+  limit?: number;
+  /** Instead of `limit`: the publications after this position. */
+  since?: StreamPosition;
+}
+
+export interface Publication {
+  data: any;
+  offset: number;
+  /** Server time of the publish, ms since the epoch. */
+  timestamp: number;
+  /** The publishing client's id, for client publishes. */
+  from?: string;
+}
+
+export interface History {
+  /** Oldest first. */
+  publications: Publication[];
+  /** The channel's latest offset. */
+  offset: number;
+  epoch: string;
 }
 
 export interface DisconnectInfo {
@@ -145,7 +196,7 @@ export interface EventMap {
   error: (error: RealtimeError) => void;
   kicked: (reason: string | undefined) => void;
   authenticated: (user: User | null) => void;
-  subscribed: (channel: string, members?: Member[]) => void;
+  subscribed: (channel: string, members: Member[] | undefined, info: Subscribed) => void;
   /** The server dropped a subscription (`token_expired`, `reauthenticated`). */
   unsubscribed: (channel: string, reason: string) => void;
   presence: (channel: string | null, event: 'join' | 'leave', member: Member) => void;
@@ -157,6 +208,10 @@ export declare class Subscription implements PromiseLike<Subscribed> {
   state: 'pending' | 'subscribed' | 'unsubscribed' | 'failed';
   /** Presence channels: the current members, kept up to date by join/leave. Otherwise null. */
   members: Member[] | null;
+  /** History channels: the offset of the last message received (null: none known). */
+  readonly offset: number | null;
+  /** History channels: the epoch of that offset. */
+  readonly epoch: string | null;
   /** Resolves on the first `subscribed`; rejects on a server error for the channel, on `callTimeout`, or on close. */
   readonly ready: Promise<Subscribed>;
   then<A = Subscribed, B = never>(
@@ -165,6 +220,8 @@ export declare class Subscription implements PromiseLike<Subscribed> {
   ): Promise<A | B>;
   catch<B = never>(onRejected?: ((error: RealtimeError) => B | PromiseLike<B>) | null): Promise<Subscribed | B>;
   unsubscribe(): Promise<void>;
+  /** Same as `rt.history(this.channel, options)`. */
+  history(options?: HistoryOptions): Promise<History>;
 }
 
 export declare class FaztRealtime {
@@ -190,6 +247,8 @@ export declare class FaztRealtime {
   subscribe(channel: string, handlers?: SubscribeHandlers): Subscription;
   unsubscribe(channel: string): Promise<void>;
   members(channel: string): Promise<Member[]>;
+  /** A history channel's kept publications (you must be subscribed). */
+  history(channel: string, options?: HistoryOptions): Promise<History>;
   publish(channel: string, data: unknown): Promise<void>;
   setToken(token: TokenSource): void;
   close(): void;

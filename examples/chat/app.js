@@ -2,13 +2,19 @@
 // direct messages (private-user-<id>), on the FaztRealtime browser SDK.
 // Room messages are published over the WebSocket and checked by the app's
 // onPublish hook (api/_realtime.js); sign-in and DMs go through api/*.js.
+// Rooms keep history (app.json): joining shows the last 50 messages, and
+// after a reconnect the SDK brings the messages sent meanwhile, each once.
 (function () {
   'use strict';
 
   const $ = (id) => document.getElementById(id);
   // lastSent: this page's latest room message {channel, item, text}, which a
-  // `rejected` error takes back (see the message form below).
-  const state = { token: null, user: null, rt: null, room: null, members: new Map(), lastSent: null };
+  // `rejected` error takes back (see the message form below). shown: the
+  // offsets of the room's lines on screen.
+  const state = {
+    token: null, user: null, rt: null, room: null, members: new Map(), lastSent: null, shown: new Set(),
+  };
+  const HISTORY_SHOWN = 50;
 
   // Relative URLs, so the app works at http://chat.localhost:8080/ and at /_app/chat/.
   async function post(path, body) {
@@ -24,12 +30,17 @@
     $('error').textContent = error ? String(error.message || error) : '';
   }
 
+  function showNotice(text) {
+    $('notice').textContent = text || '';
+  }
+
   function time(ms) {
     return new Date(ms || Date.now()).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
   }
 
   // One chat line, built with textContent only: user text is never HTML.
-  function line(list, who, text, timestamp, extra) {
+  // `before`: the line to insert it in front of (default: at the end).
+  function line(list, who, text, timestamp, extra, before) {
     const item = document.createElement('li');
     const author = document.createElement('span');
     author.className = 'author';
@@ -41,14 +52,13 @@
     when.className = 'time';
     when.textContent = time(timestamp);
     item.append(author, body, when);
-    if (extra) Object.assign(item.dataset, extra);
-    list.append(item);
-    list.scrollTop = list.scrollHeight;
-    return item;
+    return place(list, item, extra, before);
   }
 
-  // "Alice joined" / "Alice left", posted into the room by the app's presence hooks.
-  function systemLine(list, text, timestamp) {
+  // "Alice joined" / "Alice left", posted into the room by the app's presence
+  // hooks. They are publications on the room like its messages, so they come
+  // back with its history and after a reconnect too, each in its place.
+  function systemLine(list, text, timestamp, extra, before) {
     const item = document.createElement('li');
     item.className = 'system';
     const body = document.createElement('span');
@@ -58,8 +68,14 @@
     when.className = 'time';
     when.textContent = time(timestamp);
     item.append(body, when);
-    list.append(item);
+    return place(list, item, extra, before);
+  }
+
+  function place(list, item, extra, before) {
+    if (extra) Object.assign(item.dataset, extra);
+    list.insertBefore(item, before || null);
     list.scrollTop = list.scrollHeight;
+    return item;
   }
 
   function renderMembers() {
@@ -84,6 +100,39 @@
     renderMembers();
   }
 
+  // A room line (a message or a system line), shown once and in order: each
+  // is numbered (offset) per room, and the live stream, a recovery and a
+  // history load may overlap. Our own messages are on screen already (the
+  // server does not echo them) and carry no offset.
+  function roomLine(data, offset) {
+    const list = $('messages');
+    let before = null;
+    if (offset !== undefined) {
+      if (state.shown.has(offset)) return;
+      state.shown.add(offset);
+      before = [...list.children].find((item) => Number(item.dataset.offset) > offset);
+    }
+    const extra = { offset: offset === undefined ? '' : String(offset) };
+    if (data.system) systemLine(list, data.text, data.timestamp, extra, before);
+    else line(list, data.user.name, data.text, data.timestamp, { ...extra, from: data.user.id }, before);
+  }
+
+  // Start the room's list again from its last lines: when joining, and when
+  // messages sent while the page was away could not all be recovered.
+  async function loadHistory(sub, lost) {
+    $('messages').replaceChildren();
+    state.shown.clear();
+    showNotice(lost ? 'Some messages sent while you were away could not be recovered: showing the room\'s latest ones.' : '');
+    try {
+      const { publications } = await sub.history({ limit: HISTORY_SHOWN });
+      if (sub.channel !== 'room-' + state.room) return; // switched rooms meanwhile
+      // Live lines that came meanwhile stay; the history fills in before them.
+      for (const publication of publications) roomLine(publication.data, publication.offset);
+    } catch (error) {
+      showError(error);
+    }
+  }
+
   function joinRoom(room) {
     const rt = state.rt;
     if (state.room) {
@@ -92,11 +141,19 @@
     }
     state.room = room;
     $('messages').replaceChildren();
+    state.shown.clear();
+    state.lastSent = null;
+    showNotice('');
     setMembers([]);
-    rt.subscribe('room-' + room, {
-      onMessage: (data) => {
-        if (data.system) systemLine($('messages'), data.text, data.timestamp);
-        else line($('messages'), data.user.name, data.text, data.timestamp, { from: data.user.id });
+    let joined = false;
+    const sub = rt.subscribe('room-' + room, {
+      onMessage: (data, meta) => roomLine(data, meta.offset),
+      // Every (re)subscribe: recovered means every missed line is on its way
+      // (as onMessage, meta.recovered); otherwise some may be lost, so show
+      // the room's history again (also the first time: the last 50).
+      onSubscribed: ({ recovered }) => {
+        if (!recovered) loadHistory(sub, joined);
+        joined = true;
       },
     });
     rt.subscribe('presence-room-' + room, {

@@ -13,7 +13,8 @@ host-call contract (``HostCallContext``, ``HostCallError``, ``HostFunction``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fazt.contracts.host_calls import HostCallContext, HostCallError, HostFunction
@@ -22,6 +23,7 @@ from fazt.kernel.app import App
 from fazt.metrics.events import EVENTS, KICK
 from fazt.metrics.realtime import REALTIME, SERVER
 from fazt.realtime import protocol
+from fazt.realtime.backplane.history import HistoryUnavailable, StreamPosition
 from fazt.realtime.backplane.node import Backplane
 from fazt.realtime.channels import is_valid_channel_name
 from fazt.realtime.hub import Hub
@@ -81,6 +83,31 @@ def _strict(name: str, value: object) -> None:
         raise RealtimeAPIError(f"{name} must be strict JSON: {error}") from error
 
 
+def _limit(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RealtimeAPIError("limit must be a positive integer")
+    return value
+
+
+def _since(value: object) -> StreamPosition | None:
+    if value is None or isinstance(value, StreamPosition):
+        return value
+    if not isinstance(value, Mapping):
+        raise RealtimeAPIError("since must be an object {offset, epoch}")
+    offset, epoch = value.get("offset"), value.get("epoch")
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise RealtimeAPIError("since.offset must be a non-negative integer")
+    if not isinstance(epoch, str) or not epoch:
+        raise RealtimeAPIError("since.epoch must be a non-empty string")
+    return StreamPosition(offset, epoch)
+
+
+def _position(position: StreamPosition) -> dict[str, Any]:
+    return {"offset": position.offset, "epoch": position.epoch}
+
+
 class RealtimeAPI:
     """``fazt.realtime`` for one app, in Python. Every method raises
     ``RealtimeAPIError`` (a clear sentence) for bad arguments or data over the size
@@ -94,7 +121,9 @@ class RealtimeAPI:
         self._wall_ms = wall_ms
         self.app = app
 
-    def _within_limit(self, data: Any, build: Callable[[], bytes]) -> bytes:
+    def _within_limit(
+        self, data: Any, build: Callable[[], bytes], size: Callable[[bytes], int] = len
+    ) -> bytes:
         _strict("data", data)
         try:
             payload = build()
@@ -103,18 +132,60 @@ class RealtimeAPI:
             # longer than Python converts to text).
             raise RealtimeAPIError("data must be JSON-serialisable") from error
         limit = self._hub.limits_for(self.app).max_message_bytes
-        if len(payload) > limit:
-            raise RealtimeAPIError(f"message is {len(payload)} bytes, over the {limit}-byte limit")
+        length = size(payload)
+        if length > limit:
+            raise RealtimeAPIError(f"message is {length} bytes, over the {limit}-byte limit")
         return payload
 
-    async def broadcast(self, channel: str, data: Any) -> None:
-        """Send ``data`` to every subscriber of ``channel`` in this app, cluster-wide."""
+    async def broadcast(self, channel: str, data: Any) -> dict[str, Any] | None:
+        """Send ``data`` to every subscriber of ``channel`` in this app, cluster-wide.
+
+        On a history channel, the publication's ``{"offset", "epoch"}``; else None.
+        """
         name = _channel(channel)
-        payload = self._within_limit(
-            data, lambda: protocol.message_payload(name, data, self._wall_ms())
+        prefix = protocol.message_prefix(name)
+        head = self._within_limit(
+            data,
+            lambda: protocol.publication_head(data, self._wall_ms()),
+            lambda head: len(protocol.unnumbered_message(prefix, head)),
         )
-        await self._hub.publish(self.app.uuid, name, payload)
+        try:
+            position = await self._hub.publish(self._hub.app_state(self.app), name, head)
+        except HistoryUnavailable as error:
+            raise RealtimeAPIError(
+                "history is unavailable right now; the message was not sent"
+            ) from error
         REALTIME.published(self.app.uuid, SERVER)
+        return None if position is None else _position(position)
+
+    async def history(
+        self, channel: str, *, limit: int | None = None, since: object = None
+    ) -> dict[str, Any]:
+        """``{"publications": [{"data","offset","timestamp"[,"from"]}], "offset", "epoch"}``:
+        the newest ``limit`` publications (default and most: the rule's ``size``),
+        or those after ``since`` (``{"offset", "epoch"}``), oldest first."""
+        name = _channel(channel)
+        count, position = _limit(limit), _since(since)
+        if count is not None and position is not None:
+            raise RealtimeAPIError("give limit or since, not both")
+        state = self._hub.app_state(self.app)
+        policy = state.history_policy(name)
+        if policy is None:
+            raise RealtimeAPIError("channel has no history (its app.json rule has none)")
+        try:
+            read = await self._backplane.history.read(
+                self.app.uuid, name, policy, since=position, limit=count
+            )
+        except HistoryUnavailable as error:
+            raise RealtimeAPIError("history is unavailable right now") from error
+        if not read.complete:
+            raise RealtimeAPIError(
+                "since is not recoverable: those publications are gone or the epoch changed"
+            )
+        return {
+            "publications": [json.loads(publication) for publication in read.publications],
+            **_position(read.position),
+        }
 
     async def broadcast_all(self, data: Any) -> None:
         """Send ``data`` to every client of the app (no channel), cluster-wide."""
@@ -206,8 +277,17 @@ def js_namespace(api_for: Callable[[App], RealtimeAPI]) -> JsNamespace:
 
         return call
 
-    async def broadcast(api: RealtimeAPI, args: list[Any]) -> None:
-        await api.broadcast(arg(args, 0), arg(args, 1))
+    async def broadcast(api: RealtimeAPI, args: list[Any]) -> dict[str, Any] | None:
+        return await api.broadcast(arg(args, 0), arg(args, 1))
+
+    async def history(api: RealtimeAPI, args: list[Any]) -> dict[str, Any]:
+        options = arg(args, 1)
+        if options is None:
+            options = {}
+        if not isinstance(options, dict):
+            raise RealtimeAPIError("options must be an object {limit} or {since}")
+        limit, since = options.get("limit"), options.get("since")
+        return await api.history(arg(args, 0), limit=limit, since=since)
 
     async def broadcast_all(api: RealtimeAPI, args: list[Any]) -> None:
         await api.broadcast_all(arg(args, 0))
@@ -232,4 +312,5 @@ def js_namespace(api_for: Callable[[App], RealtimeAPI]) -> JsNamespace:
         "subscribers": host("subscribers", subscribers),
         "count": host("count", count),
         "kick": host("kick", kick),
+        "history": host("history", history),
     }

@@ -8,16 +8,23 @@ app, and every backplane key and topic carries the app uuid), so a client name
 containing ``:`` or another app's uuid only ever names a channel of its own app.
 
 Rules come from ``app.json`` ``realtime.channels``: ``{PATTERN: {"auth": bool,
-"role": str | [str], "publish": bool, "hooks": [kind, ...]}}``. An exact name beats any glob; among
-globs (``*`` matches any run of characters) the longer pattern wins. Without a
-matching rule, ``private-*`` and ``presence-*`` need authentication and every
-other channel is public; clients may publish only where a rule says
+"role": str | [str], "publish": bool, "history": {"size": N, "ttlSeconds": T},
+"hooks": [kind, ...]}}``. An exact name beats any glob; among globs (``*``
+matches any run of characters) the longer pattern wins. Without a matching
+rule, ``private-*`` and ``presence-*`` need authentication and every other
+channel is public; clients may publish only where a rule says
 ``"publish": true``.
 
 A pattern may contain one ``{sub}`` placeholder, e.g. ``private-user-{sub}``:
 it matches like ``*`` (and ranks like a glob of its length), and then only a
 client whose token ``sub`` equals the matched text may subscribe. That is how
 an app gives every user a channel nobody else can read.
+
+``history`` (opt-in) keeps the channel's recent publications, numbered, for
+recovery and the ``history`` request: ``size`` 1-``MAX_HISTORY_SIZE``
+publications for ``ttlSeconds`` 1-``MAX_HISTORY_TTL_SECONDS``. The kernel
+config may cap both lower (``HistoryCaps``); a rule above a cap is clamped to
+it and ``ChannelRules.clamped`` says so.
 """
 
 from __future__ import annotations
@@ -35,6 +42,10 @@ CHANNEL_CHARACTERS: Final = r"A-Za-z0-9_\-=@,.;:"
 #: The same characters as the protocol's error text lists them.
 CHANNEL_CHARACTERS_TEXT: Final = "A-Z a-z 0-9 _ - = @ , . ; :"
 _NAME: Final = re.compile(f"[{CHANNEL_CHARACTERS}]{{1,{MAX_CHANNEL_LENGTH}}}")
+
+#: The bounds of a rule's ``history`` (and the defaults of the kernel's caps).
+MAX_HISTORY_SIZE: Final = 10_000
+MAX_HISTORY_TTL_SECONDS: Final = 86_400
 
 PRIVATE_PREFIX: Final = "private-"
 PRESENCE_PREFIX: Final = "presence-"
@@ -69,14 +80,61 @@ def is_private(name: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryRule:
+    """A rule's ``history``: keep the newest ``size`` publications for ``ttl_seconds``."""
+
+    size: int
+    ttl_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryCaps:
+    """The kernel's caps on every rule's ``history`` (``realtime.history`` config)."""
+
+    maxSize: int = MAX_HISTORY_SIZE
+    maxTtlSeconds: int = MAX_HISTORY_TTL_SECONDS
+
+
+def history_rule_schema() -> dict[str, Any]:
+    """JSON Schema of a rule's ``history`` in ``app.json``."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["size", "ttlSeconds"],
+        "properties": {
+            "size": {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY_SIZE},
+            "ttlSeconds": {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY_TTL_SECONDS},
+        },
+    }
+
+
+def history_caps_schema() -> dict[str, Any]:
+    """JSON Schema of the kernel config's ``realtime.history``."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "maxSize": {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY_SIZE},
+            "maxTtlSeconds": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_HISTORY_TTL_SECONDS,
+            },
+        },
+    }
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelRule:
-    """What it takes to subscribe to (and publish on) a channel."""
+    """What it takes to subscribe to (and publish on) a channel, and its history."""
 
     auth: bool = False
     roles: frozenset[str] = frozenset()
     publish: bool = False
     #: For ``{sub}`` patterns: the user id the channel name belongs to.
     owner: str | None = None
+    #: Keep the channel's publications (None: no history).
+    history: HistoryRule | None = None
     #: The hook kinds (``HOOK_KINDS``) that run for the channel.
     hooks: frozenset[str] = frozenset()
 
@@ -127,15 +185,39 @@ class _Glob:
 
 
 class ChannelRules:
-    """The compiled rules of one app. ``rule_for`` is pure and cheap."""
+    """The compiled rules of one app. ``rule_for`` is pure and cheap.
 
-    def __init__(self, rules: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    ``clamped`` lists, one sentence each, the rules whose ``history`` went over
+    ``caps`` and was lowered to them.
+    """
+
+    def __init__(
+        self,
+        rules: Mapping[str, Mapping[str, Any]] | None = None,
+        caps: HistoryCaps | None = None,
+    ) -> None:
         self._exact: dict[str, ChannelRule] = {}
+        self.clamped: list[str] = []
+        caps = caps or HistoryCaps()
         globs: list[_Glob] = []
         for pattern, spec in (rules or {}).items():
             if not isinstance(pattern, str) or not isinstance(spec, Mapping):
                 continue  # the manifest schema refuses these; stay safe anyway
             rule = _rule_from(pattern, spec)
+            history = _history_from(spec.get("history"))
+            if history is not None:
+                capped = HistoryRule(
+                    min(history.size, caps.maxSize),
+                    min(history.ttl_seconds, caps.maxTtlSeconds),
+                )
+                if capped != history:
+                    self.clamped.append(
+                        f"channel rule {pattern!r}: history size {history.size}, ttlSeconds "
+                        f"{history.ttl_seconds} is over the kernel's realtime.history caps "
+                        f"(maxSize {caps.maxSize}, maxTtlSeconds {caps.maxTtlSeconds}); "
+                        f"using size {capped.size}, ttlSeconds {capped.ttl_seconds}"
+                    )
+                rule = replace(rule, history=capped)
             if "*" in pattern or OWNER_PLACEHOLDER in pattern:
                 globs.append(
                     _Glob(pattern, _glob_regex(pattern), rule, OWNER_PLACEHOLDER in pattern)
@@ -147,10 +229,12 @@ class ChannelRules:
         self._globs = tuple(globs)
 
     @classmethod
-    def from_manifest(cls, realtime_section: Mapping[str, Any]) -> ChannelRules:
+    def from_manifest(
+        cls, realtime_section: Mapping[str, Any], caps: HistoryCaps | None = None
+    ) -> ChannelRules:
         """Rules from an app's ``realtime`` manifest section (``{"channels": {...}}``)."""
         channels = realtime_section.get("channels")
-        return cls(channels if isinstance(channels, Mapping) else None)
+        return cls(channels if isinstance(channels, Mapping) else None, caps)
 
     def rule_for(self, name: str) -> ChannelRule:
         rule = self._exact.get(name)
@@ -179,6 +263,18 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
     if not placeholder:
         return re.compile(star(pattern))
     return re.compile(f"{star(head)}(?P<owner>.+?){star(tail)}")
+
+
+def _history_from(spec: object) -> HistoryRule | None:
+    """A rule's ``history`` (schema-checked by the manifest; garbage means none)."""
+    if not isinstance(spec, Mapping):
+        return None
+    size, ttl = spec.get("size"), spec.get("ttlSeconds")
+    for value in (size, ttl):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return None
+    assert isinstance(size, int) and isinstance(ttl, int)
+    return HistoryRule(min(size, MAX_HISTORY_SIZE), min(ttl, MAX_HISTORY_TTL_SECONDS))
 
 
 def auth_false_never_holds(pattern: str, spec: Mapping[str, Any]) -> str | None:

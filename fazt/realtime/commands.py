@@ -7,7 +7,9 @@ connection. Whether a subscribe is allowed is decided in one place,
 ``_may_subscribe`` (rules, roles, presence, the app's ``onSubscribe`` hook, the
 subscription and channel limits); what a subscribe or unsubscribe then does is
 ``membership``'s job. A client message on a channel with an ``onPublish`` hook
-waits for the hook's verdict in its connection's lane (``publish_lanes``).
+waits for the hook's verdict in its connection's lane (``publish_lanes``), and
+only a message the hook let through is published (and, on a history channel,
+numbered). A ``history`` request is answered here from the history store.
 
 Whatever raises while a connection opens, runs or closes, what it holds is
 released (``release.run_every``: one failed step never skips the next), and
@@ -25,6 +27,7 @@ from fazt.kernel.tokens import TokenError, TokenService
 from fazt.metrics.realtime import CLIENT, REALTIME
 from fazt.realtime import protocol
 from fazt.realtime.backplane.bus import Bus
+from fazt.realtime.backplane.history import HistoryStore, HistoryUnavailable
 from fazt.realtime.backplane.registry import Registry
 from fazt.realtime.channels import access_refusal, is_presence
 from fazt.realtime.clocks import Clocks
@@ -64,6 +67,7 @@ class Commands:
         membership: Membership,
         bus: Bus,
         registry: Registry,
+        history: HistoryStore,
         tokens: TokenService,
         heartbeat: HeartbeatPolicy,
         watcher: ThresholdWatcher,
@@ -75,6 +79,7 @@ class Commands:
         self._membership = membership
         self._bus = bus
         self._registry = registry
+        self._history = history
         self._tokens = tokens
         self._heartbeat = heartbeat
         self._watcher = watcher
@@ -207,13 +212,15 @@ class Commands:
             if isinstance(message, protocol.Publish):
                 await self._publish(session, message)
             elif isinstance(message, protocol.Subscribe):
-                await self._subscribe(session, message.channel)
+                await self._subscribe(session, message)
             elif isinstance(message, protocol.Unsubscribe):
                 await self._membership.leave(self._state(session), session, message.channel)
             elif isinstance(message, protocol.Ping):
                 session.send(protocol.PONG_FRAME)
             elif isinstance(message, protocol.Members):
                 await self._members(session, message.channel)
+            elif isinstance(message, protocol.History):
+                await self._history_request(session, message)
             elif isinstance(message, protocol.Auth):
                 await self._auth(session, message.token)
         except ProtocolError as error:
@@ -284,10 +291,11 @@ class Commands:
         )
         session.send(protocol.authenticated_frame(user_from_claims(claims)))
 
-    async def _subscribe(self, session: Session, channel: str) -> None:
+    async def _subscribe(self, session: Session, message: protocol.Subscribe) -> None:
         state = self._state(session)
         # Every subscriber keeps the name: one shared string, not one per client.
-        channel = sys.intern(channel)
+        channel = sys.intern(message.channel)
+        since = message.since
         if channel in session.subscriptions:
             # Idempotent, but access is checked again: a subscription that is no
             # longer allowed (the app's rules changed) goes, with the refusal.
@@ -295,13 +303,21 @@ class Commands:
             if refusal is not None:
                 await self._membership.leave(state, session, channel, refusal.code)
                 raise refusal
-            await self._membership.send_subscribed(session, channel)
+            # The subscriber already has everything from its position on.
+            feed = state.feeds.get(channel)
+            position = feed.position_of(session.client_id) if feed is not None else None
+            await self._membership.send_subscribed(
+                session,
+                channel,
+                position=position,
+                recovered=None if since is None else since == position,
+            )
             return
         await self._may_subscribe(state, session, channel)
         if session.closed:
             return
         # The registry's own answer: this subscription created the channel.
-        created = await self._membership.join(state, session, channel)
+        created = await self._membership.join(state, session, channel, since)
         session.record_subscribe(channel, created)
         subscribed, limit = len(session.subscriptions), state.limits.maxSubscriptionsPerClient
         self._watcher.observe(SUBSCRIPTIONS, subscribed, limit, state.app.uuid, session.client_id)
@@ -370,6 +386,34 @@ class Commands:
         if not session.closed:
             session.send(protocol.members_frame(channel, members))
 
+    async def _history_request(self, session: Session, message: protocol.History) -> None:
+        """``history``: subscribers only, on a channel whose rule keeps history."""
+        channel = message.channel
+        if channel not in session.subscriptions:
+            raise ProtocolError(
+                protocol.NOT_SUBSCRIBED, "subscribe to the channel to read its history", channel
+            )
+        state = self._state(session)
+        policy = state.history_policy(channel)
+        if policy is None:
+            raise ProtocolError(protocol.HISTORY_DISABLED, "this channel keeps no history", channel)
+        try:
+            read = await self._history.read(
+                session.app_uuid, channel, policy, since=message.since, limit=message.limit
+            )
+        except HistoryUnavailable as error:
+            raise ProtocolError(
+                protocol.HISTORY_UNAVAILABLE, "history is unavailable right now", channel
+            ) from error
+        if not read.complete:
+            raise ProtocolError(
+                protocol.HISTORY_UNRECOVERABLE,
+                "the publications after this position are gone (or the epoch changed)",
+                channel,
+            )
+        if not session.closed:
+            session.send(protocol.history_frame(channel, read.publications, read.position))
+
     async def _publish(self, session: Session, message: protocol.Publish) -> None:
         """A client ``message``: allowed by a ``publish: true`` rule, to subscribers only,
         never echoed to its sender."""
@@ -387,10 +431,11 @@ class Commands:
         if "publish" in rule.hooks:
             self._publish_after_hook(state, session, channel, message.data)
             return
-        payload = protocol.message_payload(
-            channel, message.data, self._clocks.wall_ms(), session.client_id
-        )
-        await self._hub.publish(state.app.uuid, channel, payload, exclude=session.client_id)
+        head = protocol.publication_head(message.data, self._clocks.wall_ms(), session.client_id)
+        try:
+            await self._hub.publish(state, channel, head, exclude=session.client_id)
+        except HistoryUnavailable as error:
+            raise ProtocolError(*_history_unavailable(channel)) from error
         REALTIME.published(state.app.uuid, CLIENT)
 
     def _publish_after_hook(
@@ -398,7 +443,13 @@ class Commands:
     ) -> None:
         """Start ``onPublish`` for a client message; the message goes out (or is
         refused with ``rejected``) once its hook and every earlier message of this
-        connection on the channel are done. Its timestamp is its arrival."""
+        connection on the channel are done. Its timestamp is its arrival.
+
+        The hook runs before the message is published, so on a history channel a
+        rejected message never takes an offset, and the lane publishes one
+        message at a time: its messages get their offsets in the order they
+        were sent.
+        """
         connection = (session.app_uuid, session.client_id)
         if self._lanes.pending(connection) >= MAX_PENDING_PER_CONNECTION:
             raise ProtocolError(
@@ -408,17 +459,20 @@ class Commands:
                 channel,
             )
         timestamp = self._clocks.wall_ms()
-        app_uuid = state.app.uuid
+        prefix = protocol.message_prefix(channel)
         limit = state.limits.max_message_bytes
 
         async def act(verdict: Verdict) -> None:
             if verdict.allowed:
-                payload = protocol.message_payload(
-                    channel, verdict.data, timestamp, session.client_id
-                )
-                if len(payload) <= limit:
-                    await self._hub.publish(app_uuid, channel, payload, exclude=session.client_id)
-                    REALTIME.published(app_uuid, CLIENT)
+                head = protocol.publication_head(verdict.data, timestamp, session.client_id)
+                if len(protocol.unnumbered_message(prefix, head)) <= limit:
+                    try:
+                        await self._hub.publish(state, channel, head, exclude=session.client_id)
+                    except HistoryUnavailable:
+                        if not session.closed:
+                            session.send(protocol.error_frame(*_history_unavailable(channel)))
+                    else:
+                        REALTIME.published(state.app.uuid, CLIENT)
                     return
                 log.warning(
                     "app %s: hook onPublish returned data over maxMessageSizeKB on %s",
@@ -448,3 +502,12 @@ def _access_refusal(state: AppState, session: Session, channel: str) -> Protocol
         else _ACCESS_REFUSED[code]
     )
     return ProtocolError(code, text, channel)
+
+
+def _history_unavailable(channel: str) -> tuple[str, str, str]:
+    """The ``error`` of a client message the history store could not take."""
+    return (
+        protocol.HISTORY_UNAVAILABLE,
+        "history is unavailable right now; the message was not sent",
+        channel,
+    )

@@ -14,6 +14,7 @@ from fazt.kernel.app import App
 from fazt.kernel.tokens import TokenService
 from fazt.realtime.api import RealtimeAPI
 from fazt.realtime.backplane.node import Backplane
+from fazt.realtime.channels import HistoryCaps
 from fazt.realtime.clocks import Clocks
 from fazt.realtime.commands import Commands
 from fazt.realtime.hooks import HookCaller, Hooks, HookSettings, NoHookCaller
@@ -38,6 +39,7 @@ class RealtimeCore:
         heartbeat: HeartbeatPolicy | None = None,
         notify: Notifier | None = None,
         clocks: Clocks | None = None,
+        history_caps: HistoryCaps | None = None,
         hook_caller: HookCaller | None = None,
         hook_settings: HookSettings | None = None,
         find_app: Callable[[str], App | None] | None = None,
@@ -50,9 +52,9 @@ class RealtimeCore:
         self.clocks = clocks or Clocks()
         self.backplane = backplane
         watcher = ThresholdWatcher(notify or (lambda *_: None))
-        bus, registry = backplane.bus, backplane.registry
+        bus, registry, history = backplane.bus, backplane.registry, backplane.history
         self.tasks = Tasks()
-        self.hub = Hub(bus, limits)
+        self.hub = Hub(bus, history, limits, history_caps)
         self.hooks = Hooks(
             hook_caller or NoHookCaller(),
             hook_settings or HookSettings(),
@@ -61,12 +63,13 @@ class RealtimeCore:
             find_app or self._app_seen_here,
         )
         self.admission = Admission(self.hub, registry, watcher)
-        self.membership = Membership(self.hub, bus, registry, watcher, self.hooks)
+        self.membership = Membership(self.hub, bus, registry, history, watcher, self.hooks)
         self.commands = Commands(
             self.hub,
             self.membership,
             bus,
             registry,
+            history,
             tokens,
             heartbeat,
             watcher,

@@ -17,6 +17,14 @@ This is the one place that decides, and acts on:
 Whether a session may subscribe at all is decided before, by ``commands``;
 the replies ``subscribed`` and ``unsubscribed`` are sent from here, so they
 follow the local state change in order.
+
+A subscribe returns ``subscribed`` only once this node receives the channel
+from the bus (``Bus.subscribe_channel`` waits for that), so a message
+published anywhere after the client saw ``subscribed`` reaches it. On a
+history channel the subscriber is added *syncing* (its frames wait), then the
+store is read (the publications after ``since`` when it recovers), and
+``subscribed`` carries the stream's position; the channel's ``ChannelFeed``
+merges what the read gave with what arrived meanwhile, by offset.
 """
 
 from __future__ import annotations
@@ -28,6 +36,12 @@ from typing import Any
 
 from fazt.realtime import protocol
 from fazt.realtime.backplane.bus import Bus
+from fazt.realtime.backplane.history import (
+    HistoryRead,
+    HistoryStore,
+    HistoryUnavailable,
+    StreamPosition,
+)
 from fazt.realtime.backplane.registry import Registry
 from fazt.realtime.channels import access_refusal, is_presence
 from fazt.realtime.hooks import Hooks
@@ -43,35 +57,54 @@ class Membership:
     """Joins and leaves of this node's sessions, local and cluster-wide."""
 
     def __init__(
-        self, hub: Hub, bus: Bus, registry: Registry, watcher: ThresholdWatcher, hooks: Hooks
+        self,
+        hub: Hub,
+        bus: Bus,
+        registry: Registry,
+        history: HistoryStore,
+        watcher: ThresholdWatcher,
+        hooks: Hooks,
     ) -> None:
         self._hub = hub
         self._bus = bus
         self._registry = registry
+        self._history = history
         self._watcher = watcher
         self._hooks = hooks
 
     # -- joining --------------------------------------------------------------------
-    async def join(self, state: AppState, session: Session, channel: str) -> bool:
-        """Subscribe ``session`` (already allowed) and answer ``subscribed``; True when
-        this subscription created the channel (its first subscriber, cluster-wide).
+    async def join(
+        self,
+        state: AppState,
+        session: Session,
+        channel: str,
+        since: StreamPosition | None = None,
+    ) -> bool:
+        """Subscribe ``session`` (already allowed) and answer ``subscribed``; on a history
+        channel, recover what came after ``since`` when it is given. True when this
+        subscription created the channel (its first subscriber, cluster-wide).
 
         When a step fails, the subscription is taken back (locally and, as far
         as it goes, in the registry) before the error propagates: a client is
         never left subscribed without having been told so.
         """
+        policy = state.history_policy(channel)
         # Local state first, synchronously.
-        occupied = self._hub.add_subscriber(state, channel, session)
+        occupied = self._hub.add_subscriber(state, channel, session, syncing=policy is not None)
+        joined = False
+        member: dict[str, Any] | None = None
         try:
             if occupied:
                 await self._occupied(state, channel)
+            else:
+                # Another subscriber here made the channel received; its SUBSCRIBE may
+                # still wait for Redis' confirmation: wait for it too.
+                await self._bus.subscribe_channel(state.app.uuid, channel)
             first = await self._registry.add_subscription(
                 session.app_uuid, channel, session.client_id, session.public_info()
             )
             if first:
                 self._hooks.occupied(state.app, channel)
-            joined = False
-            member: dict[str, Any] | None = None
             if is_presence(channel) and session.claims:
                 member = member_from_claims(session.claims)
                 joined = await self._registry.presence_join(
@@ -82,7 +115,25 @@ class Membership:
                 if session.closed:
                     await self._forget(state, session, channel, vacated=False)
                 return first
-            await self.send_subscribed(session, channel)
+            if policy is None:
+                # Nothing to recover from: a ``since`` is answered "not recovered".
+                await self.send_subscribed(
+                    session, channel, recovered=False if since is not None else None
+                )
+            else:
+                members = await self._members_of(session, channel)
+                read: HistoryRead | None = None
+                try:
+                    read = await self._history.read(state.app.uuid, channel, policy, since=since)
+                except HistoryUnavailable:
+                    read = None  # answered without a position (documented)
+                feed = state.feeds.get(channel)
+                if feed is None or session.closed or channel not in session.subscriptions:
+                    return first
+                frames = feed.finish(
+                    session.client_id, read, recovering=since is not None, members=members
+                )
+                send_frames(session, frames, state.limits.max_message_bytes)
         except Exception:
             if channel in session.subscriptions:
                 del session.subscriptions[channel]
@@ -94,15 +145,26 @@ class Membership:
             await self._joined(state, channel, member, session)
         return first
 
-    async def send_subscribed(self, session: Session, channel: str) -> None:
-        """``subscribed``, with the member list on a presence channel."""
-        members = (
-            await self._registry.presence_members(session.app_uuid, channel)
-            if is_presence(channel)
-            else None
-        )
+    async def _members_of(self, session: Session, channel: str) -> list[dict[str, Any]] | None:
+        if not is_presence(channel):
+            return None
+        return await self._registry.presence_members(session.app_uuid, channel)
+
+    async def send_subscribed(
+        self,
+        session: Session,
+        channel: str,
+        *,
+        position: StreamPosition | None = None,
+        recovered: bool | None = None,
+    ) -> None:
+        """``subscribed``, with the member list on a presence channel, ``position`` on a
+        history channel and ``recovered`` when the subscribe gave ``since``."""
+        members = await self._members_of(session, channel)
         if not session.closed:
-            session.send(protocol.subscribed_frame(channel, members))
+            session.send(
+                protocol.subscribed_frame(channel, members, position=position, recovered=recovered)
+            )
 
     # -- leaving --------------------------------------------------------------------
     async def leave(
@@ -212,10 +274,30 @@ class Membership:
         """A user's first connection joined a presence channel: tell everyone else."""
         self._hooks.joined(state.app, channel, member)
         payload = protocol.presence_payload(channel, "join", member)
-        await self._hub.publish(state.app.uuid, channel, payload, exclude=session.client_id)
+        await self._hub.announce(state.app.uuid, channel, payload, exclude=session.client_id)
 
     async def left(self, app_uuid: str, channel: str, member: dict[str, Any]) -> None:
         """A user's last connection left a presence channel (here, or on a node that died)."""
         self._hooks.left(app_uuid, channel, member)
         payload = protocol.presence_payload(channel, "leave", member)
-        await self._hub.publish(app_uuid, channel, payload)
+        await self._hub.announce(app_uuid, channel, payload)
+
+
+def send_frames(session: Session, frames: list[bytes], chunk_bytes: int) -> None:
+    """Send ``frames`` in order, joined into writes of up to ``chunk_bytes`` each.
+
+    A recovery may send many publications at once: joined, they take a few
+    places of the connection's bounded outgoing queue instead of one each, so
+    the queue's bound in bytes (``outgoingQueueSize * maxMessageSizeKB``)
+    still holds.
+    """
+    chunk: list[bytes] = []
+    size = 0
+    for frame in frames:
+        if chunk and size + len(frame) > chunk_bytes:
+            session.send(b"".join(chunk))
+            chunk, size = [], 0
+        chunk.append(frame)
+        size += len(frame)
+    if chunk:
+        session.send(chunk[0] if len(chunk) == 1 else b"".join(chunk))

@@ -26,7 +26,14 @@ from fazt.kernel.manifest import PATTERN_DESCRIPTION, child_path
 from fazt.kernel.plugin import Plugin, PluginRoute
 from fazt.realtime.api import JsNamespace, RealtimeAPI, js_namespace
 from fazt.realtime.backplane.node import Backplane, memory_backplane, redis_backplane
-from fazt.realtime.channels import HOOK_KINDS, auth_false_never_holds, rule_pattern_schema
+from fazt.realtime.channels import (
+    HOOK_KINDS,
+    HistoryCaps,
+    auth_false_never_holds,
+    history_caps_schema,
+    history_rule_schema,
+    rule_pattern_schema,
+)
 from fazt.realtime.core import RealtimeCore
 from fazt.realtime.endpoint import Endpoint
 from fazt.realtime.handler import RealtimeHandler
@@ -77,6 +84,7 @@ CHANNEL_RULE_SCHEMA: dict[str, Any] = {
             ]
         },
         "publish": {"type": "boolean"},
+        "history": history_rule_schema(),
         "hooks": {"type": "array", "items": {"enum": list(HOOK_KINDS)}, "uniqueItems": True},
     },
 }
@@ -108,6 +116,7 @@ class RealtimePlugin(Plugin):
                 "outgoingQueueSize": {"type": "integer", "minimum": 1},
                 "presenceTtlSeconds": _POSITIVE,
                 "limits": limits_schema(),
+                "history": history_caps_schema(),
                 "hooks": hooks_schema(),
             },
         }
@@ -238,6 +247,7 @@ class RealtimePlugin(Plugin):
             limits=limits,
             heartbeat=policy,
             notify=self._notify,
+            history_caps=HistoryCaps(**self._settings.get("history", {})),
             hook_caller=JsHookCaller(kernel.js),
             hook_settings=HookSettings.from_config(self._settings.get("hooks")),
             find_app=kernel.app_by_uuid,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from fazt.contracts.strict_json import StrictJsonError, check_strict_json
+from fazt.realtime.backplane.history import StreamPosition
 from fazt.realtime.channels import (
     CHANNEL_CHARACTERS_TEXT,
     MAX_CHANNEL_LENGTH,
@@ -41,6 +42,9 @@ NOT_SUBSCRIBED: Final = "not_subscribed"
 SUBSCRIPTION_LIMIT: Final = "subscription_limit"
 CHANNEL_LIMIT: Final = "channel_limit"
 RATE_LIMITED: Final = "rate_limited"
+HISTORY_DISABLED: Final = "history_disabled"
+HISTORY_UNRECOVERABLE: Final = "history_unrecoverable"
+HISTORY_UNAVAILABLE: Final = "history_unavailable"
 #: The app's ``onPublish`` hook refused a client message (or failed: it fails closed).
 REJECTED: Final = "rejected"
 
@@ -56,6 +60,9 @@ ERROR_CODES: Final = frozenset(
         SUBSCRIPTION_LIMIT,
         CHANNEL_LIMIT,
         RATE_LIMITED,
+        HISTORY_DISABLED,
+        HISTORY_UNRECOVERABLE,
+        HISTORY_UNAVAILABLE,
         REJECTED,
     }
 )
@@ -96,6 +103,10 @@ MAX_TOKEN_LENGTH: Final = 8192
 MAX_KICK_REASON: Final = 200
 #: Longest ``error`` text that quotes the client's own frame (a path through its keys).
 MAX_ERROR_TEXT: Final = 200
+#: Longest ``epoch`` accepted in a ``since`` position (the server's are 12 characters).
+MAX_EPOCH_LENGTH: Final = 64
+#: Largest ``offset`` accepted in a ``since`` position (JSON's safe integers).
+MAX_OFFSET: Final = 2**53 - 1
 
 
 class ProtocolError(Exception):
@@ -112,6 +123,8 @@ class ProtocolError(Exception):
 @dataclass(frozen=True, slots=True)
 class Subscribe:
     channel: str
+    #: A recovering subscribe: the position of the last publication the client got.
+    since: StreamPosition | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +146,16 @@ class Members:
 
 
 @dataclass(frozen=True, slots=True)
+class History:
+    """``history``: the newest ``limit`` publications (None: the rule's size), or those
+    after ``since``."""
+
+    channel: str
+    limit: int | None = None
+    since: StreamPosition | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Auth:
     token: str
 
@@ -147,12 +170,11 @@ class Pong:
     pass
 
 
-ClientMessage = Subscribe | Unsubscribe | Publish | Members | Auth | Ping | Pong
+ClientMessage = Subscribe | Unsubscribe | Publish | Members | History | Auth | Ping | Pong
 
 _PING: Final = Ping()
 _PONG: Final = Pong()
-_CHANNEL_TYPES: Final[dict[str, type[Subscribe | Unsubscribe | Members]]] = {
-    "subscribe": Subscribe,
+_CHANNEL_TYPES: Final[dict[str, type[Unsubscribe | Members]]] = {
     "unsubscribe": Unsubscribe,
     "members": Members,
 }
@@ -202,6 +224,24 @@ def parse(frame: str | bytes) -> ClientMessage:
         if "data" not in value:
             raise ProtocolError(INVALID_MESSAGE, "field 'data' is required", channel)
         return Publish(channel, value["data"])
+    if kind == "subscribe":
+        channel = _channel_of(value)
+        return Subscribe(channel, _since_of(value, channel))
+    if kind == "history":
+        channel = _channel_of(value)
+        since = _since_of(value, channel)
+        limit = value.get("limit")
+        if limit is not None and (
+            not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
+        ):
+            raise ProtocolError(
+                INVALID_MESSAGE, "field 'limit' must be a positive integer", channel
+            )
+        if limit is not None and since is not None:
+            raise ProtocolError(
+                INVALID_MESSAGE, "give either 'limit' or 'since', not both", channel
+            )
+        return History(channel, limit, since)
     message_class = _CHANNEL_TYPES.get(kind)
     if message_class is None:
         raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {_printable(kind)!r}")
@@ -226,6 +266,29 @@ def _channel_of(value: dict[str, Any]) -> str:
     return channel
 
 
+def _since_of(value: dict[str, Any], channel: str) -> StreamPosition | None:
+    """The optional ``since`` position: ``{"offset": int >= 0, "epoch": string}``."""
+    since = value.get("since")
+    if since is None:
+        return None
+    if not isinstance(since, dict):
+        raise ProtocolError(
+            INVALID_MESSAGE, "field 'since' must be an object {offset, epoch}", channel
+        )
+    offset, epoch = since.get("offset"), since.get("epoch")
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= MAX_OFFSET:
+        raise ProtocolError(
+            INVALID_MESSAGE, "field 'since.offset' must be a non-negative integer", channel
+        )
+    if not isinstance(epoch, str) or not 0 < len(epoch) <= MAX_EPOCH_LENGTH:
+        raise ProtocolError(
+            INVALID_MESSAGE,
+            f"field 'since.epoch' must be a string of 1-{MAX_EPOCH_LENGTH} characters",
+            channel,
+        )
+    return StreamPosition(offset, epoch)
+
+
 def _printable(text: str) -> str:
     """A short, safe echo of client-supplied text for error messages."""
     return text[:64] if text.isprintable() else ""
@@ -244,6 +307,11 @@ def encode(message: dict[str, Any]) -> bytes:
     return _dumps(message).encode("utf-8")
 
 
+def _json_text(text: str) -> bytes:
+    """A JSON string literal, UTF-8."""
+    return _dumps(text).encode("utf-8")
+
+
 def message_payload(channel: str, data: Any, timestamp_ms: int, sender: str | None = None) -> bytes:
     """``{"type":"message","channel","data","timestamp"[,"from"]}``: one channel message."""
     message: dict[str, Any] = {
@@ -255,6 +323,41 @@ def message_payload(channel: str, data: Any, timestamp_ms: int, sender: str | No
     if sender is not None:
         message["from"] = sender
     return encode(message)
+
+
+# A history channel's message is numbered by the history store, after it was built:
+# the store completes a *publication head* with the offset and puts the
+# *message prefix* in front (see ``backplane.history``).
+_OFFSET_FIELD: Final = b',"offset":'
+
+
+def publication_head(data: Any, timestamp_ms: int, sender: str | None = None) -> bytes:
+    """``{"data","timestamp"[,"from"],"offset":`` : a publication before its offset.
+
+    Raises ``ValueError``/``TypeError`` as ``encode`` does.
+    """
+    body: dict[str, Any] = {"data": data, "timestamp": timestamp_ms}
+    if sender is not None:
+        body["from"] = sender
+    return encode(body)[:-1] + _OFFSET_FIELD
+
+
+def message_prefix(channel: str) -> bytes:
+    """``{"type":"message","channel":C,`` : a publication's ``{`` becomes this in its message."""
+    return b'{"type":"message","channel":' + _json_text(channel) + b","
+
+
+def unnumbered_message(prefix: bytes, head: bytes) -> bytes:
+    """The message of a publication on a channel without history: no ``offset``.
+
+    The same bytes as ``message_payload`` gives for the same message.
+    """
+    return prefix + head[1 : -len(_OFFSET_FIELD)] + b"}"
+
+
+def numbered_message(prefix: bytes, publication: bytes) -> bytes:
+    """The message of a stored publication (``{"data",...,"offset":N}``)."""
+    return prefix + publication[1:]
 
 
 def app_message_payload(data: Any, timestamp_ms: int) -> bytes:
@@ -323,12 +426,44 @@ def authenticated_frame(user: Mapping[str, Any]) -> bytes:
     return _frame({"type": "authenticated", "user": dict(user)})
 
 
-def subscribed_frame(channel: str, members: list[dict[str, Any]] | None = None) -> bytes:
-    """``{"type":"subscribed","channel"[,"members"]}``; ``members`` on presence channels."""
+def subscribed_frame(
+    channel: str,
+    members: list[dict[str, Any]] | None = None,
+    *,
+    position: StreamPosition | None = None,
+    recovered: bool | None = None,
+) -> bytes:
+    """``{"type":"subscribed","channel"[,"members"][,"offset","epoch"][,"recovered"]}``.
+
+    ``members`` on presence channels; ``offset`` and ``epoch`` on history
+    channels; ``recovered`` when the subscribe asked to recover (``since``), or
+    when the server tells a subscriber that its stream lost publications.
+    """
     message: dict[str, Any] = {"type": "subscribed", "channel": channel}
     if members is not None:
         message["members"] = members
+    if position is not None:
+        message["offset"] = position.offset
+        message["epoch"] = position.epoch
+    if recovered is not None:
+        message["recovered"] = recovered
     return _frame(message)
+
+
+def history_frame(channel: str, publications: tuple[bytes, ...], position: StreamPosition) -> bytes:
+    """``{"type":"history","channel","publications":[...],"offset","epoch"}``, oldest first.
+
+    The stored publications are JSON texts already: they are joined, not re-encoded.
+    """
+    return text_frame(
+        b'{"type":"history","channel":'
+        + _json_text(channel)
+        + b',"publications":['
+        + b",".join(publications)
+        + b'],"offset":%d,"epoch":' % position.offset
+        + _json_text(position.epoch)
+        + b"}"
+    )
 
 
 def unsubscribed_frame(channel: str, reason: str | None = None) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fazt.realtime import protocol
+from fazt.realtime.backplane.history import StreamPosition
 from fazt.realtime.hooks import Hooks
 from fazt.realtime.hub import Hub
 from fazt.realtime.membership import Membership
@@ -26,6 +27,16 @@ class BackplaneRelay:
 
     def deliver_channel(self, app_uuid: str, channel: str, payload: bytes) -> None:
         self._hub.deliver_channel(app_uuid, channel, payload)
+
+    def deliver_publication(
+        self,
+        app_uuid: str,
+        channel: str,
+        payload: bytes,
+        position: StreamPosition,
+        exclude: str | None,
+    ) -> None:
+        self._hub.deliver_publication(app_uuid, channel, payload, position, exclude)
 
     def deliver_app(self, app_uuid: str, payload: bytes) -> None:
         self._hub.deliver_app(app_uuid, payload)

@@ -5,7 +5,11 @@
  * The connection is a small state machine (see `State`). Every wanted
  * subscription lives in `_subs` and is sent again after each (re)connect, so
  * a reconnect is invisible to the page apart from the `disconnected`,
- * `reconnecting` and `connected` events. The protocol is docs/protocol.md.
+ * `reconnecting` and `connected` events. On a history channel a subscription
+ * remembers the position (`offset`, `epoch`) of the last message it got and
+ * subscribes again with `since`, so the server sends what was missed (or says
+ * it cannot: `onSubscribed({recovered: false})`); messages are deduplicated by
+ * offset. The protocol is docs/protocol.md.
  */
 import { Emitter } from './emitter.js';
 import { backoff, closePolicy, NOW, RETRY, SLOW, STOP } from './policy.js';
@@ -47,10 +51,23 @@ export const CLOSED = 'closed';
  * @property {(data: any, meta: MessageMeta) => void} [onMessage]
  * @property {(member: any) => void} [onJoin]
  * @property {(member: any) => void} [onLeave]
+ * @property {(info: Subscribed) => void} [onSubscribed] every `subscribed`: the first, after each reconnect, and when the server says the stream lost messages
  */
 
-/** @typedef {{channel: string | null, timestamp?: number, from?: string}} MessageMeta */
+/** @typedef {{channel: string | null, timestamp?: number, from?: string, offset?: number, recovered?: boolean}} MessageMeta */
+/**
+ * @typedef {object} Subscribed
+ * @property {string} channel
+ * @property {any[]} [members] presence channels: the members, you included
+ * @property {boolean} recovered true when every message missed since the last one this subscription got is delivered (with `meta.recovered`); false when some may be lost
+ * @property {number | null} offset the channel's latest offset (history channels; else null)
+ * @property {string | null} epoch the channel's stream epoch (history channels; else null)
+ */
 /** @typedef {string | null | (() => string | null | Promise<string | null>)} TokenSource */
+/** @typedef {{limit?: number, since?: {offset: number, epoch: string}}} HistoryOptions */
+/** @typedef {{publications: {data: any, offset: number, timestamp: number, from?: string}[], offset: number, epoch: string}} History */
+/** @typedef {{type: string, channel: string, [field: string]: any}} Request */
+/** @typedef {{resolve: (value: any) => void, reject: (e: Error) => void, timer: any, message: Request}} Call */
 
 // Channel names as the server accepts them (docs/protocol.md): checked here so
 // a typo fails at once with a clear error instead of after a round trip.
@@ -87,16 +104,22 @@ export class Subscription {
     this.state = 'pending';
     /** Current members of a presence channel (from `subscribed`, kept up to date by join/leave), else null. @type {any[] | null} */
     this.members = null;
+    /** History channels: the offset of the last message received (null: none known). @type {number | null} */
+    this.offset = null;
+    /** History channels: the epoch of that offset. @type {string | null} */
+    this.epoch = null;
+    /** Recovered messages are those up to this offset. */
+    this._recoverTo = 0;
     /** @type {SubscribeHandlers[]} */
     this._handlers = [];
-    /** @type {(value: {channel: string, members?: any[]}) => void} */
+    /** @type {(value: Subscribed) => void} */
     this._resolve = noop;
     /** @type {(error: Error) => void} */
     this._reject = noop;
     /**
      * Resolves with the first `subscribed` answer; rejects on a server error
      * for this channel, on `callTimeout` without an answer, or on `close()`.
-     * @type {Promise<{channel: string, members?: any[]}>}
+     * @type {Promise<Subscribed>}
      */
     this.ready = new Promise((resolve, reject) => {
       this._resolve = resolve;
@@ -112,7 +135,7 @@ export class Subscription {
   }
 
   /**
-   * @param {((value: {channel: string, members?: any[]}) => any) | null} [onFulfilled]
+   * @param {((value: Subscribed) => any) | null} [onFulfilled]
    * @param {((error: any) => any) | null} [onRejected]
    */
   then(onFulfilled, onRejected) {
@@ -130,8 +153,22 @@ export class Subscription {
   }
 
   /**
+   * Same as `rt.history(this.channel, options)`.
+   * @param {HistoryOptions} [options]
+   */
+  history(options) {
+    return this._rt.history(this.channel, options);
+  }
+
+  /** The `subscribe` message: with `since` when a position is known (history channels). */
+  _request() {
+    const since = this.epoch === null ? undefined : { offset: this.offset, epoch: this.epoch };
+    return { type: 'subscribe', channel: this.channel, since };
+  }
+
+  /**
    * Settle `ready` once: with the `subscribed` answer, or with an error.
-   * @param {Error | {channel: string, members?: any[]}} outcome
+   * @param {Error | Subscribed} outcome
    */
   _settle(outcome) {
     this._rt._clear(this._timer);
@@ -141,7 +178,7 @@ export class Subscription {
   }
 
   /**
-   * @param {'onMessage' | 'onJoin' | 'onLeave'} name
+   * @param {'onMessage' | 'onJoin' | 'onLeave' | 'onSubscribed'} name
    * @param {...any} args
    */
   _fire(name, ...args) {
@@ -189,8 +226,15 @@ export class FaztRealtime extends Emitter {
     this._expired = new Map();
     /** Calls waiting for the connection. @type {Set<{resolve: () => void, reject: (e: Error) => void, timer: any}>} */
     this._waiting = new Set();
-    /** Pending `members` calls, by channel; one request in flight answers them all. @type {Map<string, Set<{resolve: (m: any[]) => void, reject: (e: Error) => void, timer: any}>>} */
-    this._membersCalls = new Map();
+    /**
+     * Calls waiting for their answer, by `<type> <channel>` (`members`, `history`),
+     * oldest first: the server answers a connection's requests in order. One
+     * `members` request answers every waiting `members` call of its channel.
+     * @type {Map<string, Call[]>}
+     */
+    this._calls = new Map();
+    /** Every client id this instance had: its own messages, recovered, are not shown. @type {Set<string>} */
+    this._ids = new Set();
     /** @type {any} */
     this._ws = null;
     this._attempt = 0;
@@ -251,7 +295,7 @@ export class FaztRealtime extends Emitter {
       this._expired.delete(channel);
       this._subs.set(channel, (sub = expired));
       sub.state = 'pending';
-      this._send({ type: 'subscribe', channel });
+      this._send(sub._request());
     } else if (!sub) {
       sub = new Subscription(this, channel);
       if (!validChannel(channel)) {
@@ -260,7 +304,7 @@ export class FaztRealtime extends Emitter {
         return sub;
       }
       this._subs.set(channel, sub);
-      this._send({ type: 'subscribe', channel });
+      this._send(sub._request());
     }
     if (handlers) sub._handlers.push(handlers);
     return sub;
@@ -293,22 +337,68 @@ export class FaztRealtime extends Emitter {
    * @returns {Promise<any[]>}
    */
   members(channel) {
+    return this._ask(channel, { type: 'members', channel });
+  }
+
+  /**
+   * The publications a history channel keeps, oldest first: the newest `limit`
+   * (default and most: the channel's `size`), or those after `since`. You must
+   * be subscribed. Waits for the connection when disconnected; rejects with
+   * `history_disabled`, `history_unrecoverable`, `not_subscribed` (server),
+   * `timeout` or `closed`.
+   * @param {string} channel
+   * @param {HistoryOptions} [options]
+   * @returns {Promise<History>}
+   */
+  history(channel, options = {}) {
+    return this._ask(channel, { type: 'history', channel, limit: options.limit, since: options.since });
+  }
+
+  /**
+   * Send a request answered by channel (`members`, `history`) now or once
+   * connected; it is sent again after a reconnect until answered.
+   * @param {string} channel
+   * @param {Request} message
+   * @returns {Promise<any>}
+   */
+  _ask(channel, message) {
     return new Promise((resolve, reject) => {
       if (!validChannel(channel)) return reject(fail('invalid_channel', 'invalid channel name', channel));
       if (this.state === CLOSED) return reject(fail('closed', 'not connected: call connect() first', channel));
-      let calls = this._membersCalls.get(channel);
-      if (!calls) this._membersCalls.set(channel, (calls = new Set()));
+      const key = message.type + ' ' + channel;
+      let calls = this._calls.get(key);
+      if (!calls) this._calls.set(key, (calls = []));
+      /** @type {Call} */
       const call = {
         resolve,
         reject,
+        message,
         timer: this._after(this.options.callTimeout, () => {
-          /** @type {Set<any>} */ (calls).delete(call);
-          reject(fail('timeout', `members of ${channel} timed out`, channel));
+          this._settle(key, fail('timeout', `${message.type} of ${channel} timed out`, channel), call);
         }),
       };
-      calls.add(call);
-      if (calls.size === 1) this._send({ type: 'members', channel });
+      calls.push(call);
+      if (calls.length === 1 || message.type !== 'members') this._send(message);
     });
+  }
+
+  /**
+   * Settle waiting calls of `key`: `only` that one, else the oldest (all of them
+   * for `members`), with a value or an error.
+   * @param {string} key
+   * @param {any} outcome
+   * @param {Call} [only]
+   */
+  _settle(key, outcome, only) {
+    const calls = this._calls.get(key) || [];
+    const done = only ? [only] : key.startsWith('members') ? calls.slice() : calls.slice(0, 1);
+    for (const call of done) {
+      calls.splice(calls.indexOf(call), 1);
+      this._clear(call.timer);
+      if (outcome instanceof Error) call.reject(outcome);
+      else call.resolve(outcome);
+    }
+    if (!calls.length) this._calls.delete(key);
   }
 
   /**
@@ -350,7 +440,7 @@ export class FaztRealtime extends Emitter {
         this._expired.delete(channel);
         this._subs.set(channel, sub);
         sub.state = 'pending';
-        this._send({ type: 'subscribe', channel });
+        this._send(sub._request());
       }
     });
   }
@@ -469,13 +559,7 @@ export class FaztRealtime extends Emitter {
       waiter.reject(error);
     }
     this._waiting.clear();
-    for (const calls of this._membersCalls.values()) {
-      for (const call of calls) {
-        this._clear(call.timer);
-        call.reject(error);
-      }
-    }
-    this._membersCalls.clear();
+    for (const [key, calls] of this._calls) for (const call of calls.slice()) this._settle(key, error, call);
     for (const sub of this._subs.values()) sub._settle(error);
   }
 
@@ -518,9 +602,12 @@ export class FaztRealtime extends Emitter {
     // Sent before any subscribe: the server handles a connection's frames in
     // order, so private channels see the token.
     if (token) this._send({ type: 'auth', token });
-    for (const channel of this._subs.keys()) this._send({ type: 'subscribe', channel });
-    for (const [channel, calls] of this._membersCalls) {
-      if (calls.size) this._send({ type: 'members', channel });
+    for (const sub of this._subs.values()) this._send(sub._request());
+    for (const calls of this._calls.values()) {
+      for (const call of calls) {
+        this._send(call.message);
+        if (call.message.type === 'members') break;
+      }
     }
     for (const waiter of this._waiting) {
       this._clear(waiter.timer);
@@ -597,6 +684,7 @@ export class FaztRealtime extends Emitter {
     switch (m.type) {
       case 'connected':
         this.clientId = m.clientId || null;
+        if (this.clientId) this._ids.add(this.clientId);
         this.user = m.user || null;
         // With a token function the state stays `connecting` until it answers
         // (bounded by connectTimeout): nothing is sent before the token.
@@ -610,8 +698,18 @@ export class FaztRealtime extends Emitter {
         if (sub) {
           sub.state = 'subscribed';
           if (Array.isArray(m.members)) sub.members = m.members.slice();
-          sub._settle(m.members ? { channel: sub.channel, members: m.members } : { channel: sub.channel });
-          this.emit('subscribed', sub.channel, m.members);
+          const recovered = m.recovered === true;
+          const epoch = typeof m.epoch === 'string' ? m.epoch : null;
+          // Recovered messages follow, up to m.offset; otherwise start from here.
+          sub._recoverTo = recovered ? m.offset : 0;
+          if (!recovered) sub.offset = epoch === null ? null : m.offset;
+          sub.epoch = epoch;
+          /** @type {Subscribed} */
+          const info = { channel: sub.channel, recovered, offset: sub.epoch === null ? null : m.offset, epoch };
+          if (m.members) info.members = m.members;
+          sub._settle(info);
+          sub._fire('onSubscribed', info);
+          this.emit('subscribed', sub.channel, m.members, info);
         }
         break;
       case 'unsubscribed':
@@ -621,7 +719,7 @@ export class FaztRealtime extends Emitter {
             // setToken() switched users: the server dropped what needed the
             // old identity; ask again as the new one (after its auth, in order).
             sub.state = 'pending';
-            this._send({ type: 'subscribe', channel });
+            this._send(sub._request());
           } else if (sub) {
             this._subs.delete(channel);
             sub.state = 'unsubscribed';
@@ -639,6 +737,17 @@ export class FaztRealtime extends Emitter {
         /** @type {MessageMeta} */
         const meta = { channel, timestamp: m.timestamp };
         if (m.from !== undefined) meta.from = m.from;
+        if (sub && typeof m.offset === 'number') {
+          // A history channel: each offset once, in order.
+          if (sub.epoch !== null && sub.offset !== null && m.offset <= sub.offset) break;
+          sub.offset = m.offset;
+          meta.offset = m.offset;
+          if (m.offset <= sub._recoverTo) {
+            meta.recovered = true;
+            // Our own messages were never echoed to us: not when recovered either.
+            if (this._ids.has(m.from)) break;
+          }
+        }
         if (channel === null) {
           this.emit('message', null, m.data, meta);
           this.emit('broadcast', m.data, meta);
@@ -655,16 +764,12 @@ export class FaztRealtime extends Emitter {
       case 'members': {
         const members = Array.isArray(m.members) ? m.members : [];
         if (sub) sub.members = members.slice();
-        const calls = channel === null ? undefined : this._membersCalls.get(channel);
-        if (calls) {
-          this._membersCalls.delete(/** @type {string} */ (channel));
-          for (const call of calls) {
-            this._clear(call.timer);
-            call.resolve(members);
-          }
-        }
+        this._settle('members ' + channel, members);
         break;
       }
+      case 'history':
+        this._settle('history ' + channel, { publications: m.publications || [], offset: m.offset, epoch: m.epoch });
+        break;
       case 'ping':
         this._send({ type: 'pong' });
         break;
@@ -712,17 +817,17 @@ export class FaztRealtime extends Emitter {
    */
   _serverError(error, sub) {
     const channel = /** @type {any} */ (error).channel;
-    if (sub && sub.state === 'pending' && error.code !== 'not_subscribed' && error.code !== 'rate_limited') {
+    // Codes that never answer a subscribe: a publish's (`rejected`: the app's
+    // onPublish hook), members', history's.
+    if (sub && sub.state === 'pending' && !/^(not_subscribed|rate_limited|rejected|history_)/.test(error.code || '')) {
       this._subs.delete(channel);
       sub.state = 'failed';
       sub._settle(error);
     }
-    const calls = channel == null ? undefined : this._membersCalls.get(channel);
-    if (calls && error.code === 'not_subscribed') {
-      this._membersCalls.delete(channel);
-      for (const call of calls) {
-        this._clear(call.timer);
-        call.reject(error);
+    if (channel != null) {
+      if (error.code === 'not_subscribed') this._settle('members ' + channel, error);
+      if (error.code === 'not_subscribed' || /^history_|^invalid_message/.test(error.code || '')) {
+        this._settle('history ' + channel, error);
       }
     }
     this.emit('error', error);

@@ -441,7 +441,13 @@ describe('subscriptions', () => {
     const ws = connect(WS);
     ws.serverSend({ type: 'subscribed', channel: 'presence-room', members: [{ id: 'a', name: 'A' }] });
     const value = await sub;
-    assert.deepEqual(value, { channel: 'presence-room', members: [{ id: 'a', name: 'A' }] });
+    assert.deepEqual(value, {
+      channel: 'presence-room',
+      members: [{ id: 'a', name: 'A' }],
+      recovered: false,
+      offset: null,
+      epoch: null,
+    });
     assert.deepEqual(sub.members, [{ id: 'a', name: 'A' }]);
     assert.equal(of('subscribed').length, 1);
     assert.equal(ws.sentOf('subscribe').length, 1, 'subscribing twice sends once');
@@ -627,6 +633,27 @@ describe('tokens', () => {
     assert.deepEqual(of('unsubscribed'), [['private-room', 'reauthenticated']]);
     ws.serverSend({ type: 'subscribed', channel: 'private-room' });
     assert.equal(sub.state, 'subscribed');
+  });
+
+  test("a publish's rejected (onPublish) does not fail the channel's pending resubscribe", async () => {
+    const { rt, WS, of } = setup({ token: 'alice' });
+    const sub = rt.subscribe('private-room');
+    const ws = connect(WS);
+    ws.serverSend({ type: 'subscribed', channel: 'private-room' });
+    await rt.publish('private-room', { text: '' });
+    rt.setToken('bob');
+    ws.serverSend({ type: 'unsubscribed', channel: 'private-room', reason: 'reauthenticated' });
+    assert.equal(sub.state, 'pending');
+    // The app's hook answers the message sent before: it is about the publish.
+    ws.serverSend({ type: 'error', code: 'rejected', error: 'an empty message is not sent', channel: 'private-room' });
+    assert.equal(sub.state, 'pending', 'rejected answers a publish, never a subscribe');
+    assert.deepEqual(
+      of('error').map(([e]) => [e.code, e.channel]),
+      [['rejected', 'private-room']],
+    );
+    ws.serverSend({ type: 'subscribed', channel: 'private-room' });
+    assert.equal(sub.state, 'subscribed');
+    await sub.ready;
   });
 
   test('a token function is asked on every connection; nothing is sent before it answers', async () => {

@@ -55,7 +55,7 @@ describe('against a real fazt serve', { skip: noServer }, () => {
   test('subscribe, server broadcast and broadcastAll', async () => {
     const { rt, of } = client();
     const sub = rt.subscribe('news');
-    assert.deepEqual(await sub, { channel: 'news' });
+    assert.deepEqual(await sub, { channel: 'news', recovered: false, offset: null, epoch: null });
     assert.equal(rt.state, 'connected');
     assert.match(rt.clientId ?? '', /^[\w-]{16,}$/);
     await server.api('send', { channel: 'news', data: { n: 1 } });
@@ -110,6 +110,45 @@ describe('against a real fazt serve', { skip: noServer }, () => {
     );
     assert.equal(b.rt.state, 'connected');
     assert.deepEqual(a.of('message'), [], 'no echo to the sender');
+  });
+
+  test('history: a dropped connection comes back with what it missed, once, in order', async () => {
+    const writer = client();
+    await writer.rt.subscribe('log-1');
+    const { rt } = client();
+    /** @type {any[]} */
+    const seen = [];
+    /** @type {any[]} */
+    const infos = [];
+    const sub = rt.subscribe('log-1', {
+      onMessage: (data, meta) => seen.push([data, meta.offset, meta.recovered === true]),
+      onSubscribed: (info) => infos.push(info),
+    });
+    const first = await sub;
+    assert.deepEqual([first.recovered, first.offset, typeof first.epoch], [false, 0, 'string']);
+    await server.api('send', { channel: 'log-1', data: 'one' });
+    await until(() => seen.length === 1, 'the first message');
+    // Away (closed, so it cannot come back too soon) while two messages go out.
+    rt.close();
+    await server.api('send', { channel: 'log-1', data: 'two' });
+    await writer.rt.publish('log-1', 'three');
+    await until(async () => (await server.api('top', { channel: 'log-1' })).offset === 3, 'both sent');
+    rt.connect();
+    await until(() => infos.length === 2, 'the resubscribe');
+    await until(() => seen.length === 3, 'the missed messages');
+    assert.deepEqual(infos[1], { channel: 'log-1', recovered: true, offset: 3, epoch: first.epoch });
+    await server.api('send', { channel: 'log-1', data: 'four' });
+    await until(() => seen.length === 4, 'the live message');
+    assert.deepEqual(seen, [
+      ['one', 1, false],
+      ['two', 2, true],
+      ['three', 3, true],
+      ['four', 4, false],
+    ]);
+    const history = await sub.history({ limit: 2 });
+    assert.deepEqual(history.publications.map((p) => [p.data, p.offset]), [['three', 3], ['four', 4]]);
+    assert.equal(history.publications[0].from, writer.rt.clientId);
+    await assert.rejects(rt.history('chat-1'), { code: 'not_subscribed' });
   });
 
   test('a private channel without a token is refused', async () => {

@@ -77,6 +77,15 @@ class ChatPage(ExamplePage):
     def system_line(self, text: str) -> Locator:
         return self.page.locator("#messages li.system", has_text=text)
 
+    def shown_offsets(self) -> list[int]:
+        """The offsets of the room's lines on screen, top to bottom (a page's own
+        messages carry none: the server never echoes them)."""
+        offsets: list[int] = self.page.locator("#messages li").evaluate_all(
+            "items => items.filter((item) => item.dataset.offset)"
+            ".map((item) => Number(item.dataset.offset))"
+        )
+        return offsets
+
     @property
     def error(self) -> Locator:
         return self.page.locator("#error")

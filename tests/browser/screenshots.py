@@ -85,19 +85,23 @@ def poll_scene(browser: Browser, server: ExamplesServer, out: Path, suffix: str 
 
 
 def take_screenshots(browser: Browser, out: Path) -> list[Path]:
-    """Serve the examples, play both scenes on each screen, return the PNG paths written."""
+    """Serve the examples, play both scenes on each screen, return the PNG paths written.
+
+    Each screen gets a server of its own: chat rooms keep their history, so a
+    second scene on the same server would show the first one's messages too.
+    """
     out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
     with tempfile.TemporaryDirectory(prefix="fazt-screenshots-") as data:
-        server = ExamplesServer(Path(data))
-        server.start()
-        try:
-            return [
-                scene(browser, server, out, suffix)
-                for suffix in SCREENS
-                for scene in (chat_scene, poll_scene)
-            ]
-        finally:
-            server.stop()
+        for index, suffix in enumerate(SCREENS):
+            server = ExamplesServer(Path(data) / f"screen-{index}")
+            server.start()
+            try:
+                for scene in (chat_scene, poll_scene):
+                    written.append(scene(browser, server, out, suffix))
+            finally:
+                server.stop()
+    return written
 
 
 def main() -> None:

@@ -61,6 +61,8 @@ def test_pages_reconnect_by_themselves_after_a_server_restart(
     alice = ChatPage(new_page("alice")).open(url).sign_in("Alice")
     bob = ChatPage(new_page("bob")).open(url).sign_in("Bob")
     bob.expect_members("alice", "bob")
+    alice.say("before the restart")
+    expect(bob.message("before the restart")).to_be_visible()
     alice.record_status_changes()
     bob.record_status_changes()
 
@@ -72,6 +74,11 @@ def test_pages_reconnect_by_themselves_after_a_server_restart(
     for page in (alice, bob):  # they really lost the connection and came back
         assert "reconnecting" in page.status_history()
         assert page.status_history()[-1] == "connected"
+    # The new process kept no history (memory): the pages cannot recover, say
+    # so, and show the room's history again (now empty).
+    for page in (alice, bob):
+        expect(page.page.locator("#notice")).to_contain_text("could not be recovered")
+        expect(page.message("before the restart")).to_have_count(0)
     # The SDK subscribed again by itself: presence and messages flow again.
     alice.expect_members("alice", "bob")
     bob.expect_members("alice", "bob")
@@ -193,6 +200,70 @@ def test_signed_in_user_cannot_read_another_users_dm_channel(
 
     assert result["subscribed"] is False
     assert result["code"] == "forbidden"
+
+
+def test_a_page_back_from_offline_shows_what_it_missed_once_and_in_order(
+    examples_server: ExamplesServer, new_page: NewPage, page_errors: PageErrors
+) -> None:
+    # Offline, the page's reconnect attempts fail: Chromium logs each one.
+    page_errors.allow("WebSocket connection to")
+    url = examples_server.url("chat")
+    alice = ChatPage(new_page("alice")).open(url).sign_in("Alice")
+    bob = ChatPage(new_page("bob")).open(url).sign_in("Bob")
+    bob.expect_members("alice", "bob")
+    alice.say("before the blip")
+    expect(bob.message("before the blip")).to_be_visible()
+    bob.record_status_changes()
+
+    bob.page.context.set_offline(True)
+    # The SDK notices (no answer to its ping) and drops the dead connection.
+    bob.expect_status("reconnecting", RECONNECT_TIMEOUT_MS)
+    for text in ("while away 1", "while away 2", "while away 3"):
+        alice.say(text)
+    expect(alice.message("while away 3")).to_be_visible()
+    assert bob.message("while away 1").count() == 0
+    bob.page.context.set_offline(False)
+
+    bob.expect_status("connected", RECONNECT_TIMEOUT_MS)
+    expect(bob.message("while away 3")).to_be_visible()
+    texts = bob.chat_lines.locator(".text").all_inner_texts()
+    assert texts == ["before the blip", "while away 1", "while away 2", "while away 3"]
+    expect(bob.page.locator("#notice")).to_have_text("")  # everything was recovered
+    assert "reconnecting" in bob.status_history()
+    alice.say("after the blip")
+    expect(bob.message("after the blip")).to_be_visible()
+    expect(bob.chat_lines).to_have_count(5)
+    # The "joined"/"left" lines are publications on the room too: recovered or
+    # live, each is on screen once, in offset order among the messages.
+    expect(bob.system_line("Bob joined")).not_to_have_count(0)
+    assert bob.shown_offsets() == sorted(set(bob.shown_offsets()))
+
+
+def test_joining_a_room_shows_its_last_messages(
+    examples_server: ExamplesServer, new_page: NewPage
+) -> None:
+    url = examples_server.url("chat")
+    alice = ChatPage(new_page("alice")).open(url).sign_in("Alice")
+    for i in range(1, 4):
+        alice.say(f"earlier {i}")
+    expect(alice.message("earlier 3")).to_be_visible()
+
+    bob = ChatPage(new_page("bob")).open(url).sign_in("Bob")  # joins "general" after them
+
+    expect(bob.message("earlier 3")).to_be_visible()
+    texts = bob.chat_lines.locator(".text").all_inner_texts()
+    assert texts == ["earlier 1", "earlier 2", "earlier 3"]
+    # Alice's "joined" line was published on the room before Bob came: history.
+    expect(bob.system_line("Alice joined")).to_have_count(1)
+    expect(bob.system_line("Bob joined")).to_have_count(1)
+    assert bob.shown_offsets() == sorted(set(bob.shown_offsets()))
+    expect(bob.page.locator("#notice")).to_have_text("")
+    bob.switch_room("random")
+    expect(bob.system_line("Bob joined")).to_have_count(1)
+    expect(bob.chat_lines).to_have_count(0)
+    bob.switch_room("general")
+    expect(bob.chat_lines).to_have_count(3)
+    expect(bob.system_line("Bob left")).to_have_count(1)  # from general, while in random
 
 
 EMPTY_TEXT = "el => getComputedStyle(el, '::before').content"

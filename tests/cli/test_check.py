@@ -42,7 +42,7 @@ def test_every_error_of_every_app_in_words(tmp_path: Path) -> None:
         f"{typos}: $.realtime.channels.ok.auth: must be true or false, not the number 1",
         f"{typos}: $.realtime.channels.ok.role: must be a string or an array, not the number 5",
         f"{typos}: $.realtime.channels.ok.pubish: unknown key 'pubish' (did you mean "
-        "'publish'?); the keys allowed here: auth, role, publish, hooks",
+        "'publish'?); the keys allowed here: auth, role, publish, history, hooks",
     }
     assert len(lines) == 9  # one line per problem, no repeats
     assert lines[-1] == "1 app(s) ok (good); 8 error(s) in 2 app(s) not served; 0 warning(s)"

@@ -58,18 +58,28 @@ module.exports = async (req) => {
 
 
 class ClusterRig:
-    """One Redis and the kernels started on it; everything is stopped by ``close``."""
+    """One Redis and the kernels started on it; everything is stopped by ``close``.
 
-    def __init__(self, tmp_path: Path) -> None:
+    The app ``chat`` gets ``channels`` as its rules and ``files`` besides the
+    ``api/`` handlers every cluster test uses.
+    """
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        channels: dict[str, Any] | None = None,
+        files: dict[str, str] | None = None,
+    ) -> None:
         self.tmp_path = tmp_path
         self.redis = RedisServer()
         self.redis.start()
         self.apps_dir = tmp_path / "apps"
+        rules = channels if channels is not None else {"room": {"publish": True}}
         make_app(
             self.apps_dir,
             "chat",
-            {"uuid": APP_UUID, "realtime": {"channels": {"room": {"publish": True}}}},
-            API_FILES,
+            {"uuid": APP_UUID, "realtime": {"channels": rules}},
+            {**API_FILES, **(files or {})},
         )
         self.nodes: list[FaztProcess] = []
         self.clients: list[Client] = []

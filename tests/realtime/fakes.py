@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from fazt.realtime.protocol import text_frame
+from fazt.realtime.session import Session
 
 
 def decode_frame(frame: bytes) -> dict[str, Any]:
@@ -30,8 +31,25 @@ def frame_payload(frame: bytes) -> bytes:
     return body
 
 
+def split_frames(data: bytes) -> list[bytes]:
+    """Complete server frames joined in one write (a recovery sends them so), one by one."""
+    frames: list[bytes] = []
+    while data:
+        length, offset = data[1], 2
+        if length == 126:
+            length, offset = int.from_bytes(data[2:4], "big"), 4
+        elif length == 127:
+            length, offset = int.from_bytes(data[2:10], "big"), 10
+        frames.append(data[: offset + length])
+        data = data[offset + length :]
+    return frames
+
+
 class FakeTransport:
-    """Records frames and closes; ``send_frame`` after close is ignored (as in the real one)."""
+    """Records frames and closes; ``send_frame`` after close is ignored (as in the real one).
+
+    Several frames written at once are recorded one by one.
+    """
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
@@ -40,7 +58,7 @@ class FakeTransport:
 
     def send_frame(self, frame: bytes) -> None:
         if self.closed_with is None and not self.aborted:
-            self.frames.append(frame)
+            self.frames.extend(split_frames(frame))
 
     def close(self, code: int, reason: str) -> None:
         if self.closed_with is None:
@@ -63,6 +81,21 @@ class FakeTransport:
         return [message for message in self.messages if message["type"] == kind]
 
 
+def fake_session(client_id: str, app_uuid: str = "app") -> tuple[Session, FakeTransport]:
+    """A bare session on a ``FakeTransport`` (for the hub's and the feeds' fan-out)."""
+    transport = FakeTransport()
+    session = Session(
+        client_id=client_id,
+        app_uuid=app_uuid,
+        transport=transport,
+        now=0.0,
+        connected_at_ms=0,
+        ping_interval=30.0,
+        messages_per_second=10,
+    )
+    return session, transport
+
+
 class Clock:
     """A monotonic clock the test moves by hand."""
 
@@ -76,4 +109,12 @@ class Clock:
         self.now += seconds
 
 
-__all__ = ["Clock", "FakeTransport", "decode_frame", "frame_payload", "text_frame"]
+__all__ = [
+    "Clock",
+    "FakeTransport",
+    "decode_frame",
+    "fake_session",
+    "frame_payload",
+    "split_frames",
+    "text_frame",
+]

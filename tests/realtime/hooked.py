@@ -22,8 +22,10 @@ from fazt.realtime.api import js_namespace
 from fazt.realtime.backplane.node import Backplane
 from fazt.realtime.hooks import HOOK_MODULE, HookSettings, JsHookCaller
 from fazt.realtime.limits import Limits
+from fazt.realtime.session import Session
 from tests.realtime.backplane.support import eventually
-from tests.realtime.world import World, make_world
+from tests.realtime.fakes import FakeTransport
+from tests.realtime.world import World, claims, make_world
 
 #: Hooks that record every event they see (the tests' default module).
 RECORDING_HOOKS = """
@@ -81,6 +83,12 @@ class HookedNode:
             await self.world.core.stop(0)
         finally:
             self.engine.close()
+
+    async def client(self, app: App, sub: str | None = None) -> tuple[Session, FakeTransport]:
+        """A connected client (signed in as ``sub``), its ``connected`` frame already read."""
+        session, transport = await self.world.connect(app, claims(sub) if sub else None)
+        transport.take()
+        return session, transport
 
     async def wait_for(self, predicate: Callable[[HookRecorder], bool], what: str) -> None:
         await eventually(lambda: predicate(self.recorder), what)

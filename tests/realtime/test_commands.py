@@ -8,6 +8,7 @@ import pytest
 
 from fazt.realtime import protocol
 from fazt.realtime.backplane.bus_memory import MemoryBus
+from fazt.realtime.backplane.history_memory import MemoryHistoryStore
 from fazt.realtime.backplane.node import Backplane
 from fazt.realtime.backplane.registry_memory import MemoryRegistry
 from fazt.realtime.limits import Limits
@@ -276,7 +277,8 @@ async def test_a_failing_registry_call_does_not_cost_the_connection(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     bus = MemoryBus(node_id="n1")
-    w = await make_world(backplane=Backplane(bus, _BrokenRegistry(node_id="n1")))
+    registry = _BrokenRegistry(node_id="n1")
+    w = await make_world(backplane=Backplane(bus, registry, MemoryHistoryStore(bus)))
     app = make_app()
     s, t = await w.connect(app)
     t.take()

@@ -28,7 +28,6 @@ from fazt.realtime.session import Session
 from tests.realtime.backplane.support import eventually
 from tests.realtime.fakes import FakeTransport
 from tests.realtime.hooked import RECORDING_HOOKS, HookedNode, hooked_app, hooked_node
-from tests.realtime.world import claims
 
 pytestmark = pytest.mark.gen_test(timeout=30)
 
@@ -94,9 +93,7 @@ def node(io_loop: tornado.ioloop.IOLoop) -> Iterator[HookedNode]:
 async def connect(
     node: HookedNode, app: Any, sub: str | None = None
 ) -> tuple[Session, FakeTransport]:
-    session, transport = await node.world.connect(app, claims(sub) if sub else None)
-    transport.take()
-    return session, transport
+    return await node.client(app, sub)
 
 
 async def subscribe(

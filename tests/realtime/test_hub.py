@@ -12,25 +12,13 @@ from fazt.realtime.hub import Hub
 from fazt.realtime.limits import Limits
 from fazt.realtime.protocol import text_frame
 from fazt.realtime.session import Session
-from tests.realtime.fakes import FakeTransport
+from tests.realtime.fakes import FakeTransport, fake_session
 from tests.realtime.world import claims, make_app, make_world
 
 
 def _sessions(count: int) -> tuple[dict[str, Session], list[FakeTransport]]:
-    transports = [FakeTransport() for _ in range(count)]
-    sessions = {
-        f"c{i}": Session(
-            client_id=f"c{i}",
-            app_uuid="app",
-            transport=transport,
-            now=0.0,
-            connected_at_ms=0,
-            ping_interval=30.0,
-            messages_per_second=10,
-        )
-        for i, transport in enumerate(transports)
-    }
-    return sessions, transports
+    made = [fake_session(f"c{i}") for i in range(count)]
+    return {session.client_id: session for session, _ in made}, [t for _, t in made]
 
 
 def test_fan_out_writes_one_shared_frame_to_all_but_the_excluded() -> None:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
-import tornado.httpclient
 
-from tests.realtime.wsclient import realtime_kernel
+from tests.realtime.wsclient import post_json, realtime_kernel
 
 HANDLER = """
 module.exports = async (req) => {
@@ -45,11 +42,7 @@ module.exports = async (req) => {
 """
 
 
-async def call(url: str, body: dict[str, Any]) -> Any:
-    response = await tornado.httpclient.AsyncHTTPClient().fetch(
-        url, method="POST", body=json.dumps(body), headers={"Content-Type": "application/json"}
-    )
-    return json.loads(response.body)
+call = post_json
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -32,7 +32,17 @@ PURE = _pure_modules()
 
 
 def test_the_contract_names_the_sans_io_core() -> None:
-    for name in ("channels", "commands", "hub", "lifecycle", "membership", "protocol", "session"):
+    for name in (
+        "channels",
+        "commands",
+        "fanout",
+        "feed",
+        "hub",
+        "lifecycle",
+        "membership",
+        "protocol",
+        "session",
+    ):
         assert name in PURE, name
 
 

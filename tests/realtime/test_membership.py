@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from fazt.realtime.backplane.bus_memory import MemoryBus
+from fazt.realtime.backplane.history_memory import MemoryHistoryStore
 from fazt.realtime.backplane.node import Backplane, MemoryNetwork, memory_backplane
 from fazt.realtime.backplane.registry_memory import MemoryRegistry
 from tests.realtime.world import claims, make_app, make_world
@@ -103,7 +104,8 @@ class _SlowRegistry(MemoryRegistry):
 
 @pytest.mark.gen_test
 async def test_disconnect_racing_a_subscribe_leaves_nothing_behind() -> None:
-    backplane = Backplane(MemoryBus(node_id="n1"), _SlowRegistry(node_id="n1"))
+    bus = MemoryBus(node_id="n1")
+    backplane = Backplane(bus, _SlowRegistry(node_id="n1"), MemoryHistoryStore(bus))
     w = await make_world(backplane=backplane)
     app = make_app()
     api = w.core.api(app)

@@ -25,6 +25,11 @@ from tests.harness import make_app, running_kernel
         {"limits": {"maxConnectionsTotal": 0}},
         {"limits": {"maxConnectionsTotl": 10}},
         {"pingInterval": 30},
+        {"history": {"maxSize": 0}},
+        {"history": {"maxSize": 10001}},
+        {"history": {"maxTtlSeconds": 86401}},
+        {"history": {"maxTtlSeconds": 1.5}},
+        {"history": {"size": 10}},
     ],
 )
 @pytest.mark.gen_test
@@ -46,6 +51,14 @@ async def test_bad_realtime_config_is_refused(tmp_path: Path, section: dict[str,
         {"realtime": {"channelz": {}}},
         {"limits": {"realtime": {"maxMessageSizeKB": -1}}},
         {"limits": {"realtime": {"maxConnections": 5}}},
+        {"realtime": {"channels": {"c": {"history": {"size": 0, "ttlSeconds": 10}}}}},
+        {"realtime": {"channels": {"c": {"history": {"size": 10001, "ttlSeconds": 10}}}}},
+        {"realtime": {"channels": {"c": {"history": {"size": 10, "ttlSeconds": 0}}}}},
+        {"realtime": {"channels": {"c": {"history": {"size": 10, "ttlSeconds": 86401}}}}},
+        {"realtime": {"channels": {"c": {"history": {"size": 10}}}}},
+        {"realtime": {"channels": {"c": {"history": {"size": "10", "ttlSeconds": 5}}}}},
+        {"realtime": {"channels": {"c": {"history": {"size": 1, "ttlSeconds": 5, "x": 1}}}}},
+        {"realtime": {"channels": {"c": {"history": True}}}},
     ],
 )
 @pytest.mark.gen_test
@@ -81,6 +94,7 @@ def test_defaults_and_schema_parts() -> None:
         "subscribers",
         "count",
         "kick",
+        "history",
     }
     with pytest.raises(RuntimeError, match="not started"):
         _ = plugin.hub

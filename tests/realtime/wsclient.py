@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import tornado.httpclient
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -119,6 +120,14 @@ async def open_client(url: str, token: str | None = None, **kwargs: Any) -> Clie
     ws = await connect(url, ping_interval=None, compression=None, open_timeout=TIMEOUT, **options)
     hello = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
     return Client(ws, hello)
+
+
+async def post_json(url: str, body: Any) -> Any:
+    """POST ``body`` as JSON to an app's handler; its decoded JSON answer."""
+    response = await tornado.httpclient.AsyncHTTPClient().fetch(
+        url, method="POST", body=json.dumps(body), headers={"Content-Type": "application/json"}
+    )
+    return json.loads(response.body)
 
 
 async def upgrade_status(url: str) -> int:

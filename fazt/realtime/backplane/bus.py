@@ -11,11 +11,19 @@ subscribers; the bus carries what the other nodes must fan out too:
 * **node topics**: kicks addressed to one node (``send_kick``), received by
   that node for every app it watches.
 
-``publish_*`` never delivers back to the publishing node: the hub delivers
-locally first, then publishes (as python-socketio does). Payloads are the
-UTF-8 JSON text of the server message exactly as clients receive it; a
+``publish_channel`` and ``publish_app`` never deliver back to the publishing
+node: the hub delivers locally first, then publishes (as python-socketio
+does). ``publish_publication`` carries a numbered publication of a history
+channel (``history.HistoryStore.publish`` calls it) to every node subscribed
+to the channel, **the publishing node included**, so every node receives a
+channel's publications in one order, the order of their offsets. Payloads are
+the UTF-8 JSON text of the server message exactly as clients receive it; a
 receiving node frames those bytes once and fans them out. Messages from one
-node on one topic arrive in the order they were published.
+node on one topic arrive in the order they were published (the order of the
+``publish_*`` calls), whatever the kind of message.
+
+``subscribe_channel`` returns once the node really receives the channel: a
+message published anywhere after it returned reaches this node.
 
 Every call takes ``app_uuid`` and keeps apps apart in every topic it uses; an
 unsafe app uuid raises ``ValueError`` (``key_safety``). A node that crashed
@@ -29,6 +37,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Protocol
 
+from fazt.realtime.backplane.history import StreamPosition
+
 
 class BusHandler(Protocol):
     """What a bus calls back into (the node's receiving side). Calls happen on the IOLoop;
@@ -36,6 +46,17 @@ class BusHandler(Protocol):
 
     def deliver_channel(self, app_uuid: str, channel: str, payload: bytes) -> None:
         """Another node published ``payload`` on ``channel``: fan it out locally."""
+
+    def deliver_publication(
+        self,
+        app_uuid: str,
+        channel: str,
+        payload: bytes,
+        position: StreamPosition,
+        exclude: str | None,
+    ) -> None:
+        """A numbered publication on ``channel`` (from any node, this one included):
+        fan it out locally, but not to the client ``exclude``."""
 
     def deliver_app(self, app_uuid: str, payload: bytes) -> None:
         """Another node sent ``payload`` to every client of the app (``broadcastAll``)."""
@@ -61,7 +82,12 @@ class Bus(ABC):
 
     @abstractmethod
     async def subscribe_channel(self, app_uuid: str, channel: str) -> None:
-        """Start receiving ``channel`` (this node got its first local subscriber)."""
+        """Start receiving ``channel`` (this node got its first local subscriber).
+
+        Returns once the channel is received (on Redis: once SUBSCRIBE is
+        confirmed), also when another call for the channel is still waiting for
+        that. Calling it again for a received channel changes nothing.
+        """
 
     @abstractmethod
     async def unsubscribe_channel(self, app_uuid: str, channel: str) -> None:
@@ -78,6 +104,18 @@ class Bus(ABC):
     @abstractmethod
     async def publish_channel(self, app_uuid: str, channel: str, payload: bytes) -> None:
         """Deliver ``payload`` to every *other* node subscribed to ``channel``."""
+
+    @abstractmethod
+    async def publish_publication(
+        self,
+        app_uuid: str,
+        channel: str,
+        payload: bytes,
+        position: StreamPosition,
+        exclude: str | None = None,
+    ) -> None:
+        """Deliver a numbered publication to every node subscribed to ``channel``, this
+        one included (``BusHandler.deliver_publication``), in the order of the calls."""
 
     @abstractmethod
     async def publish_app(self, app_uuid: str, payload: bytes) -> None:

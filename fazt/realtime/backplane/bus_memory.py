@@ -10,7 +10,11 @@ a cluster inside one process and one IOLoop: messages cross between them and a
 
 Delivery to other nodes is scheduled with ``call_soon`` rather than made inline,
 as it would arrive from a socket: a hub never re-enters itself through
-``publish_channel``, and messages from one publisher keep their order.
+``publish_channel``, and messages from one publisher keep their order. A
+numbered publication (``publish_publication``) is scheduled the same way on
+every subscribed node, the publisher included: the loop runs callbacks in the
+order they were scheduled, so every node gets a channel's publications in
+offset order.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Callable, Collection
 
 from fazt.realtime.backplane.bus import Bus, BusHandler
 from fazt.realtime.backplane.callbacks import run_callback
+from fazt.realtime.backplane.history import StreamPosition
 from fazt.realtime.backplane.key_safety import check_app_uuid, check_node_id, new_node_id
 
 
@@ -70,9 +75,11 @@ class MemoryBroker:
             if not nodes:
                 del self._app_nodes[app_uuid]
 
-    def channel_receivers(self, sender: str, app_uuid: str, channel: str) -> list[MemoryBus]:
+    def channel_receivers(
+        self, sender: str, app_uuid: str, channel: str, *, include_sender: bool = False
+    ) -> list[MemoryBus]:
         node_ids = self._channel_nodes.get(app_uuid, {}).get(channel, ())
-        return self._live_others(sender, node_ids)
+        return self._live_others("" if include_sender else sender, node_ids)
 
     def app_receivers(self, sender: str, app_uuid: str) -> list[MemoryBus]:
         return self._live_others(sender, self._app_nodes.get(app_uuid, ()))
@@ -148,6 +155,25 @@ class MemoryBus(Bus):
             return
         for node in self._broker.channel_receivers(self.node_id, app_uuid, channel):
             node._deliver_soon(lambda h: h.deliver_channel(app_uuid, channel, payload))
+
+    async def publish_publication(
+        self,
+        app_uuid: str,
+        channel: str,
+        payload: bytes,
+        position: StreamPosition,
+        exclude: str | None = None,
+    ) -> None:
+        check_app_uuid(app_uuid)
+        if self.crashed:
+            return
+        receivers = self._broker.channel_receivers(
+            self.node_id, app_uuid, channel, include_sender=True
+        )
+        for node in receivers:
+            node._deliver_soon(
+                lambda h: h.deliver_publication(app_uuid, channel, payload, position, exclude)
+            )
 
     async def publish_app(self, app_uuid: str, payload: bytes) -> None:
         check_app_uuid(app_uuid)

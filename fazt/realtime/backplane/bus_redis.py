@@ -9,6 +9,18 @@ receives traffic it would throw away, apart from the echo of its own publishes
 included); each message carries its sender's node id in an envelope,
 ``<node id>\\n<payload>``, and a node skips its own.
 
+A numbered publication of a history channel has a longer envelope,
+``<node id> <offset> <epoch> <exclude>\\n<payload>`` (``exclude``: the client
+that must not receive it, ``-`` for none), and every node delivers it, the
+publisher included: all nodes then fan a channel's publications out in the one
+order Redis gave them, the order of their offsets. The Redis history store
+publishes this envelope from its Lua script (``publication_envelope`` is the
+same format).
+
+Every publish goes through the link's ordered lane (``redis_lane``), so
+Redis receives a node's messages in the order of its ``publish_*`` calls.
+``subscribe_channel`` returns once Redis confirmed the SUBSCRIBE.
+
 While Redis is unreachable publishes are dropped at once and counted
 (``RedisLink.dropped_messages``): nothing is queued, so memory stays bounded.
 A kick addressed to this node itself is delivered locally, Redis or not.
@@ -28,6 +40,7 @@ from typing import Final
 
 from fazt.realtime.backplane.bus import Bus, BusHandler
 from fazt.realtime.backplane.callbacks import run_callback
+from fazt.realtime.backplane.history import StreamPosition
 from fazt.realtime.backplane.key_safety import check_app_uuid
 from fazt.realtime.backplane.redis_link import RedisLink
 
@@ -39,6 +52,29 @@ MAX_PAYLOAD_BYTES: Final = 1024 * 1024
 
 # Topic kinds, kept in the node's topic table.
 _CHANNEL, _APP, _KICK, _CONTROL = range(4)
+
+#: ``exclude`` of a publication envelope when no client is excluded.
+NO_EXCLUDE: Final = "-"
+
+
+def publication_envelope(node_id: str, position: StreamPosition, exclude: str | None) -> bytes:
+    """The head of a numbered publication's message on a channel topic (before the payload)."""
+    return f"{node_id} {position.offset} {position.epoch} {exclude or NO_EXCLUDE}\n".encode()
+
+
+def _publication_header(header: bytes) -> tuple[StreamPosition, str | None] | None:
+    """``<node> <offset> <epoch> <exclude>`` parsed, or None when malformed."""
+    fields = header.split(b" ")
+    if len(fields) != 4 or not fields[1].isdigit() or not fields[2] or not fields[3]:
+        return None
+    try:
+        epoch, exclude = fields[2].decode("ascii"), fields[3].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if not epoch.isprintable() or not exclude.isprintable():
+        return None
+    position = StreamPosition(int(fields[1]), epoch)
+    return position, (None if exclude == NO_EXCLUDE else exclude)
 
 
 class RedisBus(Bus):
@@ -55,7 +91,7 @@ class RedisBus(Bus):
 
     # -- topics -----------------------------------------------------------------
     def _channel_topic(self, app_uuid: str, channel: str) -> bytes:
-        return f"{self._prefix}:app:{app_uuid}:ch:{channel}".encode()
+        return channel_topic(self._prefix, app_uuid, channel)
 
     def _app_topic(self, app_uuid: str) -> bytes:
         return f"{self._prefix}:app:{app_uuid}:all".encode()
@@ -102,16 +138,27 @@ class RedisBus(Bus):
             return
         if kind == _CONTROL:
             return
-        sender, sep, payload = data.partition(b"\n")
-        if not sep or not sender:
+        header, sep, payload = data.partition(b"\n")
+        if not sep or not header:
             self.link.note_invalid("a message without a sender envelope")
             return
-        if sender == self._envelope_head[:-1]:
+        publication = None
+        if b" " in header:
+            publication = _publication_header(header)
+            if publication is None or kind != _CHANNEL:
+                self.link.note_invalid("a malformed publication envelope")
+                return
+        elif header == self._envelope_head[:-1]:
             return  # our own publish, echoed back by Redis
         if not _is_json_object(payload):
             self.link.note_invalid("a payload that is not a UTF-8 JSON object")
             return
-        if kind == _CHANNEL:
+        if publication is not None:
+            position, exclude = publication
+            self._call(
+                lambda h: h.deliver_publication(app_uuid, channel, payload, position, exclude)
+            )
+        elif kind == _CHANNEL:
             self._call(lambda h: h.deliver_channel(app_uuid, channel, payload))
         else:
             self._call(lambda h: h.deliver_app(app_uuid, payload))
@@ -141,7 +188,8 @@ class RedisBus(Bus):
     async def _subscribe(self, topics: dict[bytes, tuple[int, str, str]]) -> None:
         fresh = [topic for topic in topics if topic not in self._topics]
         self._topics.update(topics)
-        await self.link.subscribe(fresh)
+        # Also waits for a SUBSCRIBE of these topics that another call sent.
+        await self.link.subscribe(fresh, wait_for=list(topics))
 
     async def _unsubscribe(self, topics: list[bytes]) -> None:
         gone = [topic for topic in topics if self._topics.pop(topic, None) is not None]
@@ -159,6 +207,8 @@ class RedisBus(Bus):
 
     async def watch_app(self, app_uuid: str) -> None:
         check_app_uuid(app_uuid)
+        # Waited for too: ``connected`` promises that this node receives the app's
+        # messages (``broadcastAll``, kicks).
         await self._subscribe(
             {
                 self._app_topic(app_uuid): (_APP, app_uuid, ""),
@@ -173,16 +223,28 @@ class RedisBus(Bus):
         )
 
     # -- publishing -------------------------------------------------------------------
-    async def _publish(self, topic: bytes, payload: bytes) -> None:
-        envelope = self._envelope_head + payload
-        if await self.link.call(lambda client: client.publish(topic, envelope), None) is None:
+    async def _publish(self, topic: bytes, envelope: bytes) -> None:
+        if await self.link.ordered.command("PUBLISH", topic, envelope) is None:
             self.link.note_dropped()
 
     async def publish_channel(self, app_uuid: str, channel: str, payload: bytes) -> None:
-        await self._publish(self._channel_topic(check_app_uuid(app_uuid), channel), payload)
+        topic = self._channel_topic(check_app_uuid(app_uuid), channel)
+        await self._publish(topic, self._envelope_head + payload)
+
+    async def publish_publication(
+        self,
+        app_uuid: str,
+        channel: str,
+        payload: bytes,
+        position: StreamPosition,
+        exclude: str | None = None,
+    ) -> None:
+        topic = self._channel_topic(check_app_uuid(app_uuid), channel)
+        await self._publish(topic, publication_envelope(self.node_id, position, exclude) + payload)
 
     async def publish_app(self, app_uuid: str, payload: bytes) -> None:
-        await self._publish(self._app_topic(check_app_uuid(app_uuid)), payload)
+        topic = self._app_topic(check_app_uuid(app_uuid))
+        await self._publish(topic, self._envelope_head + payload)
 
     async def send_kick(self, app_uuid: str, node_id: str, client_id: str, reason: str) -> bool:
         check_app_uuid(app_uuid)
@@ -198,6 +260,11 @@ class RedisBus(Bus):
         topic = self._kick_topic(app_uuid, node_id)
         receivers = await self.link.call(lambda client: client.publish(topic, kick), 0)
         return isinstance(receivers, int) and receivers > 0
+
+
+def channel_topic(prefix: str, app_uuid: str, channel: str) -> bytes:
+    """The pub/sub topic of a channel (the Redis history store publishes on it too)."""
+    return f"{prefix}:app:{app_uuid}:ch:{channel}".encode()
 
 
 def _reject_constant(name: str) -> None:

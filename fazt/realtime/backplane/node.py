@@ -1,9 +1,11 @@
-"""One node's backplane: its bus and its registry, sharing one node id, started together.
+"""One node's backplane: its bus, registry and history store, sharing one node id.
 
 ``memory_backplane()`` is the default (one process; or several in-process nodes
 on one ``MemoryNetwork`` in tests); ``redis_backplane(url)`` joins processes and
-machines through Redis, with the bus and the registry sharing one ``RedisLink``.
-A third part, a history store, will sit beside the two.
+machines through Redis, with the three parts sharing one ``RedisLink``. The
+history store publishes through its node's bus (in memory, through
+``MemoryBus.publish_publication``; on Redis, from its own Lua script on the
+bus's topics).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 
 from fazt.realtime.backplane.bus import Bus, BusHandler
 from fazt.realtime.backplane.bus_memory import MemoryBroker, MemoryBus
+from fazt.realtime.backplane.history import HistoryStore
+from fazt.realtime.backplane.history_memory import MemoryHistoryData, MemoryHistoryStore
 from fazt.realtime.backplane.key_safety import check_node_id, new_node_id
 from fazt.realtime.backplane.registry import Registry, RegistryHandler
 from fazt.realtime.backplane.registry_memory import (
@@ -23,15 +27,19 @@ from fazt.realtime.backplane.registry_memory import (
 
 @dataclass(frozen=True)
 class Backplane:
-    """A node's bus and registry. Both carry the same ``node_id``: the registry names
-    the node that holds a client, and the bus delivers kicks to that node."""
+    """A node's bus, registry and history store. All carry the same ``node_id``: the
+    registry names the node that holds a client, and the bus delivers kicks to
+    that node."""
 
     bus: Bus
     registry: Registry
+    history: HistoryStore
 
     def __post_init__(self) -> None:
-        if self.bus.node_id != self.registry.node_id:
-            raise ValueError("the bus and the registry of a node must share its node id")
+        if not self.bus.node_id == self.registry.node_id == self.history.node_id:
+            raise ValueError(
+                "the bus, the registry and the history store of a node must share its node id"
+            )
 
     @property
     def node_id(self) -> str:
@@ -40,32 +48,51 @@ class Backplane:
     @property
     def runs_inline(self) -> bool:
         """True when no call to this backplane ever waits on I/O or needs a Task (the
-        in-memory one): a command that uses it may run to its end without a Task."""
-        return isinstance(self.bus, MemoryBus) and isinstance(self.registry, MemoryRegistry)
+        in-memory one): a command that uses it may run to its end without a Task.
+
+        The in-memory history store numbers, appends and reads without waiting
+        on anything, so it keeps a memory backplane inline."""
+        return (
+            isinstance(self.bus, MemoryBus)
+            and isinstance(self.registry, MemoryRegistry)
+            and isinstance(self.history, MemoryHistoryStore)
+        )
 
     async def start(self, bus_handler: BusHandler, registry_handler: RegistryHandler) -> None:
-        """Join the registry, then the bus; a failure leaves neither started."""
+        """Join the registry, then the bus, then open the history store; a failure leaves
+        none of them started."""
         await self.registry.start(registry_handler)
         try:
             await self.bus.start(bus_handler)
+            try:
+                await self.history.start()
+            except BaseException:
+                await self.bus.stop()
+                raise
         except BaseException:
             await self.registry.stop()
             raise
 
     async def stop(self) -> None:
-        """Leave the bus, then the registry (which removes this node's entries)."""
+        """Close the history store, leave the bus, then the registry (which removes this
+        node's entries)."""
         try:
-            await self.bus.stop()
+            await self.history.stop()
         finally:
-            await self.registry.stop()
+            try:
+                await self.bus.stop()
+            finally:
+                await self.registry.stop()
 
 
 class MemoryNetwork:
-    """The shared medium of an in-process cluster: a bus broker and a registry store."""
+    """The shared medium of an in-process cluster: a bus broker, a registry store and
+    the history streams."""
 
     def __init__(self) -> None:
         self.broker = MemoryBroker()
         self.store = MemoryRegistryStore()
+        self.history = MemoryHistoryData()
 
 
 def memory_backplane(
@@ -77,13 +104,17 @@ def memory_backplane(
     """An in-memory node: alone (the default), or one node of ``network``."""
     node = check_node_id(node_id) if node_id is not None else new_node_id()
     if network is None:
+        bus = MemoryBus(node_id=node)
         return Backplane(
-            MemoryBus(node_id=node),
+            bus,
             MemoryRegistry(node_id=node, presence_ttl_seconds=presence_ttl_seconds),
+            MemoryHistoryStore(bus),
         )
+    bus = MemoryBus(network.broker, node)
     return Backplane(
-        MemoryBus(network.broker, node),
+        bus,
         MemoryRegistry(network.store, node, presence_ttl_seconds=presence_ttl_seconds),
+        MemoryHistoryStore(bus, network.history),
     )
 
 
@@ -106,6 +137,7 @@ def redis_backplane(
     when Redis cannot be reached.
     """
     from fazt.realtime.backplane.bus_redis import RedisBus
+    from fazt.realtime.backplane.history_redis import RedisHistoryStore
     from fazt.realtime.backplane.redis_link import RedisLink
     from fazt.realtime.backplane.registry_redis import RedisRegistry, check_prefix
 
@@ -121,4 +153,8 @@ def redis_backplane(
     registry = RedisRegistry(
         link, node_id=node, prefix=prefix, presence_ttl_seconds=presence_ttl_seconds
     )
-    return Backplane(RedisBus(link, node_id=node, prefix=prefix), registry)
+    return Backplane(
+        RedisBus(link, node_id=node, prefix=prefix),
+        registry,
+        RedisHistoryStore(link, node_id=node, prefix=prefix),
+    )

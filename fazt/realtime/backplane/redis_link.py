@@ -39,6 +39,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from fazt.realtime.backplane.redis_lane import OrderedLane
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.client import PubSub
@@ -145,6 +147,10 @@ class RedisLink:
         self._dropped_at_outage = 0
         self._last_invalid_log = -_LOG_INTERVAL_SECONDS
         self._last_busy_log = -_LOG_INTERVAL_SECONDS
+        #: topic -> one future per SUBSCRIBE sent and not yet confirmed, oldest first
+        self._confirming: dict[bytes, list[asyncio.Future[None]]] = {}
+        #: Writes in call order (bus publishes, history appends).
+        self.ordered = OrderedLane(self)
 
         #: Publishes not sent to other nodes because Redis was unreachable.
         self.dropped_messages = 0
@@ -229,6 +235,7 @@ class RedisLink:
         self._recovery = self._reader = None
         self._listener = None
         self._hooks.clear()
+        await self.ordered.close()
         await self._close_pubsub()
         if self._client is not None:
             client, self._client = self._client, None
@@ -238,6 +245,13 @@ class RedisLink:
                 log.debug("closing the Redis client failed", exc_info=True)
 
     async def _close_pubsub(self) -> None:
+        # Nobody waits for a confirmation that cannot come on a closed connection;
+        # the reconnection subscribes to every topic again.
+        confirming, self._confirming = self._confirming, {}
+        for futures in confirming.values():
+            for future in futures:
+                if not future.done():
+                    future.set_result(None)
         if self._pubsub is not None:
             pubsub, self._pubsub = self._pubsub, None
             try:
@@ -285,7 +299,9 @@ class RedisLink:
 
     async def _subscribe_all(self) -> None:
         """A fresh subscriber connection, subscribed to every topic of the listener."""
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        # Subscribe confirmations are read (``_read``): they tell ``subscribe`` when
+        # a topic is received.
+        pubsub = self.client.pubsub(ignore_subscribe_messages=False)
         self._pubsub = pubsub
         topics = self._topics()
         if topics:
@@ -295,11 +311,42 @@ class RedisLink:
         if self._listener is not None and self._pubsub is not None:
             self._reader = asyncio.create_task(self._read(self._pubsub))
 
-    async def subscribe(self, topics: list[bytes]) -> None:
-        """SUBSCRIBE to more topics; while down, the next reconnection does it."""
+    async def subscribe(self, topics: list[bytes], wait_for: list[bytes] | None = None) -> None:
+        """SUBSCRIBE to ``topics``, and return once Redis confirmed it for them and for
+        the topics in ``wait_for`` still waiting for a confirmation.
+
+        While down, it returns at once (the next reconnection subscribes); a
+        confirmation that does not come within the socket timeout is not waited
+        for longer.
+        """
         pubsub = self._pubsub
-        if topics and self._up and pubsub is not None:
+        if not self._up or pubsub is None:
+            return
+        loop = asyncio.get_running_loop()
+        waits: list[asyncio.Future[None]] = []
+        for topic in topics:
+            future: asyncio.Future[None] = loop.create_future()
+            self._confirming.setdefault(topic, []).append(future)
+            waits.append(future)
+        for topic in wait_for or ():
+            pending = self._confirming.get(topic)
+            if pending:
+                waits.append(pending[-1])
+        if topics:
             await self.call(lambda _client: pubsub.subscribe(*topics), None)
+        if waits:
+            await asyncio.wait(waits, timeout=self.socket_timeout)
+
+    def _confirmed(self, topic: bytes) -> None:
+        """Redis confirmed the oldest SUBSCRIBE of ``topic`` still unconfirmed."""
+        pending = self._confirming.get(topic)
+        if not pending:
+            return
+        future = pending.pop(0)
+        if not pending:
+            del self._confirming[topic]
+        if not future.done():
+            future.set_result(None)
 
     async def unsubscribe(self, topics: list[bytes]) -> None:
         pubsub = self._pubsub
@@ -309,7 +356,12 @@ class RedisLink:
     async def _read(self, pubsub: PubSub) -> None:
         try:
             while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=None)
+                if message is not None and message.get("type") == "subscribe":
+                    topic = message.get("channel")
+                    if isinstance(topic, bytes):
+                        self._confirmed(topic)
+                    continue
                 listener = self._listener
                 if message is not None and message.get("type") == "message" and listener:
                     topic, data = message.get("channel"), message.get("data")
@@ -403,6 +455,8 @@ class RedisLink:
         await client.ping()
         if self._listener is not None:
             await self._subscribe_all()
+        # A Redis that restarted has forgotten every script.
+        await self.ordered.load_scripts(client)
         for hook in self._hooks:
             await hook()
         self._up = True
@@ -425,6 +479,11 @@ class RedisLink:
                 what,
                 self.invalid_messages,
             )
+
+    def note_busy(self) -> None:
+        """A call failed because this node's writes queued past their bound."""
+        self.busy_failures += 1
+        self._note_busy()
 
     def _note_busy(self) -> None:
         now = asyncio.get_running_loop().time()

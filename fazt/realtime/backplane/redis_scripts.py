@@ -1,4 +1,4 @@
-"""Key layout and Lua scripts of the Redis registry, and the topics of the Redis bus.
+"""Key layout and Lua scripts of the Redis registry and history, and the topics of the bus.
 
 Every registry update is one Lua script, so it is atomic: a presence join, for
 instance, records the connection, bumps the user's connection count and adds
@@ -30,13 +30,23 @@ each other's keys whatever their channel names are)::
     P:app:A:node:N:subs          set   N's subscriptions, as index entries
     P:app:A:node:N:pres          set   N's presence connections, as index entries
     P:app:A:node:N:vac           set   channels whose vacancy N holds
+    P:app:A:history:C            stream  channel C's publications: fields o (offset), p (JSON)
+    P:app:A:history-meta:C       hash  top (latest offset), epoch
 
 Pub/sub topics::
 
-    P:app:A:ch:C                 messages of channel C
+    P:app:A:ch:C                 messages of channel C, ``<node>\\n<message>``; a numbered
+                                 publication: ``<node> <offset> <epoch> <exclude>\\n<message>``
     P:app:A:all                  broadcastAll of app A
     P:app:A:kick:N               kicks for N's clients of app A
     P:node:N:ctl                 keeps N's subscriber connection open (no traffic)
+
+A history stream's metadata and its publications expire ``ttlSeconds`` after
+the last publication (the metadata also after the last read). Each publication
+is one script, ``HISTORY_PUBLISH``: it assigns the offset, appends, trims and
+PUBLISHes, so every node receives a channel's publications in offset order.
+When the metadata is missing (first use, expiry, a flush, a restart without
+persistence) a script starts a new epoch with the candidate it was given.
 
 An index entry is ``<byte length of client id>:<client id><channel>``: it is
 unambiguous whatever the two strings contain and is built the same way in
@@ -417,5 +427,74 @@ CONNECTION_NODE = (
 local owner = redis.call('HGET', akey(ARGV[2]) .. ':conns', ARGV[3])
 if not owner or redis.call('EXISTS', p .. ':node:' .. owner) == 0 then return false end
 return owner
+"""
+)
+
+
+# -- history streams ----------------------------------------------------------------
+# Shared by both history scripts. KEYS[1] the metadata hash, KEYS[2] the stream;
+# ARGV[1] a fresh epoch candidate, ARGV[2] the TTL in ms.
+_HISTORY_PRELUDE = r"""
+local meta, stream = KEYS[1], KEYS[2]
+local ttl = tonumber(ARGV[2])
+local state = redis.call('HMGET', meta, 'top', 'epoch')
+local top, epoch = tonumber(state[1]), state[2]
+if not top or not epoch then
+  -- No metadata: whatever the stream holds belongs to a lost epoch.
+  top, epoch = 0, ARGV[1]
+  redis.call('DEL', stream)
+  redis.call('HSET', meta, 'top', 0, 'epoch', epoch)
+end
+redis.call('PEXPIRE', meta, ttl)
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+-- Entries stored at or before now - ttl are gone (their ids are their times).
+local oldest_kept = (now - ttl + 1) .. '-0'
+"""
+
+# ARGV[3] size, ARGV[4] publication head, ARGV[5] message prefix, ARGV[6] channel topic,
+# ARGV[7] node id, ARGV[8] client to exclude ('-' for none). Returns {offset, epoch}.
+HISTORY_PUBLISH = (
+    _HISTORY_PRELUDE
+    + r"""
+top = top + 1
+redis.call('HSET', meta, 'top', top)
+local publication = ARGV[4] .. string.format('%d', top) .. '}'
+redis.call('XADD', stream, 'MAXLEN', tonumber(ARGV[3]), '*', 'o', top, 'p', publication)
+redis.call('XTRIM', stream, 'MINID', oldest_kept)
+redis.call('PEXPIRE', stream, ttl)
+redis.call('PUBLISH', ARGV[6], ARGV[7] .. ' ' .. string.format('%d', top) .. ' ' .. epoch .. ' '
+  .. ARGV[8] .. '\n' .. ARGV[5] .. string.sub(publication, 2))
+return {top, epoch}
+"""
+)
+
+# ARGV[3] size, ARGV[4] 'since' or 'limit', ARGV[5] the since offset or the limit,
+# ARGV[6] the since epoch. Returns {offset, epoch, complete (0/1), publications...}
+# with the publications oldest first.
+HISTORY_READ = (
+    _HISTORY_PRELUDE
+    + r"""
+local size, n = tonumber(ARGV[3]), tonumber(ARGV[5])
+local count = n
+if ARGV[4] == 'since' then
+  if ARGV[6] ~= epoch or n > top or n < 0 then return {top, epoch, 0} end
+  count = top - n
+  if count == 0 then return {top, epoch, 1} end
+  if count > size then return {top, epoch, 0} end
+else
+  count = math.min(n, size)
+  if count <= 0 then return {top, epoch, 1} end
+end
+local entries = redis.call('XREVRANGE', stream, '+', oldest_kept, 'COUNT', count)
+if ARGV[4] == 'since' then
+  -- Offsets are contiguous: the oldest entry read must follow the since offset.
+  if #entries < count or tonumber(entries[#entries][2][2]) ~= n + 1 then
+    return {top, epoch, 0}
+  end
+end
+local result = {top, epoch, 1}
+for i = #entries, 1, -1 do result[#result + 1] = entries[i][2][4] end
+return result
 """
 )

@@ -15,9 +15,16 @@ const SECRET = 'sdk-test-secret-that-is-long-enough-for-hs256';
 /** Why the end-to-end tests cannot run here, or false. */
 export const noServer = existsSync(PYTHON) ? false : `no Python virtualenv at ${PYTHON} (run scripts/setup-env)`;
 
-/** The app `it`: publish rule on chat-*, and api handlers that drive the server API. */
+/** The app `it`: publish rule on chat-*, history on log-*, and api handlers that drive the server API. */
 export const APP = {
-  'app.json': JSON.stringify({ realtime: { channels: { 'chat-*': { publish: true } } } }),
+  'app.json': JSON.stringify({
+    realtime: {
+      channels: {
+        'chat-*': { publish: true },
+        'log-*': { publish: true, history: { size: 100, ttlSeconds: 600 } },
+      },
+    },
+  }),
   'api/send.js': `module.exports = async (req) => {
     await fazt.realtime.broadcast(req.json.channel, req.json.data);
     return { json: { sent: true } };
@@ -26,6 +33,7 @@ export const APP = {
     await fazt.realtime.broadcastAll(req.json.data);
     return { json: { sent: true } };
   };`,
+  'api/top.js': `module.exports = async (req) => ({ json: { offset: (await fazt.realtime.history(req.json.channel)).offset } });`,
   'api/kick.js': `module.exports = async (req) => ({ json: { kicked: await fazt.realtime.kick(req.json.clientId, 'bye') } });`,
 };
 

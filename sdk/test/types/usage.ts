@@ -17,7 +17,8 @@ rt.on('broadcast', (data, meta) => void [data, meta.channel]);
 rt.on('state', (state: State, previous: State) => void [state, previous]);
 
 const sub = rt.subscribe('presence-room', {
-  onMessage: (data, meta) => void [data, meta.from],
+  onMessage: (data, meta) => void [data, meta.from, meta.offset, meta.recovered === true],
+  onSubscribed: ({ recovered, offset, epoch }) => void [recovered, offset, epoch],
   onJoin: (member: Member) => void member.name,
   onLeave: (member) => void member.id,
 });
@@ -25,6 +26,11 @@ async function usage(): Promise<void> {
   const { channel, members } = await sub;
   const again = await sub.ready;
   const list: Member[] = await rt.members(channel);
+  const { publications, offset, epoch } = await sub.history({ limit: 50 });
+  const since = await rt.history('room-1', { since: { offset, epoch } });
+  const texts: unknown[] = [...publications, ...since.publications].map((p) => [p.data, p.offset, p.timestamp]);
+  const where: [number | null, string | null] = [sub.offset, sub.epoch];
+  void [texts, where];
   await rt.publish('chat', { text: 'hi' });
   await rt.unsubscribe('chat');
   await sub.unsubscribe();
@@ -47,3 +53,5 @@ rt.on('conected', () => {});
 rt.subscribe(42);
 // @ts-expect-error the state is read-only
 rt.state = 'connected';
+// @ts-expect-error since needs an epoch
+void rt.history('room', { since: { offset: 3 } });

@@ -4,9 +4,11 @@
 provides a ``buses`` fixture returning a ``Cluster`` that builds buses of that
 backend on one shared medium (a ``MemoryBroker``, a Redis server). Each test
 starts two or more nodes and checks the contract of ``bus.Bus``: delivery
-exactly once, never to the publisher, only on subscribed topics; app
-isolation; kicks delivered to the addressed node only; and a dead node
-receiving nothing.
+exactly once, never to the publisher, only on subscribed topics; numbered
+publications to every subscribed node, the publisher included; a node's
+messages in call order even when they are sent all at once; a channel
+received as soon as ``subscribe_channel`` returned; app isolation; kicks
+delivered to the addressed node only; and a dead node receiving nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 import tornado.ioloop
 
 from fazt.realtime.backplane.bus import Bus
+from fazt.realtime.backplane.history import StreamPosition
 from tests.realtime.backplane.support import Cluster, eventually, new_app
 
 
@@ -85,6 +88,71 @@ class BusConformance:
         await a.publish_channel(app, "room", b'{"n":2}')
         await eventually(lambda: b'{"n":2}' in hb.payloads(), "second message")
         assert hb.payloads() == [b'{"n":1}', b'{"n":2}']
+
+    @pytest.mark.gen_test(timeout=30)
+    async def test_messages_sent_all_at_once_arrive_in_call_order(
+        self, buses: Cluster[Bus]
+    ) -> None:
+        (a, _), (b, hb) = [await buses.add() for _ in range(2)]
+        app = new_app()
+        await b.subscribe_channel(app, "room")
+        count = 1000
+        # All in flight together (as concurrent requests or Promise.all would be).
+        await asyncio.gather(
+            *(a.publish_channel(app, "room", b'{"n":%d}' % i) for i in range(count))
+        )
+        await eventually(lambda: len(hb.payloads()) == count, "every message")
+        assert hb.payloads() == [b'{"n":%d}' % i for i in range(count)]
+
+    @pytest.mark.gen_test(timeout=60)
+    async def test_a_channel_is_received_as_soon_as_subscribe_returns(
+        self, buses: Cluster[Bus]
+    ) -> None:
+        (a, _), (b, hb) = [await buses.add() for _ in range(2)]
+        app = new_app()
+        rounds = 200
+        for i in range(rounds):
+            await b.subscribe_channel(app, f"round-{i}")
+            await a.publish_channel(app, f"round-{i}", b'{"n":%d}' % i)
+        await eventually(lambda: len(hb.payloads()) == rounds, "one message per round")
+        assert sorted(hb.payloads()) == sorted(b'{"n":%d}' % i for i in range(rounds))
+
+    @pytest.mark.gen_test
+    async def test_a_second_subscribe_waits_for_the_first_one(self, buses: Cluster[Bus]) -> None:
+        (a, _), (b, hb) = [await buses.add() for _ in range(2)]
+        app = new_app()
+        for i in range(50):
+            channel = f"twice-{i}"
+            first = asyncio.ensure_future(b.subscribe_channel(app, channel))
+            await asyncio.sleep(0)  # the first call has sent its SUBSCRIBE
+            await b.subscribe_channel(app, channel)  # returns no sooner than the first
+            await a.publish_channel(app, channel, b'{"n":%d}' % i)
+            await first
+        await eventually(lambda: len(hb.payloads()) == 50, "one message per channel")
+
+    # -- numbered publications ---------------------------------------------------------
+    @pytest.mark.gen_test
+    async def test_a_publication_reaches_every_subscribed_node_the_publisher_included(
+        self, buses: Cluster[Bus]
+    ) -> None:
+        (a, ha), (b, hb), (_, hc) = [await buses.add() for _ in range(3)]
+        app = new_app()
+        await a.subscribe_channel(app, "room")
+        await b.subscribe_channel(app, "room")
+        first, second = StreamPosition(1, "e1"), StreamPosition(2, "e1")
+        await a.publish_publication(app, "room", b'{"n":1}', first, "client-x")
+        await a.publish_channel(app, "room", b'{"plain":1}')
+        await a.publish_publication(app, "room", b'{"n":2}', second)
+        await eventually(lambda: len(hb.events) == 3, "all three at b")
+        await eventually(lambda: len(ha.events) == 2, "both publications at a")
+        assert hb.events == [
+            ("publication", app, "room", b'{"n":1}', first, "client-x"),
+            ("channel", app, "room", b'{"plain":1}'),
+            ("publication", app, "room", b'{"n":2}', second, None),
+        ]
+        assert ha.events == [event for event in hb.events if event[0] == "publication"]
+        await asyncio.sleep(0.05)
+        assert hc.events == []
 
     # -- app topics ------------------------------------------------------------------
     @pytest.mark.gen_test

@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 import tornado.ioloop
 
 from fazt.realtime.backplane.bus import Bus
+from fazt.realtime.backplane.history import StreamPosition
 from fazt.realtime.backplane.registry import Registry
 
 WAIT_SECONDS = 5.0
@@ -65,6 +66,16 @@ class RecordingHandler:
 
     def deliver_channel(self, app_uuid: str, channel: str, payload: bytes) -> None:
         self._record("channel", app_uuid, channel, payload)
+
+    def deliver_publication(
+        self,
+        app_uuid: str,
+        channel: str,
+        payload: bytes,
+        position: StreamPosition,
+        exclude: str | None,
+    ) -> None:
+        self._record("publication", app_uuid, channel, payload, position, exclude)
 
     def deliver_app(self, app_uuid: str, payload: bytes) -> None:
         self._record("app", app_uuid, payload)

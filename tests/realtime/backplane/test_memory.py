@@ -1,4 +1,4 @@
-"""Both conformance suites on the in-memory backplane, plus its single-node mode."""
+"""The three conformance suites on the in-memory backplane, plus its single-node mode."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ import tornado.ioloop
 
 from fazt.realtime.backplane.bus import Bus
 from fazt.realtime.backplane.bus_memory import MemoryBroker, MemoryBus
+from fazt.realtime.backplane.history import HistoryStore
+from fazt.realtime.backplane.history_memory import MemoryHistoryData, MemoryHistoryStore
 from fazt.realtime.backplane.node import Backplane, MemoryNetwork, memory_backplane
 from fazt.realtime.backplane.registry import Registry
 from fazt.realtime.backplane.registry_memory import MemoryRegistry, MemoryRegistryStore
 from tests.realtime.backplane.bus_conformance import BusConformance
+from tests.realtime.backplane.history_conformance import HistoryConformance, HistoryNodes
+from tests.realtime.backplane.history_conformance import run_close as close_history
 from tests.realtime.backplane.registry_conformance import RegistryConformance
 from tests.realtime.backplane.support import (
     Cluster,
@@ -21,6 +25,7 @@ from tests.realtime.backplane.support import (
     new_app,
     run_close,
 )
+from tests.realtime.fakes import Clock
 
 
 class MemoryBuses(Cluster[Bus]):
@@ -47,6 +52,32 @@ class MemoryRegistries(Cluster[Registry]):
     async def kill(self, part: Registry) -> None:
         assert isinstance(part, MemoryRegistry)
         part.crash()
+
+
+class MemoryHistories(HistoryNodes):
+    def __init__(self) -> None:
+        super().__init__()
+        self.broker = MemoryBroker()
+        self.clock = Clock()
+        self.data = MemoryHistoryData(self.clock)
+
+    def make(self) -> tuple[Bus, HistoryStore]:
+        bus = MemoryBus(self.broker)
+        return bus, MemoryHistoryStore(bus, self.data)
+
+    async def age(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    async def lose(self) -> None:
+        self.data.clear()
+
+
+class TestMemoryHistory(HistoryConformance):
+    @pytest.fixture
+    def streams(self, io_loop: tornado.ioloop.IOLoop) -> Iterator[HistoryNodes]:
+        nodes = MemoryHistories()
+        yield nodes
+        close_history(io_loop, nodes)
 
 
 class TestMemoryBus(BusConformance):
@@ -101,7 +132,8 @@ def test_node_ids_are_checked_and_unique_per_medium() -> None:
     node = memory_backplane(network, "n1")
     assert node.bus.node_id == node.registry.node_id == "n1"
     with pytest.raises(ValueError, match="share its node id"):
-        Backplane(MemoryBus(node_id="one"), MemoryRegistry(node_id="two"))
+        bus = MemoryBus(node_id="one")
+        Backplane(bus, MemoryRegistry(node_id="two"), MemoryHistoryStore(bus))
 
 
 @pytest.mark.gen_test

@@ -1,4 +1,4 @@
-"""Both conformance suites on Redis, plus what only Redis has: the link, layout, outages.
+"""The three conformance suites on Redis, plus what only Redis has: the link, layout, outages.
 
 Each test module run starts its own ``redis-server`` on a free port (persistence
 off) and kills it by PID at the end; every test uses its own key prefix. The
@@ -23,13 +23,20 @@ from fazt.kernel.app import App
 from fazt.kernel.tokens import TokenService
 from fazt.realtime.backplane.bus import Bus
 from fazt.realtime.backplane.bus_redis import RedisBus
+from fazt.realtime.backplane.history import HistoryStore, HistoryUnavailable
+from fazt.realtime.backplane.history_redis import RedisHistoryStore
 from fazt.realtime.backplane.node import Backplane, redis_backplane
+from fazt.realtime.backplane.redis_lane import OrderedLane
 from fazt.realtime.backplane.redis_link import RedisLink, backoff_delay, redact_url
 from fazt.realtime.backplane.registry import Registry
 from fazt.realtime.backplane.registry_redis import RedisRegistry
 from fazt.realtime.core import RealtimeCore
 from fazt.realtime.limits import Limits
+from fazt.realtime.protocol import publication_head
 from tests.realtime.backplane.bus_conformance import BusConformance
+from tests.realtime.backplane.history_conformance import HistoryConformance, HistoryNodes
+from tests.realtime.backplane.history_conformance import policy as history_policy
+from tests.realtime.backplane.history_conformance import run_close as close_history
 from tests.realtime.backplane.redis_server import RedisServer, needs_redis_server
 from tests.realtime.backplane.registry_conformance import RegistryConformance
 from tests.realtime.backplane.support import (
@@ -91,6 +98,40 @@ class RedisRegistries(Cluster[Registry]):
     async def kill(self, part: Registry) -> None:
         assert isinstance(part, RedisRegistry)
         await part.crash()
+
+
+class RedisHistories(HistoryNodes):
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+        self.prefix = f"t{next(_prefixes)}"
+
+    def make(self) -> tuple[Bus, HistoryStore]:
+        link = _link(self.url)
+        bus = RedisBus(link, node_id=link.node_id, prefix=self.prefix)
+        return bus, RedisHistoryStore(link, node_id=link.node_id, prefix=self.prefix)
+
+    async def age(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def lose(self) -> None:
+        inspector = await _inspector(self.url)
+        try:
+            keys = [key async for key in inspector.scan_iter(match=f"{self.prefix}:*")]
+            if keys:
+                await inspector.delete(*keys)
+        finally:
+            await inspector.aclose()
+
+
+class TestRedisHistory(HistoryConformance):
+    @pytest.fixture
+    def streams(
+        self, io_loop: tornado.ioloop.IOLoop, redis_server: RedisServer
+    ) -> Iterator[HistoryNodes]:
+        nodes = RedisHistories(redis_server.url)
+        yield nodes
+        close_history(io_loop, nodes)
 
 
 class TestRedisBus(BusConformance):
@@ -200,6 +241,7 @@ async def test_every_app_key_and_topic_carries_the_app_uuid(nodes: Nodes) -> Non
     await a.registry.add_connection(app, "c1")
     await a.registry.add_subscription(app, "room", "c1", {"clientId": "c1"})
     await b.registry.presence_join(app, "presence-r", "c2", {"id": "u"})
+    await a.history.publish(app, "room", publication_head(1, 1), b"{", history_policy())
     inspector = await _inspector(nodes.url)
     try:
         keys = {key.decode() for key in await inspector.keys(f"{nodes.prefix}:*")}
@@ -216,6 +258,7 @@ async def test_every_app_key_and_topic_carries_the_app_uuid(nodes: Nodes) -> Non
     assert f"{p}:app:{app}:ch:room" in topics
     assert f"{p}:app:{app}:all" in topics
     assert f"{p}:app:{app}:kick:{a.node_id}" in topics
+    assert {f"{p}:app:{app}:history:room", f"{p}:app:{app}:history-meta:room"} <= keys
 
 
 @pytest.mark.gen_test
@@ -267,6 +310,12 @@ async def test_garbage_on_the_topics_is_dropped_and_the_node_keeps_working(
         (kick_topic, b'{"clientId": 5, "reason": "x"}'),
         (kick_topic, b'["cb", "x"]'),
         (f"{p}:ch:room", b""),
+        # Numbered publications with a broken envelope, or on the wrong topic.
+        (f"{p}:ch:room", b'intruder 1 e\n{"type":"message"}'),
+        (f"{p}:ch:room", b'intruder x e -\n{"type":"message"}'),
+        (f"{p}:ch:room", b'intruder 1  -\n{"type":"message"}'),
+        (f"{p}:ch:room", b'intruder 1 \xff -\n{"type":"message"}'),
+        (f"{p}:all", b'intruder 1 e -\n{"type":"message"}'),
     ]
     inspector = await _inspector(nodes.url)
     try:
@@ -508,3 +557,61 @@ def test_backoff_is_full_jitter_and_capped() -> None:
     assert all(0 <= d <= 2.0 for d in delays)
     assert max(delays[:3]) <= 0.2
     assert max(delays[100:]) > 1.0
+
+
+# -- history and the ordered lane ----------------------------------------------------------
+@pytest.mark.gen_test(timeout=20)
+async def test_history_while_redis_is_unreachable_refuses_at_once(
+    own_redis: tuple[RedisServer, Nodes],
+) -> None:
+    server, nodes = own_redis
+    (a, _) = await nodes.add()
+    app = new_app()
+    await a.history.publish(app, "room", publication_head(1, 1), b"{", history_policy())
+    server.stop()
+    await a.bus.publish_channel(app, "room", b"{}")  # finds the outage
+    await eventually(lambda: not link_of(a).up, "the outage")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(HistoryUnavailable):
+        await a.history.publish(app, "room", publication_head(2, 1), b"{", history_policy())
+    with pytest.raises(HistoryUnavailable):
+        await a.history.read(app, "room", history_policy())
+    assert loop.time() - started < 0.5  # no waiting on a dead server
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_scripts_redis_forgot_are_sent_again(
+    nodes: Nodes, caplog: pytest.LogCaptureFixture
+) -> None:
+    (a, ha) = await nodes.add()
+    app = new_app()
+    await a.bus.subscribe_channel(app, "room")
+    await a.history.publish(app, "room", publication_head(1, 1), b"{", history_policy())
+    inspector = await _inspector(nodes.url)
+    try:
+        await inspector.script_flush()
+    finally:
+        await inspector.aclose()
+    position = await a.history.publish(app, "room", publication_head(2, 1), b"{", history_policy())
+    assert position.offset == 2
+    read = await a.history.read(app, "room", history_policy())
+    assert read.position == position and len(read.publications) == 2
+    await eventually(lambda: len(ha.of("publication")) == 2, "both publications")
+    assert any("SCRIPT FLUSH" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_writes_over_the_lane_bound_fail_soft_and_are_counted(nodes: Nodes) -> None:
+    (a, _), (b, hb) = [await nodes.add() for _ in range(2)]
+    app = new_app()
+    await b.bus.subscribe_channel(app, "room")
+    link = link_of(a)
+    await link.ordered.close()
+    link.ordered = OrderedLane(link, max_pending=10)
+    await asyncio.gather(*(a.bus.publish_channel(app, "room", b'{"n":%d}' % i) for i in range(100)))
+    assert link.busy_failures > 0 and link.dropped_messages == link.busy_failures
+    sent = 100 - link.dropped_messages
+    await eventually(lambda: len(hb.payloads()) == sent, "what was queued")
+    received = [int(p[5:-1]) for p in hb.payloads()]
+    assert received == sorted(received)  # what went out went out in call order
