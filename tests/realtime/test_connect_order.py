@@ -12,10 +12,8 @@ import asyncio
 
 import pytest
 
-from fazt.realtime.backplane.bus_memory import MemoryBus
-from fazt.realtime.backplane.node import Backplane
 from fazt.realtime.backplane.registry_memory import MemoryRegistry
-from tests.realtime.world import make_app, make_world
+from tests.realtime.world import backplane_with, make_app, make_world
 
 APP = make_app()
 
@@ -37,7 +35,7 @@ class SlowRegistry(MemoryRegistry):
 @pytest.mark.gen_test
 async def test_nothing_reaches_a_client_before_connected() -> None:
     registry = SlowRegistry()
-    w = await make_world(backplane=Backplane(MemoryBus(node_id="n1"), registry))
+    w = await make_world(backplane=backplane_with(registry))
     registry.gate.set()
     early, early_transport = await w.connect(APP)
     registry.gate.clear()
@@ -62,7 +60,7 @@ async def test_nothing_reaches_a_client_before_connected() -> None:
 @pytest.mark.gen_test
 async def test_a_kick_while_connecting_closes_without_a_frame_and_releases() -> None:
     registry = SlowRegistry()
-    w = await make_world(backplane=Backplane(MemoryBus(node_id="n1"), registry))
+    w = await make_world(backplane=backplane_with(registry))
     connecting = asyncio.ensure_future(w.connect(APP))
     await registry.waiting.wait()
     (pending,) = w.hub.app_state(APP).sessions.values()

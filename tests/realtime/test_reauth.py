@@ -15,11 +15,9 @@ from typing import Any
 
 import pytest
 
-from fazt.realtime.backplane.bus_memory import MemoryBus
-from fazt.realtime.backplane.node import Backplane
 from fazt.realtime.backplane.registry_memory import MemoryRegistry
 from fazt.realtime.session import HeartbeatPolicy
-from tests.realtime.world import TOKENS, make_app, make_world
+from tests.realtime.world import TOKENS, backplane_with, make_app, make_world
 from tests.realtime.wsclient import realtime_kernel
 
 RULES = {
@@ -178,7 +176,7 @@ async def test_a_fresh_auth_during_an_expiry_keeps_its_claims() -> None:
     registry = _SlowLeaves()
     w = await make_world(
         heartbeat=HeartbeatPolicy(100, 10, 1000),
-        backplane=Backplane(MemoryBus(node_id="n1"), registry),
+        backplane=backplane_with(registry),
     )
     s, t = await w.connect(APP)
     short = TOKENS.issue("ann", app="chat", ttl_seconds=5, now=int(time.time()))

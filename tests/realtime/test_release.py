@@ -13,12 +13,10 @@ from typing import Any
 
 import pytest
 
-from fazt.realtime.backplane.bus_memory import MemoryBus
-from fazt.realtime.backplane.node import Backplane
 from fazt.realtime.backplane.registry_memory import MemoryRegistry
 from fazt.realtime.release import run_every
 from fazt.realtime.session import HeartbeatPolicy
-from tests.realtime.world import TOKENS, World, claims, make_app, make_world
+from tests.realtime.world import TOKENS, World, backplane_with, claims, make_app, make_world
 
 APP = make_app()
 
@@ -69,7 +67,7 @@ class FaultyRegistry(MemoryRegistry):
 
 async def faulty_world(**kwargs: Any) -> tuple[World, FaultyRegistry]:
     registry = FaultyRegistry()
-    world = await make_world(backplane=Backplane(MemoryBus(node_id="n1"), registry), **kwargs)
+    world = await make_world(backplane=backplane_with(registry), **kwargs)
     return world, registry
 
 

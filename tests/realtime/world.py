@@ -12,7 +12,10 @@ from typing import Any
 
 from fazt.kernel.app import App
 from fazt.kernel.tokens import TokenService
+from fazt.realtime.backplane.bus_memory import MemoryBus
+from fazt.realtime.backplane.history_memory import MemoryHistoryStore
 from fazt.realtime.backplane.node import Backplane, memory_backplane
+from fazt.realtime.backplane.registry import Registry
 from fazt.realtime.clocks import Clocks
 from fazt.realtime.core import RealtimeCore
 from fazt.realtime.hub import Hub
@@ -30,6 +33,13 @@ def make_app(slug: str = "chat", uuid: str = "app_chat", **manifest: Any) -> App
 
 def claims(sub: str, **extra: Any) -> dict[str, Any]:
     return {"sub": sub, "exp": 2_000_000_000, **extra}
+
+
+def backplane_with(registry: Registry) -> Backplane:
+    """A lone in-memory node around ``registry`` (a test's registry with injected faults
+    or delays): a bus and a history store with the registry's node id."""
+    bus = MemoryBus(node_id=registry.node_id)
+    return Backplane(bus, registry, MemoryHistoryStore(bus))
 
 
 class World:
