@@ -116,6 +116,8 @@
   // Why a value cannot cross as JSON, or null. JSON.stringify would silently drop
   // functions and undefined, and turn NaN into null; a host function would then see
   // different data than the caller passed, so those are refused here.
+  const PLAIN_KEY = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+
   function unserialisable(value, path, stack) {
     const t = typeof value;
     if (value === null || t === "string" || t === "boolean") return null;
@@ -137,7 +139,10 @@
       }
       if (typeof value.toJSON === "function") return null; // e.g. Date: JSON calls it
       for (const key of Object.keys(value)) {
-        const why = unserialisable(value[key], path + "." + key, stack);
+        // As the strict JSON check words paths: a key that is not a plain name is
+        // quoted, escapes and all, so the message never carries a lone surrogate.
+        const where = PLAIN_KEY.test(key) ? path + "." + key : path + "[" + stringify(key) + "]";
+        const why = unserialisable(value[key], where, stack);
         if (why) return why;
       }
       return null;

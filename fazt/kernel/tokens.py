@@ -147,6 +147,10 @@ class TokenService:
             except (TypeError, ValueError, OverflowError) as error:
                 # Some pyjwt releases raise these for a time claim such as [1] or 1e400.
                 raise TokenError("invalid token: malformed time claim") from error
+            except RecursionError as error:
+                # pyjwt before 2.9 lets json.loads' RecursionError out for claims
+                # nested thousands of levels deep.
+                raise TokenError("invalid token: claims nested too deeply") from error
         else:
             raise TokenError("bad signature") from last_error
         _check_claim_types(claims)

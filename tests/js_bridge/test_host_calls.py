@@ -91,6 +91,10 @@ async def test_non_json_result_is_internal_error(js: JsHarness) -> None:
         ("{ deep: [1, { f: function () {} }] }", 1, "a function at argument 1.deep[1].f"),
         ("NaN", 1, "a non-finite number at argument 1"),
         ("Symbol('s')", 1, "a symbol at argument 1"),
+        ("{ 'a b': Infinity }", 1, 'a non-finite number at argument 1["a b"]'),
+        # A key the message would carry raw (a lone surrogate) is quoted and escaped,
+        # so the message itself stays strict JSON.
+        ("{ '\\ud800': Infinity }", 1, 'a non-finite number at argument 1["\\ud800"]'),
     ],
 )
 async def test_non_serialisable_arguments_reject_naming_function_and_argument(

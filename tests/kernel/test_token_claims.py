@@ -59,6 +59,8 @@ def bad_payloads() -> dict[str, str]:
         "nbf as a list": f'{{"sub":"a","exp":{exp},"nbf":[1]}}',
         "iat as a string": f'{{"sub":"a","exp":{exp},"iat":"x"}}',
         "iat as a boolean": f'{{"sub":"a","exp":{exp},"iat":true}}',
+        # Deeper than Python's JSON decoder recurses (some pyjwt releases let that out).
+        "claims nested 2,000 deep": f'{{"sub":"a","exp":{exp},"info":{"[" * 2000}{"]" * 2000}}}',
     }
 
 

@@ -176,6 +176,10 @@ def rst(ws: ClientConnection) -> None:
     """Drop the connection abruptly: RST, no close frame."""
     sock = ws.socket
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    # Wake the client's reader thread first: closing a socket does not wake a thread
+    # blocked reading it, and the client's close would wait for that thread forever.
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RD)
     sock.close()
 
 
@@ -291,6 +295,10 @@ def run_step(
             assert answer["refused"].startswith(f"fazt.realtime.{door}:"), answer
 
 
+# Hypothesis takes a timeout's exception for a failing example and goes on
+# shrinking, so pytest-timeout's default (an exception in the test) could never end
+# a hang here; the thread method dumps every stack and ends the run instead.
+@pytest.mark.timeout(240, method="thread")
 @settings(
     max_examples=40,
     deadline=None,

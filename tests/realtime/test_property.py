@@ -66,6 +66,10 @@ def _open(stack: contextlib.ExitStack, url: str) -> ClientConnection:
     return ws
 
 
+# Hypothesis takes a timeout's exception for a failing example and goes on
+# shrinking, so pytest-timeout's default (an exception in the test) could never end
+# a hang here; the thread method dumps every stack and ends the run instead.
+@pytest.mark.timeout(240, method="thread")
 @settings(
     max_examples=60,
     deadline=None,
