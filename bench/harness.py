@@ -17,7 +17,8 @@ full run into ``docs/bench/`` then rewrites the results block of
 
 Exit status: 0 when every run completed; 1 when a peer could not start or a
 run failed (a crash, a timeout, missing deliveries), so ``--smoke`` in CI
-fails only when something is really broken.
+fails only when something is really broken. ``--smoke`` with no scenario named
+also runs the side benchmarks (``side_benches.py``) at tiny sizes.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from report import docs_block, section, update_docs
 from scenarios import BY_NAME, SCENARIOS
 from scenarios.base import Context, run_scenario
 from servers import PEERS
+from side_benches import smoke as smoke_side_benches
 
 DOCS = ROOT / "docs" / "bench"
 
@@ -130,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             failures += failed
             print(section(doc))
+    if args.smoke and not wanted:
+        failures += smoke_side_benches()
     if out.resolve() == DOCS.resolve() and not args.smoke:
         block = docs_block(out, [s.name for s in SCENARIOS])
         if block and update_docs(ROOT / "docs" / "benchmarks.md", block):

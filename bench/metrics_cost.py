@@ -17,6 +17,7 @@ machine.
 
     .venv/bin/python bench/metrics_cost.py              # 6 repeats of each
     .venv/bin/python bench/metrics_cost.py --repeats 2 --subscribers 200
+    .venv/bin/python bench/metrics_cost.py --smoke      # checks that it runs (CI)
 
 Prints one line per run, then the median, min and max of each side and the
 ratio of the medians. The machine may be shared: the spread is the honest
@@ -113,7 +114,7 @@ def hub_cost(subscribers: int, publishes: int, rounds: int) -> dict[str, list[fl
 
     async def measure() -> dict[str, list[float]]:
         backplane = memory_backplane()
-        hub = Hub(backplane.bus, Limits())
+        hub = Hub(backplane.bus, backplane.history, Limits())
         app = App(slug="bench", uuid="app_benchMetrics", root=Path("/nonexistent"), manifest={})
         state = hub.app_state(app)
         for index in range(subscribers):
@@ -128,14 +129,14 @@ def hub_cost(subscribers: int, publishes: int, rounds: int) -> dict[str, list[fl
             )
             hub.add_session(state, session)
             hub.add_subscriber(state, "bench", session)
-        payload = protocol.message_payload("bench", {"x": "y" * 120}, 0)
+        head = protocol.publication_head({"x": "y" * 120}, 0)
         found: dict[str, list[float]] = {"on": [], "off": []}
         for index in range(rounds):
             for enabled in (True, False) if index % 2 == 0 else (False, True):
                 REALTIME.enabled = enabled
                 started = time.process_time()
                 for _ in range(publishes):
-                    await hub.publish(app.uuid, "bench", payload)
+                    await hub.publish(state, "bench", head)
                     REALTIME.published(app.uuid, "server")
                 spent = time.process_time() - started
                 found["on" if enabled else "off"].append(spent / (publishes * subscribers) * 1e6)
@@ -162,8 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-scrape", action="store_true", help="listener on, but nobody scrapes /metrics"
     )
+    parser.add_argument(
+        "--smoke", action="store_true", help="one repeat, 100 subscribers, 1 s: checks it runs"
+    )
     args = parser.parse_args(argv)
-    hub = hub_cost(args.subscribers, publishes=200, rounds=20)
+    if args.smoke:
+        args.repeats, args.subscribers, args.duration = 1, 100, 1.0
+    hub = hub_cost(args.subscribers, publishes=200, rounds=4 if args.smoke else 20)
     print(f"hub, in process, counting on : CPU µs/delivery {describe(hub['on'], 4)}")
     print(f"hub, in process, counting off: CPU µs/delivery {describe(hub['off'], 4)}")
     ratio = statistics.median(hub["on"]) / statistics.median(hub["off"])
@@ -180,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             out=Path(folder),
             smoke=False,
             repeats=args.repeats,
-            quiet_wait=3.0,
+            quiet_wait=0.0 if args.smoke else 3.0,
             profile=None,
             parser="fast",
             wanted_peers={"fazt"},

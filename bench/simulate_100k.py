@@ -180,12 +180,14 @@ async def run(sessions: int, folder: Path) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, default=100_000)
+    parser.add_argument("--smoke", action="store_true", help="1,000 and 2,000 sessions only")
     args = parser.parse_args()
     import tempfile
 
+    sizes = {1_000, 2_000} if args.smoke else {10_000, 30_000, args.sessions}
     results = []
     with tempfile.TemporaryDirectory() as folder:
-        for size in sorted({10_000, 30_000, args.sessions}):
+        for size in sorted(sizes):
             result = asyncio.run(run(size, Path(folder) / str(size)))
             print(json.dumps(result), flush=True)
             results.append(result)
