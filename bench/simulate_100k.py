@@ -8,8 +8,10 @@ a hand-moved clock. Measured at 10k, 30k and --sessions:
 
 * memory per session: tracemalloc growth per connected session with one
   subscription (fazt's state only: session, hub and registry entries; the
-  socket side is measured by ``bench/run --scenarios memory``);
-* connect, subscribe and unsubscribe: CPU time per call;
+  socket side is measured by ``bench/run --scenarios memory``), in a pass of
+  its own;
+* connect, subscribe and unsubscribe: CPU time per call, in a second pass
+  without tracemalloc (which slows every allocation several times over);
 * fan-out: CPU time per delivery for one publish to a channel of 1,000
   subscribers, and for a publish to a room of two;
 * the scan: CPU time of a tick with nothing due, of the ticks that carry a
@@ -80,26 +82,27 @@ def make_app(folder: Path) -> App:
     return App(slug="sim", uuid="app_sim", root=folder, manifest=manifest)
 
 
-async def run(sessions: int, folder: Path) -> dict[str, Any]:
-    clock = Clock()
+def new_core(sessions: int, clock: Clock) -> RealtimeCore:
     limits = Limits(
         maxConnectionsTotal=sessions * 2,
         maxConnectionsPerApp=sessions * 2,
         maxChannelsPerApp=sessions * 2,
         maxMessagesPerSecond=1000,
     )
-    core = RealtimeCore(
+    return RealtimeCore(
         memory_backplane(),
         TokenService(b"k" * 32),
         limits=limits,
         heartbeat=HeartbeatPolicy(30, 10, 300),
         clocks=Clocks(monotonic=clock, wall_ms=lambda: 1),
     )
-    await core.start()
-    app = make_app(folder)
-    gc.collect()
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
+
+
+async def populate(
+    core: RealtimeCore, app: App, sessions: int
+) -> tuple[list[tuple[Session, CountingTransport]], float, float]:
+    """Connect ``sessions`` sessions, two per room; them, and the CPU seconds of
+    the connects and of the subscribes."""
     started = time.process_time()
     connected: list[tuple[Session, CountingTransport]] = []
     for _ in range(sessions):
@@ -111,10 +114,36 @@ async def run(sessions: int, folder: Path) -> dict[str, Any]:
         await core.commands.handle(
             session, json.dumps({"type": "subscribe", "channel": f"room-{index // 2}"})
         )
-    subscribe_cpu = time.process_time() - started
+    return connected, connect_cpu, time.process_time() - started
+
+
+async def memory_per_session(sessions: int, folder: Path) -> float:
+    """Bytes of fazt state per connected, subscribed session (tracemalloc), in a
+    pass of its own: tracemalloc slows every allocation, so the timed pass runs
+    without it."""
+    core = new_core(sessions, Clock())
+    await core.start()
+    app = make_app(folder)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    connected, _, _ = await populate(core, app, sessions)
     gc.collect()
     per_session = (tracemalloc.get_traced_memory()[0] - before) / sessions
     tracemalloc.stop()
+    del connected
+    await core.backplane.stop()
+    return per_session
+
+
+async def run(sessions: int, folder: Path) -> dict[str, Any]:
+    per_session = await memory_per_session(sessions, folder / "memory")
+    gc.collect()
+    clock = Clock()
+    core = new_core(sessions, clock)
+    await core.start()
+    app = make_app(folder)
+    connected, connect_cpu, subscribe_cpu = await populate(core, app, sessions)
 
     # Fan-out: a room of two (client publish), and one channel of 1,000 subscribers.
     started = time.process_time()
