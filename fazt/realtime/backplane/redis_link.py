@@ -1,9 +1,10 @@
 """One node's link to Redis: connection supervision and the single outage fallback.
 
 The Redis bus and the Redis registry of a node share one ``RedisLink``. The
-link owns every connection to Redis (a bounded pool for commands, plus one
-subscriber connection when the bus listens) and is the only place that decides
-what a failing call means:
+link owns every connection to Redis (a bounded pool for commands, one
+subscriber connection when the bus listens, and the ordered lane's own
+connection, ``redis_lane``) and is the only place that decides what a failing
+call means:
 
 * **an outage** (connection refused or reset, a socket timeout): the link goes
   *down* once, logs it once, and a background task reconnects with full-jitter
@@ -44,6 +45,7 @@ from fazt.realtime.backplane.redis_lane import OrderedLane
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.client import PubSub
+    from redis.asyncio.connection import AbstractConnection
     from redis.commands.core import AsyncScript
 
 log = logging.getLogger("fazt.realtime.backplane.redis")
@@ -96,7 +98,8 @@ class RedisLink:
     unreachable server turns into an outage instead of a hang;
     ``reconnect_max_seconds`` caps the backoff between reconnection attempts;
     ``max_connections`` bounds this node's connections to Redis (the subscriber
-    connection included). ``node_id`` only names the node in log lines.
+    connection and the ordered lane's included). ``node_id`` only names the node
+    in log lines.
 
     Users ``acquire()`` the link in their ``start`` and ``release()`` it in their
     ``stop``: the first acquire connects (``ConnectionError`` when Redis cannot be
@@ -123,8 +126,11 @@ class RedisLink:
         ):
             if not isinstance(value, int | float) or not value > 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if not isinstance(max_connections, int) or max_connections < 2:
-            raise ValueError("max_connections must be an integer >= 2 (one is the subscriber)")
+        if not isinstance(max_connections, int) or max_connections < 3:
+            raise ValueError(
+                "max_connections must be an integer >= 3 (one is the subscriber, one the "
+                "ordered lane)"
+            )
         self.url = url
         self.safe_url = redact_url(url)
         self.node_id = node_id
@@ -204,7 +210,8 @@ class RedisLink:
             # instead of opening one per concurrent request.
             pool = BlockingConnectionPool.from_url(
                 self.url,
-                max_connections=self.max_connections,
+                # The ordered lane's connection is made apart from the pool.
+                max_connections=self.max_connections - 1,
                 timeout=self.socket_timeout,
                 retry=Retry(NoBackoff(), 0),
                 socket_timeout=self.socket_timeout,
@@ -215,10 +222,19 @@ class RedisLink:
             raise ValueError(f"invalid Redis URL {self.safe_url!r}: {exc}") from exc
         try:
             await self._client.ping()
+            await self.ordered.open(await self._lane_connection())
         except Exception as exc:
             await self._shut()
             raise ConnectionError(f"cannot reach Redis at {self.safe_url}: {exc}") from exc
         self._up = True
+
+    async def _lane_connection(self) -> AbstractConnection:
+        """A fresh connection for the ordered lane, set up as the pool's are (password,
+        database, TLS), but not part of the pool: the lane holds it for good."""
+        pool = self.client.connection_pool
+        connection = pool.connection_class(**pool.connection_kwargs)
+        await connection.connect()
+        return connection
 
     async def _shut(self) -> None:
         self._stopping = True
@@ -424,6 +440,7 @@ class RedisLink:
             await asyncio.gather(reader, return_exceptions=True)
         self._reader = None
         await self._close_pubsub()
+        await self.ordered.close()
         attempt = 0
         while not self._stopping:
             delay = backoff_delay(attempt, base=0.05, cap=self._reconnect_max, rng=self._rng)
@@ -434,6 +451,7 @@ class RedisLink:
             except Exception as exc:
                 log.debug("Redis reconnection attempt %d failed: %s", attempt, exc)
                 await self._close_pubsub()
+                await self.ordered.close()
                 continue
             self._recovery = None
             log.warning(
@@ -455,6 +473,7 @@ class RedisLink:
         await client.ping()
         if self._listener is not None:
             await self._subscribe_all()
+        await self.ordered.open(await self._lane_connection())
         # A Redis that restarted has forgotten every script.
         await self.ordered.load_scripts(client)
         for hook in self._hooks:
