@@ -6,28 +6,32 @@ node sends every write whose order matters (bus publishes, history appends)
 through one ``OrderedLane``, which owns one connection of its own. A write is
 encoded at once (``resp``) and queued; every write queued during one turn of
 the event loop goes out in one socket write at the end of that turn, and
-writes keep flowing without waiting for earlier replies (Redis answers one
-connection's commands in the order it read them, so the replies are matched
-to the writes in order). Redis then runs them in call order, and every
-subscriber on every node receives a node's messages on one channel in that
-order.
+writes keep flowing without waiting for earlier replies. Redis then runs them
+in call order, and every subscriber on every node receives a node's messages
+on one channel in that order.
 
 Two kinds of write:
 
-* ``send``: nobody waits for the reply (a bus publish). The caller learns at
-  once whether the write was queued; one that is lost afterwards (the
-  connection broke before Redis answered) is counted in
-  ``RedisLink.dropped_messages``;
+* ``send``: nobody waits for the reply (a bus publish). The lane's connection
+  runs with ``CLIENT REPLY OFF``, so Redis sends no reply for these at all:
+  no reply to write for Redis, none to read and match for the node. The
+  caller learns at once whether the write was queued; one still unsent when
+  the connection broke is counted in ``RedisLink.dropped_messages`` (one the
+  kernel already took is Redis's to run, like any message sent before an
+  outage);
 * ``command`` and ``script``: the caller awaits the reply (a history append
-  needs its offset).
+  needs its offset). The write goes out between ``CLIENT REPLY ON`` and
+  ``CLIENT REPLY OFF``; Redis answers one connection's commands in the order
+  it read them, so the replies are matched to these writes in order.
 
-Writes waiting for their reply are bounded (``max_pending``): a write over the
-bound is not queued (``send`` returns False, the others their fallback at
-once), counted in ``RedisLink.busy_failures``. While the link is down every
-write is refused at once. A lost connection, or replies that stop coming for
-the socket timeout while writes wait for them, is an outage
-(``RedisLink.mark_down``): every waiting write fails, and the link's
-reconnection opens the lane again.
+The lane is bounded (``max_pending``): writes queued in the current loop turn
+plus awaited writes without their reply yet; and the bytes the socket has not
+taken (``MAX_BUFFERED_BYTES``). A write over either bound is not queued
+(``send`` returns False, the others their fallback at once), counted in
+``RedisLink.busy_failures``. While the link is down every write is refused at
+once. A lost connection, or replies that stop coming for the socket timeout
+while awaited writes wait for them, is an outage (``RedisLink.mark_down``):
+every waiting write fails, and the link's reconnection opens the lane again.
 
 Scripts run with EVALSHA (the link loads them at start and after every
 reconnection); a script Redis has forgotten meanwhile (``SCRIPT FLUSH``) is
@@ -51,8 +55,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fazt.realtime.backplane.redis")
 
-#: Writes waiting for their reply at most; more are refused at once.
+#: Writes queued or waiting for their reply at most; more are refused at once.
 DEFAULT_MAX_PENDING: Final = 10_000
+#: Bytes the lane's socket may hold unsent (Redis reading slowly); more refuse writes.
+MAX_BUFFERED_BYTES: Final = 16 * 1024 * 1024
 #: Bytes asked of the socket per read.
 _READ_BYTES: Final = 1 << 16
 
@@ -84,7 +90,7 @@ class LaneLink(Protocol):
 
     def note_busy(self) -> None: ...
 
-    def note_dropped(self) -> None: ...
+    def note_dropped(self, count: int = 1) -> None: ...
 
     def mark_down(self, exc: BaseException) -> None: ...
 
@@ -98,8 +104,10 @@ class _Awaited:
     future: asyncio.Future[Any]
 
 
-#: The place of a ``send`` among the writes waiting for replies (nobody waits for it).
-_UNWATCHED: Final = None
+#: The place of a ``CLIENT REPLY ON`` among the writes waiting for replies (its +OK).
+_REPLY_ON: Final = None
+_REPLIES_ON: Final = encode_command(("CLIENT", "REPLY", "ON"))
+_REPLIES_OFF: Final = encode_command(("CLIENT", "REPLY", "OFF"))
 
 
 class OrderedLane:
@@ -114,10 +122,12 @@ class OrderedLane:
         self._reader: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._parser = ReplyParser()
-        #: One entry per write sent or about to be, in order: ``_UNWATCHED`` or ``_Awaited``.
+        #: One entry per reply to come, in order: ``_REPLY_ON`` or ``_Awaited``.
         self._waiting: deque[_Awaited | None] = deque()
         #: Encoded writes of this loop turn, sent together by ``_flush``.
         self._outgoing: list[bytes] = []
+        #: How many of them are ``send`` writes (counted dropped if never sent).
+        self._unsent = 0
         self._watchdog: asyncio.TimerHandle | None = None
         #: Replies read so far: the watchdog's sign that Redis is answering.
         self._answered = 0
@@ -126,8 +136,8 @@ class OrderedLane:
 
     @property
     def pending(self) -> int:
-        """Writes waiting for their reply."""
-        return len(self._waiting)
+        """Writes queued in this loop turn or waiting for their reply."""
+        return len(self._outgoing) + len(self._waiting)
 
     @property
     def is_open(self) -> bool:
@@ -139,7 +149,7 @@ class OrderedLane:
         its reply; False when it was not queued (link down, or over the bound)."""
         if not self._admit():
             return False
-        self._waiting.append(_UNWATCHED)
+        self._unsent += 1
         self._queue(encode_command(args))
         return True
 
@@ -176,6 +186,8 @@ class OrderedLane:
             raise ConnectionError("the lane's Redis connection is not connected")
         self._loop = asyncio.get_running_loop()
         self._parser = ReplyParser()
+        # Replies only for the writes that ask for them (see the module doc).
+        self._writer.write(_REPLIES_OFF)
         self._reader = self._loop.create_task(self._read(reader))
 
     async def close(self) -> None:
@@ -193,9 +205,13 @@ class OrderedLane:
 
     # -- writing --------------------------------------------------------------------------
     def _admit(self) -> bool:
-        if self._writer is None or not self._link.up:
+        writer = self._writer
+        if writer is None or not self._link.up:
             return False
-        if len(self._waiting) >= self.max_pending:
+        if (
+            len(self._outgoing) + len(self._waiting) >= self.max_pending
+            or writer.transport.get_write_buffer_size() > MAX_BUFFERED_BYTES
+        ):
             self._link.note_busy()
             return False
         return True
@@ -209,9 +225,14 @@ class OrderedLane:
         loop = self._loop
         assert loop is not None
         future: asyncio.Future[Any] = loop.create_future()
-        self._waiting.append(_Awaited(args, script, future))
-        self._queue(encode_command(args))
+        self._awaited(_Awaited(args, script, future))
         return future
+
+    def _awaited(self, write: _Awaited) -> None:
+        """Queue ``write`` with its reply turned on (the lane's writes run without)."""
+        self._waiting.append(_REPLY_ON)
+        self._waiting.append(write)
+        self._queue(_REPLIES_ON + encode_command(write.args) + _REPLIES_OFF)
 
     def _queue(self, data: bytes) -> None:
         outgoing = self._outgoing
@@ -228,6 +249,7 @@ class OrderedLane:
             return
         data = b"".join(outgoing) if len(outgoing) > 1 else outgoing[0]
         outgoing.clear()
+        self._unsent = 0
         writer = self._writer
         if writer is None:
             return  # closed meanwhile: its writes were failed
@@ -236,7 +258,7 @@ class OrderedLane:
         except Exception as exc:
             self._lost(exc)
             return
-        if self._watchdog is None:
+        if self._watchdog is None and self._waiting:
             self._arm_watchdog()
 
     # -- replies --------------------------------------------------------------------------
@@ -258,19 +280,22 @@ class OrderedLane:
             raise ConnectionError("Redis sent a reply nobody asked for")
         write = self._waiting.popleft()
         self._answered += 1
+        if write is None:
+            if isinstance(reply, ReplyError):
+                raise ConnectionError(f"Redis refused CLIENT REPLY ON: {reply.text}")
+            return
         if isinstance(reply, ReplyError):
-            if write is not None and write.script is not None and reply.text.startswith("NOSCRIPT"):
+            if write.script is not None and reply.text.startswith("NOSCRIPT"):
                 self._evaluate(write)
                 return
-            command = write.args[0] if write is not None else "(unawaited)"
             log.error(
-                "Redis write %s failed on node %s: %s", command, self._link.node_id, reply.text
+                "Redis write %s failed on node %s: %s",
+                write.args[0],
+                self._link.node_id,
+                reply.text,
             )
             reply = _FAILED
-        if write is None:
-            if reply is _FAILED:
-                self._link.note_dropped()
-        elif not write.future.done():
+        if not write.future.done():
             write.future.set_result(reply)
 
     def _evaluate(self, write: _Awaited) -> None:
@@ -280,8 +305,7 @@ class OrderedLane:
             log.warning("Redis forgot fazt's scripts (SCRIPT FLUSH?): sending them again")
         assert write.script is not None
         args = ("EVAL", write.script.source, *write.args[2:])
-        self._waiting.append(_Awaited(args, None, write.future))
-        self._queue(encode_command(args))
+        self._awaited(_Awaited(args, None, write.future))
 
     # -- failures -------------------------------------------------------------------------
     def _arm_watchdog(self) -> None:
@@ -312,11 +336,12 @@ class OrderedLane:
             self._watchdog.cancel()
             self._watchdog = None
         self._outgoing.clear()
+        if self._unsent:
+            self._link.note_dropped(self._unsent)
+            self._unsent = 0
         waiting, self._waiting = self._waiting, deque()
         for write in waiting:
-            if write is None:
-                self._link.note_dropped()
-            elif not write.future.done():
+            if write is not None and not write.future.done():
                 write.future.set_result(_FAILED)
 
 

@@ -233,7 +233,7 @@ class RedisLink:
         database, TLS), but not part of the pool: the lane holds it for good."""
         pool = self.client.connection_pool
         connection = pool.connection_class(**pool.connection_kwargs)
-        await connection.connect()
+        await connection.connect()  # type: ignore[no-untyped-call]
         return connection
 
     async def _shut(self) -> None:
@@ -396,6 +396,11 @@ class RedisLink:
         client = self._client
         if not self._up or client is None:
             return fallback
+        if asyncio.current_task() is None:
+            # A command stepped inside the read callback runs outside any Task until
+            # it first waits (``Backplane.runs_inline``); redis-py's timeouts need a
+            # Task, so yield once: the rest of the command runs in its Task.
+            await asyncio.sleep(0)
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import RedisError
         from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -482,9 +487,9 @@ class RedisLink:
         self._start_reader()
 
     # -- accounting -----------------------------------------------------------------
-    def note_dropped(self) -> None:
-        """A publish was not sent to the other nodes (Redis unreachable or busy)."""
-        self.dropped_messages += 1
+    def note_dropped(self, count: int = 1) -> None:
+        """``count`` publishes were not sent to the other nodes (Redis unreachable or busy)."""
+        self.dropped_messages += count
 
     def note_invalid(self, what: str) -> None:
         """Malformed data was read from Redis and dropped; logged at most once a minute."""

@@ -1,4 +1,4 @@
-"""RESP2, the Redis wire protocol, sans I/O: commands encoded, replies parsed.
+"""RESP, the Redis wire protocol, sans I/O: commands encoded, replies parsed.
 
 The ordered lane (``redis_lane``) writes its commands straight onto its own
 connection: encoding them here costs one ``bytes`` per command, where
@@ -6,9 +6,12 @@ redis-py builds a command object, a pipeline entry and a packer pass per
 write. ``ReplyParser`` is incremental: it takes whatever the socket gave and
 returns every complete reply in it, in order.
 
-Replies: simple strings and bulk strings as ``bytes``, integers as ``int``,
-arrays as ``list``, nil as ``None``, and errors as ``ReplyError`` values
-(returned, not raised: one failed command among many is that command's answer).
+Replies (RESP2, and RESP3 for a connection that said ``HELLO 3``): simple,
+bulk and verbatim strings as ``bytes``, integers and big numbers as ``int``,
+doubles as ``float``, booleans as ``bool``, arrays, sets and pushes as
+``list``, maps as ``dict``, nil and null as ``None``, and errors as
+``ReplyError`` values (returned, not raised: one failed command among many is
+that command's answer).
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ from __future__ import annotations
 from typing import Any, Final
 
 _CRLF: Final = b"\r\n"
+
+
+_BLOBS: Final = frozenset(b"$=!")
+_AGGREGATES: Final = frozenset(b"*~>%")
 
 
 class ReplyError(Exception):
@@ -82,24 +89,29 @@ class ReplyParser:
         kind = buffer[position]
         line = bytes(buffer[position + 1 : line_end])
         after = line_end + 2
-        if kind == 0x24:  # $ bulk string
+        if kind in _BLOBS:  # $ bulk string, = verbatim string, ! blob error
             size = _number(line)
             if size < 0:
                 return None, after
             stop = after + size
             if len(buffer) < stop + 2:
                 return None
-            return bytes(buffer[after:stop]), stop + 2
-        if kind == 0x3A:  # : integer
+            blob = bytes(buffer[after:stop])
+            if kind == 0x21:
+                return ReplyError(blob.decode("utf-8", "replace")), stop + 2
+            return (blob[4:] if kind == 0x3D else blob), stop + 2  # verbatim: "txt:" first
+        if kind == 0x3A or kind == 0x28:  # : integer, ( big number
             return _number(line), after
         if kind == 0x2B:  # + simple string
             return line, after
         if kind == 0x2D:  # - error
             return ReplyError(line.decode("utf-8", "replace")), after
-        if kind == 0x2A:  # * array
+        if kind in _AGGREGATES:  # * array, ~ set, > push, % map
             count = _number(line)
             if count < 0:
                 return None, after
+            if kind == 0x25:
+                count *= 2
             items: list[Any] = []
             for _ in range(count):
                 parsed = self._parse(buffer, after)
@@ -107,7 +119,18 @@ class ReplyParser:
                     return None
                 item, after = parsed
                 items.append(item)
+            if kind == 0x25:
+                return dict(zip(items[::2], items[1::2], strict=True)), after
             return items, after
+        if kind == 0x5F:  # _ null
+            return None, after
+        if kind == 0x23:  # # boolean
+            return line == b"t", after
+        if kind == 0x2C:  # , double
+            try:
+                return float(line), after
+            except ValueError:
+                raise ProtocolViolation(f"a malformed double from Redis: {line!r}") from None
         raise ProtocolViolation(f"unexpected reply type {chr(kind)!r} from Redis")
 
 
