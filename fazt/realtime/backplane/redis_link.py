@@ -41,10 +41,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from fazt.realtime.backplane.redis_lane import OrderedLane
+from fazt.realtime.backplane.resp import ReplyParser, encode_command
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-    from redis.asyncio.client import PubSub
     from redis.asyncio.connection import AbstractConnection
     from redis.commands.core import AsyncScript
 
@@ -58,6 +58,8 @@ INSTALL_HINT = (
     "(or pip install redis in fazt's virtualenv)"
 )
 _LOG_INTERVAL_SECONDS = 60.0
+#: Bytes asked of the subscriber connection per read.
+_READ_BYTES = 1 << 16
 
 #: ``on_message(topic, data)``: one pub/sub message for the listener.
 MessageListener = Callable[[bytes, bytes], None]
@@ -141,7 +143,9 @@ class RedisLink:
 
         self._users = 0
         self._client: Redis | None = None
-        self._pubsub: PubSub | None = None
+        #: The subscriber connection: SUBSCRIBE and UNSUBSCRIBE written, messages read
+        #: and parsed by the link itself (``resp``), several per socket read.
+        self._pubsub: AbstractConnection | None = None
         self._listener: MessageListener | None = None
         self._topics: Callable[[], list[bytes]] = list
         self._hooks: list[ReconnectHook] = []
@@ -210,8 +214,9 @@ class RedisLink:
             # instead of opening one per concurrent request.
             pool = BlockingConnectionPool.from_url(
                 self.url,
-                # The ordered lane's connection is made apart from the pool.
-                max_connections=self.max_connections - 1,
+                # The ordered lane's and the subscriber's connections are made
+                # apart from the pool.
+                max_connections=self.max_connections - 2,
                 timeout=self.socket_timeout,
                 retry=Retry(NoBackoff(), 0),
                 socket_timeout=self.socket_timeout,
@@ -222,15 +227,15 @@ class RedisLink:
             raise ValueError(f"invalid Redis URL {self.safe_url!r}: {exc}") from exc
         try:
             await self._client.ping()
-            await self.ordered.open(await self._lane_connection())
+            await self.ordered.open(await self._own_connection())
         except Exception as exc:
             await self._shut()
             raise ConnectionError(f"cannot reach Redis at {self.safe_url}: {exc}") from exc
         self._up = True
 
-    async def _lane_connection(self) -> AbstractConnection:
-        """A fresh connection for the ordered lane, set up as the pool's are (password,
-        database, TLS), but not part of the pool: the lane holds it for good."""
+    async def _own_connection(self) -> AbstractConnection:
+        """A fresh connection set up as the pool's are (password, database, TLS), but
+        not part of the pool: the ordered lane and the subscriber hold one each."""
         pool = self.client.connection_pool
         connection = pool.connection_class(**pool.connection_kwargs)
         await connection.connect()  # type: ignore[no-untyped-call]
@@ -271,7 +276,7 @@ class RedisLink:
         if self._pubsub is not None:
             pubsub, self._pubsub = self._pubsub, None
             try:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.disconnect()
             except Exception:
                 log.debug("closing the Redis subscriber failed", exc_info=True)
 
@@ -317,15 +322,23 @@ class RedisLink:
         """A fresh subscriber connection, subscribed to every topic of the listener."""
         # Subscribe confirmations are read (``_read``): they tell ``subscribe`` when
         # a topic is received.
-        pubsub = self.client.pubsub(ignore_subscribe_messages=False)
-        self._pubsub = pubsub
+        self._pubsub = await self._own_connection()
         topics = self._topics()
         if topics:
-            await pubsub.subscribe(*topics)
+            self._write_pubsub(b"SUBSCRIBE", topics)
+
+    def _write_pubsub(self, command: bytes, topics: list[bytes]) -> None:
+        """SUBSCRIBE or UNSUBSCRIBE on the subscriber connection (a broken connection
+        is found by its reader, which takes the link down)."""
+        writer = self._pubsub._writer if self._pubsub is not None else None
+        if writer is not None and not writer.is_closing():
+            writer.write(encode_command((command, *topics)))
 
     def _start_reader(self) -> None:
         if self._listener is not None and self._pubsub is not None:
-            self._reader = asyncio.create_task(self._read(self._pubsub))
+            reader = self._pubsub._reader
+            if reader is not None:
+                self._reader = asyncio.create_task(self._read(reader))
 
     async def subscribe(self, topics: list[bytes], wait_for: list[bytes] | None = None) -> None:
         """SUBSCRIBE to ``topics``, and return once Redis confirmed it for them and for
@@ -349,7 +362,7 @@ class RedisLink:
             if pending:
                 waits.append(pending[-1])
         if topics:
-            await self.call(lambda _client: pubsub.subscribe(*topics), None)
+            self._write_pubsub(b"SUBSCRIBE", topics)
         if waits:
             await asyncio.wait(waits, timeout=self.socket_timeout)
 
@@ -365,30 +378,40 @@ class RedisLink:
             future.set_result(None)
 
     async def unsubscribe(self, topics: list[bytes]) -> None:
-        pubsub = self._pubsub
-        if topics and self._up and pubsub is not None:
-            await self.call(lambda _client: pubsub.unsubscribe(*topics), None)
+        if topics and self._up and self._pubsub is not None:
+            self._write_pubsub(b"UNSUBSCRIBE", topics)
 
-    async def _read(self, pubsub: PubSub) -> None:
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        """Every message of the subscriber connection, as many per socket read as came."""
+        parser = ReplyParser()
         try:
             while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=None)
-                if message is not None and message.get("type") == "subscribe":
-                    topic = message.get("channel")
-                    if isinstance(topic, bytes):
-                        self._confirmed(topic)
-                    continue
-                listener = self._listener
-                if message is not None and message.get("type") == "message" and listener:
-                    topic, data = message.get("channel"), message.get("data")
-                    if isinstance(topic, bytes) and isinstance(data, bytes):
-                        listener(topic, data)
-                    else:
-                        self.note_invalid("a message that is not bytes")
+                data = await reader.read(_READ_BYTES)
+                if not data:
+                    raise ConnectionError("Redis closed the subscriber connection")
+                for reply in parser.feed(data):
+                    self._on_pubsub(reply)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self.mark_down(exc)
+
+    def _on_pubsub(self, reply: object) -> None:
+        """One reply of the subscriber connection: a message, or a (un)subscribe
+        confirmation (RESP2 array or RESP3 push, both parsed as a list)."""
+        if not isinstance(reply, list) or len(reply) != 3:
+            self.note_invalid("a reply that is not a pub/sub message")
+            return
+        kind, topic, data = reply
+        if kind == b"message":
+            listener = self._listener
+            if isinstance(topic, bytes) and isinstance(data, bytes):
+                if listener is not None:
+                    listener(topic, data)
+            else:
+                self.note_invalid("a message that is not bytes")
+        elif kind == b"subscribe" and isinstance(topic, bytes):
+            self._confirmed(topic)
 
     # -- calls and the outage fallback -------------------------------------------
     async def call(self, fn: Callable[[Redis], Awaitable[T]], fallback: F) -> T | F:
@@ -478,7 +501,7 @@ class RedisLink:
         await client.ping()
         if self._listener is not None:
             await self._subscribe_all()
-        await self.ordered.open(await self._lane_connection())
+        await self.ordered.open(await self._own_connection())
         # A Redis that restarted has forgotten every script.
         await self.ordered.load_scripts(client)
         for hook in self._hooks:
