@@ -47,7 +47,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from fazt.realtime.backplane.resp import ReplyError, ReplyParser, encode_command
+from fazt.realtime.backplane.resp import Push, ReplyError, ReplyParser, encode_command
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -276,6 +276,8 @@ class OrderedLane:
             self._lost(exc)
 
     def _answer(self, reply: Any) -> None:
+        if isinstance(reply, Push):
+            return  # a RESP3 notice Redis sent unasked, not the answer to a write
         if not self._waiting:
             raise ConnectionError("Redis sent a reply nobody asked for")
         write = self._waiting.popleft()

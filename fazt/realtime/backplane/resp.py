@@ -8,8 +8,9 @@ returns every complete reply in it, in order.
 
 Replies (RESP2, and RESP3 for a connection that said ``HELLO 3``): simple,
 bulk and verbatim strings as ``bytes``, integers and big numbers as ``int``,
-doubles as ``float``, booleans as ``bool``, arrays, sets and pushes as
-``list``, maps as ``dict``, nil and null as ``None``, and errors as
+doubles as ``float``, booleans as ``bool``, arrays and sets as ``list``,
+pushes as ``Push`` (a ``list``: out-of-band messages, not the answer to a
+command), maps as ``dict``, nil and null as ``None``, and errors as
 ``ReplyError`` values (returned, not raised: one failed command among many is
 that command's answer).
 """
@@ -31,6 +32,10 @@ class ReplyError(Exception):
     @property
     def text(self) -> str:
         return str(self.args[0])
+
+
+class Push(list[Any]):
+    """A RESP3 push: a pub/sub message, or a notice Redis sends unasked (never a reply)."""
 
 
 class ProtocolViolation(Exception):
@@ -121,6 +126,8 @@ class ReplyParser:
                 items.append(item)
             if kind == 0x25:
                 return dict(zip(items[::2], items[1::2], strict=True)), after
+            if kind == 0x3E:
+                return Push(items), after
             return items, after
         if kind == 0x5F:  # _ null
             return None, after

@@ -686,3 +686,29 @@ async def test_a_lane_that_gets_no_reply_for_the_socket_timeout_is_an_outage(
 def test_a_redis_node_runs_its_commands_inline() -> None:
     # Publishes never wait on Redis; calls that do move their command into a Task.
     assert redis_backplane("redis://127.0.0.1:1/0").runs_inline
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_push_redis_sends_unasked_on_the_lane_is_not_taken_for_a_reply(
+    nodes: Nodes,
+) -> None:
+    (a, _) = await nodes.add()
+    lane = link_of(a).ordered
+    if await lane.command("HELLO", fallback=None) is None:
+        pytest.skip("the lane's connection speaks RESP2 here (no pushes)")
+    app = new_app()
+    key = f"{nodes.prefix}:tracked"
+    assert await lane.command("CLIENT", "TRACKING", "ON") == b"OK"
+    await lane.command("GET", key)  # tracked: a change of the key sends an invalidation push
+    inspector = await _inspector(nodes.url)
+    try:
+        await inspector.set(key, "changed")
+    finally:
+        await inspector.aclose()
+    await asyncio.sleep(0.1)  # the push arrives while no write waits
+    positions = [
+        await a.history.publish(app, "room", publication_head(i, 1), b"{", history_policy())
+        for i in range(3)
+    ]
+    assert [p.offset for p in positions] == [1, 2, 3]
+    assert link_of(a).up and link_of(a).outages == 0

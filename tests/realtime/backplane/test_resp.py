@@ -6,6 +6,7 @@ import pytest
 
 from fazt.realtime.backplane.resp import (
     ProtocolViolation,
+    Push,
     ReplyError,
     ReplyParser,
     encode_command,
@@ -48,6 +49,12 @@ def test_replies_whole_and_byte_by_byte_are_the_same() -> None:
     for i in range(len(REPLIES)):
         replies += parser.feed(REPLIES[i : i + 1])
     _check(replies)
+
+
+def test_a_push_is_a_list_apart_from_replies() -> None:
+    replies = ReplyParser().feed(b">3\r\n$7\r\nmessage\r\n$1\r\nt\r\n$2\r\n{}\r\n*1\r\n:1\r\n")
+    assert replies == [[b"message", b"t", b"{}"], [1]]
+    assert isinstance(replies[0], Push) and not isinstance(replies[1], Push)
 
 
 def test_an_incomplete_reply_waits_for_the_rest() -> None:
