@@ -76,6 +76,8 @@ def flush(port: int) -> None:
 class Cluster(Scenario):
     name = "cluster"
     unit_title = "set-up"
+    # py-spy (--profile) covers the measured phases only, not the clients' connects.
+    profiles_itself = True
     title = "Cluster: 1, 2 and 4 workers on Redis against 1 node in memory"
     full = {
         "fanout": {
@@ -133,7 +135,8 @@ class Cluster(Scenario):
         if on_redis:
             flush(self.redis["port"])
         job = client_job("burst", server, sizes["fanout"], ctx, extra_pids=extra)
-        burst = run_client(job, timeout=300)
+        with ctx.profiled(unit, server, "cluster-fanout"):
+            burst = run_client(job, timeout=300)
         frames = burst["frames"] or 1
         result: dict[str, Any] = {
             "workers": unit.options.workers if on_redis else 1,
@@ -145,11 +148,13 @@ class Cluster(Scenario):
             "others_cpu_share": burst["others_cpu_share"],
         }
         result["fanout_total_us"] = result["fanout_server_us"] + result["fanout_redis_us"]
-        rooms = self.rooms(server, sizes, ctx, extra)
+        rooms = self.rooms(unit, server, sizes, ctx, extra)
         result.update(rooms)
         return result
 
-    def rooms(self, server: Server, sizes: dict, ctx: Context, extra: dict) -> dict[str, Any]:
+    def rooms(
+        self, unit: Unit, server: Server, sizes: dict, ctx: Context, extra: dict
+    ) -> dict[str, Any]:
         spec = sizes["rooms"]
         swarm = Swarm(spec["processes"], ctx.tmp)
         try:
@@ -159,7 +164,7 @@ class Cluster(Scenario):
             groups = {"server": server.pids, "client": swarm.pids}
             for name, pids in extra.items():
                 groups[name] = lambda pids=pids: pids
-            with CpuSampler(groups) as sampler:
+            with CpuSampler(groups) as sampler, ctx.profiled(unit, server, "cluster-rooms"):
                 time.sleep(0.5)
                 pace = {"drain_timeout": sizes["drain_timeout"]}
                 step = run_step(swarm, sampler, spec["rate"], spec["duration"], 1, pace)

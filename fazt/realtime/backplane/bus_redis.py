@@ -18,7 +18,9 @@ publishes this envelope from its Lua script (``publication_envelope`` is the
 same format).
 
 Every publish goes through the link's ordered lane (``redis_lane``), so
-Redis receives a node's messages in the order of its ``publish_*`` calls.
+Redis receives a node's messages in the order of its ``publish_*`` calls. A
+publish is queued there and not waited for: ``publish_*`` return without a
+round trip to Redis (the lane sends one write per loop turn for all of them).
 ``subscribe_channel`` returns once Redis confirmed the SUBSCRIBE.
 
 While Redis is unreachable publishes are dropped at once and counted
@@ -224,7 +226,10 @@ class RedisBus(Bus):
 
     # -- publishing -------------------------------------------------------------------
     async def _publish(self, topic: bytes, envelope: bytes) -> None:
-        if await self.link.ordered.command("PUBLISH", topic, envelope) is None:
+        # Queued, not awaited: the caller's next step (its next command, the next
+        # publish) does not wait for Redis's answer, and the lane counts a publish
+        # lost after it was queued.
+        if not self.link.ordered.send(b"PUBLISH", topic, envelope):
             self.link.note_dropped()
 
     async def publish_channel(self, app_uuid: str, channel: str, payload: bytes) -> None:

@@ -47,15 +47,22 @@ class Backplane:
 
     @property
     def runs_inline(self) -> bool:
-        """True when no call to this backplane ever waits on I/O or needs a Task (the
-        in-memory one): a command that uses it may run to its end without a Task.
+        """True when a command that uses this backplane may start inside the read
+        callback, outside any Task (``connection``): its calls either never wait, or
+        move the command into a Task themselves before they need one.
 
-        The in-memory history store numbers, appends and reads without waiting
-        on anything, so it keeps a memory backplane inline."""
-        return (
-            isinstance(self.bus, MemoryBus)
-            and isinstance(self.registry, MemoryRegistry)
-            and isinstance(self.history, MemoryHistoryStore)
+        The in-memory backplane never waits on anything. On Redis, publishes are
+        queued on the ordered lane without waiting (``RedisBus``), so a client's
+        publish runs to its end inline; a call that does wait on Redis yields once
+        first (``RedisLink.call``), so the rest of its command runs in a Task, as
+        redis-py's timeouts require."""
+        from fazt.realtime.backplane.bus_redis import RedisBus
+        from fazt.realtime.backplane.history_redis import RedisHistoryStore
+        from fazt.realtime.backplane.registry_redis import RedisRegistry
+
+        parts = (self.bus, self.registry, self.history)
+        return all(map(isinstance, parts, (MemoryBus, MemoryRegistry, MemoryHistoryStore))) or all(
+            map(isinstance, parts, (RedisBus, RedisRegistry, RedisHistoryStore))
         )
 
     async def start(self, bus_handler: BusHandler, registry_handler: RegistryHandler) -> None:

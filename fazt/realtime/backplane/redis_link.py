@@ -1,9 +1,10 @@
 """One node's link to Redis: connection supervision and the single outage fallback.
 
 The Redis bus and the Redis registry of a node share one ``RedisLink``. The
-link owns every connection to Redis (a bounded pool for commands, plus one
-subscriber connection when the bus listens) and is the only place that decides
-what a failing call means:
+link owns every connection to Redis (a bounded pool for commands, one
+subscriber connection when the bus listens, and the ordered lane's own
+connection, ``redis_lane``) and is the only place that decides what a failing
+call means:
 
 * **an outage** (connection refused or reset, a socket timeout): the link goes
   *down* once, logs it once, and a background task reconnects with full-jitter
@@ -40,10 +41,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from fazt.realtime.backplane.redis_lane import OrderedLane
+from fazt.realtime.backplane.resp import ReplyParser, encode_command
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-    from redis.asyncio.client import PubSub
+    from redis.asyncio.connection import AbstractConnection
     from redis.commands.core import AsyncScript
 
 log = logging.getLogger("fazt.realtime.backplane.redis")
@@ -56,6 +58,8 @@ INSTALL_HINT = (
     "(or pip install redis in fazt's virtualenv)"
 )
 _LOG_INTERVAL_SECONDS = 60.0
+#: Bytes asked of the subscriber connection per read.
+_READ_BYTES = 1 << 16
 
 #: ``on_message(topic, data)``: one pub/sub message for the listener.
 MessageListener = Callable[[bytes, bytes], None]
@@ -96,7 +100,8 @@ class RedisLink:
     unreachable server turns into an outage instead of a hang;
     ``reconnect_max_seconds`` caps the backoff between reconnection attempts;
     ``max_connections`` bounds this node's connections to Redis (the subscriber
-    connection included). ``node_id`` only names the node in log lines.
+    connection and the ordered lane's included). ``node_id`` only names the node
+    in log lines.
 
     Users ``acquire()`` the link in their ``start`` and ``release()`` it in their
     ``stop``: the first acquire connects (``ConnectionError`` when Redis cannot be
@@ -123,8 +128,11 @@ class RedisLink:
         ):
             if not isinstance(value, int | float) or not value > 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if not isinstance(max_connections, int) or max_connections < 2:
-            raise ValueError("max_connections must be an integer >= 2 (one is the subscriber)")
+        if not isinstance(max_connections, int) or max_connections < 3:
+            raise ValueError(
+                "max_connections must be an integer >= 3 (one is the subscriber, one the "
+                "ordered lane)"
+            )
         self.url = url
         self.safe_url = redact_url(url)
         self.node_id = node_id
@@ -135,7 +143,9 @@ class RedisLink:
 
         self._users = 0
         self._client: Redis | None = None
-        self._pubsub: PubSub | None = None
+        #: The subscriber connection: SUBSCRIBE and UNSUBSCRIBE written, messages read
+        #: and parsed by the link itself (``resp``), several per socket read.
+        self._pubsub: AbstractConnection | None = None
         self._listener: MessageListener | None = None
         self._topics: Callable[[], list[bytes]] = list
         self._hooks: list[ReconnectHook] = []
@@ -204,7 +214,9 @@ class RedisLink:
             # instead of opening one per concurrent request.
             pool = BlockingConnectionPool.from_url(
                 self.url,
-                max_connections=self.max_connections,
+                # The ordered lane's and the subscriber's connections are made
+                # apart from the pool.
+                max_connections=self.max_connections - 2,
                 timeout=self.socket_timeout,
                 retry=Retry(NoBackoff(), 0),
                 socket_timeout=self.socket_timeout,
@@ -215,10 +227,19 @@ class RedisLink:
             raise ValueError(f"invalid Redis URL {self.safe_url!r}: {exc}") from exc
         try:
             await self._client.ping()
+            await self.ordered.open(await self._own_connection())
         except Exception as exc:
             await self._shut()
             raise ConnectionError(f"cannot reach Redis at {self.safe_url}: {exc}") from exc
         self._up = True
+
+    async def _own_connection(self) -> AbstractConnection:
+        """A fresh connection set up as the pool's are (password, database, TLS), but
+        not part of the pool: the ordered lane and the subscriber hold one each."""
+        pool = self.client.connection_pool
+        connection = pool.connection_class(**pool.connection_kwargs)
+        await connection.connect()  # type: ignore[no-untyped-call]
+        return connection
 
     async def _shut(self) -> None:
         self._stopping = True
@@ -255,7 +276,7 @@ class RedisLink:
         if self._pubsub is not None:
             pubsub, self._pubsub = self._pubsub, None
             try:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.disconnect()
             except Exception:
                 log.debug("closing the Redis subscriber failed", exc_info=True)
 
@@ -301,15 +322,23 @@ class RedisLink:
         """A fresh subscriber connection, subscribed to every topic of the listener."""
         # Subscribe confirmations are read (``_read``): they tell ``subscribe`` when
         # a topic is received.
-        pubsub = self.client.pubsub(ignore_subscribe_messages=False)
-        self._pubsub = pubsub
+        self._pubsub = await self._own_connection()
         topics = self._topics()
         if topics:
-            await pubsub.subscribe(*topics)
+            self._write_pubsub(b"SUBSCRIBE", topics)
+
+    def _write_pubsub(self, command: bytes, topics: list[bytes]) -> None:
+        """SUBSCRIBE or UNSUBSCRIBE on the subscriber connection (a broken connection
+        is found by its reader, which takes the link down)."""
+        writer = self._pubsub._writer if self._pubsub is not None else None
+        if writer is not None and not writer.is_closing():
+            writer.write(encode_command((command, *topics)))
 
     def _start_reader(self) -> None:
         if self._listener is not None and self._pubsub is not None:
-            self._reader = asyncio.create_task(self._read(self._pubsub))
+            reader = self._pubsub._reader
+            if reader is not None:
+                self._reader = asyncio.create_task(self._read(reader))
 
     async def subscribe(self, topics: list[bytes], wait_for: list[bytes] | None = None) -> None:
         """SUBSCRIBE to ``topics``, and return once Redis confirmed it for them and for
@@ -333,7 +362,7 @@ class RedisLink:
             if pending:
                 waits.append(pending[-1])
         if topics:
-            await self.call(lambda _client: pubsub.subscribe(*topics), None)
+            self._write_pubsub(b"SUBSCRIBE", topics)
         if waits:
             await asyncio.wait(waits, timeout=self.socket_timeout)
 
@@ -349,30 +378,40 @@ class RedisLink:
             future.set_result(None)
 
     async def unsubscribe(self, topics: list[bytes]) -> None:
-        pubsub = self._pubsub
-        if topics and self._up and pubsub is not None:
-            await self.call(lambda _client: pubsub.unsubscribe(*topics), None)
+        if topics and self._up and self._pubsub is not None:
+            self._write_pubsub(b"UNSUBSCRIBE", topics)
 
-    async def _read(self, pubsub: PubSub) -> None:
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        """Every message of the subscriber connection, as many per socket read as came."""
+        parser = ReplyParser()
         try:
             while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=None)
-                if message is not None and message.get("type") == "subscribe":
-                    topic = message.get("channel")
-                    if isinstance(topic, bytes):
-                        self._confirmed(topic)
-                    continue
-                listener = self._listener
-                if message is not None and message.get("type") == "message" and listener:
-                    topic, data = message.get("channel"), message.get("data")
-                    if isinstance(topic, bytes) and isinstance(data, bytes):
-                        listener(topic, data)
-                    else:
-                        self.note_invalid("a message that is not bytes")
+                data = await reader.read(_READ_BYTES)
+                if not data:
+                    raise ConnectionError("Redis closed the subscriber connection")
+                for reply in parser.feed(data):
+                    self._on_pubsub(reply)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self.mark_down(exc)
+
+    def _on_pubsub(self, reply: object) -> None:
+        """One reply of the subscriber connection: a message, or a (un)subscribe
+        confirmation (RESP2 array or RESP3 push, both parsed as a list)."""
+        if not isinstance(reply, list) or len(reply) != 3:
+            self.note_invalid("a reply that is not a pub/sub message")
+            return
+        kind, topic, data = reply
+        if kind == b"message":
+            listener = self._listener
+            if isinstance(topic, bytes) and isinstance(data, bytes):
+                if listener is not None:
+                    listener(topic, data)
+            else:
+                self.note_invalid("a message that is not bytes")
+        elif kind == b"subscribe" and isinstance(topic, bytes):
+            self._confirmed(topic)
 
     # -- calls and the outage fallback -------------------------------------------
     async def call(self, fn: Callable[[Redis], Awaitable[T]], fallback: F) -> T | F:
@@ -380,6 +419,11 @@ class RedisLink:
         client = self._client
         if not self._up or client is None:
             return fallback
+        if asyncio.current_task() is None:
+            # A command stepped inside the read callback runs outside any Task until
+            # it first waits (``Backplane.runs_inline``); redis-py's timeouts need a
+            # Task, so yield once: the rest of the command runs in its Task.
+            await asyncio.sleep(0)
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import RedisError
         from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -424,6 +468,7 @@ class RedisLink:
             await asyncio.gather(reader, return_exceptions=True)
         self._reader = None
         await self._close_pubsub()
+        await self.ordered.close()
         attempt = 0
         while not self._stopping:
             delay = backoff_delay(attempt, base=0.05, cap=self._reconnect_max, rng=self._rng)
@@ -434,6 +479,7 @@ class RedisLink:
             except Exception as exc:
                 log.debug("Redis reconnection attempt %d failed: %s", attempt, exc)
                 await self._close_pubsub()
+                await self.ordered.close()
                 continue
             self._recovery = None
             log.warning(
@@ -455,6 +501,7 @@ class RedisLink:
         await client.ping()
         if self._listener is not None:
             await self._subscribe_all()
+        await self.ordered.open(await self._own_connection())
         # A Redis that restarted has forgotten every script.
         await self.ordered.load_scripts(client)
         for hook in self._hooks:
@@ -463,9 +510,9 @@ class RedisLink:
         self._start_reader()
 
     # -- accounting -----------------------------------------------------------------
-    def note_dropped(self) -> None:
-        """A publish was not sent to the other nodes (Redis unreachable or busy)."""
-        self.dropped_messages += 1
+    def note_dropped(self, count: int = 1) -> None:
+        """``count`` publishes were not sent to the other nodes (Redis unreachable or busy)."""
+        self.dropped_messages += count
 
     def note_invalid(self, what: str) -> None:
         """Malformed data was read from Redis and dropped; logged at most once a minute."""

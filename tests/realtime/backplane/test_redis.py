@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import logging
 import random
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,6 @@ from fazt.realtime.backplane.bus_redis import RedisBus
 from fazt.realtime.backplane.history import HistoryStore, HistoryUnavailable
 from fazt.realtime.backplane.history_redis import RedisHistoryStore
 from fazt.realtime.backplane.node import Backplane, redis_backplane
-from fazt.realtime.backplane.redis_lane import OrderedLane
 from fazt.realtime.backplane.redis_link import RedisLink, backoff_delay, redact_url
 from fazt.realtime.backplane.registry import Registry
 from fazt.realtime.backplane.registry_redis import RedisRegistry
@@ -607,11 +607,108 @@ async def test_writes_over_the_lane_bound_fail_soft_and_are_counted(nodes: Nodes
     app = new_app()
     await b.bus.subscribe_channel(app, "room")
     link = link_of(a)
-    await link.ordered.close()
-    link.ordered = OrderedLane(link, max_pending=10)
+    link.ordered.max_pending = 10
     await asyncio.gather(*(a.bus.publish_channel(app, "room", b'{"n":%d}' % i) for i in range(100)))
     assert link.busy_failures > 0 and link.dropped_messages == link.busy_failures
     sent = 100 - link.dropped_messages
     await eventually(lambda: len(hb.payloads()) == sent, "what was queued")
     received = [int(p[5:-1]) for p in hb.payloads()]
     assert received == sorted(received)  # what went out went out in call order
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_publish_returns_without_waiting_for_redis(nodes: Nodes) -> None:
+    (a, _), (b, hb) = [await nodes.add() for _ in range(2)]
+    app = new_app()
+    await b.bus.subscribe_channel(app, "room")
+    inspector = await _inspector(nodes.url)
+    try:
+        # Redis runs no command for 0.5 s: a publish that waited for its reply would
+        # wait that long.
+        await inspector.execute_command("CLIENT", "PAUSE", 500, "ALL")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for i in range(20):
+            await a.bus.publish_channel(app, "room", b'{"n":%d}' % i)
+        assert loop.time() - started < 0.2
+    finally:
+        await inspector.aclose()
+    await eventually(lambda: len(hb.payloads()) == 20, "the paused publishes")
+    assert hb.payloads() == [b'{"n":%d}' % i for i in range(20)]
+    assert link_of(a).dropped_messages == 0
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_awaited_writes_among_unawaited_ones_get_their_own_replies(nodes: Nodes) -> None:
+    (a, _), (b, hb) = [await nodes.add() for _ in range(2)]
+    app = new_app()
+    await b.bus.subscribe_channel(app, "room")
+    await b.bus.subscribe_channel(app, "hist")
+    writes = []
+    for i in range(50):
+        writes.append(a.bus.publish_channel(app, "room", b'{"n":%d}' % i))
+        head = publication_head(i, 1)
+        writes.append(a.history.publish(app, "hist", head, b"{", history_policy()))
+    results = await asyncio.gather(*writes)
+    positions = results[1::2]
+    assert [p.offset for p in positions] == list(range(1, 51))
+    assert len({p.epoch for p in positions}) == 1
+    await eventually(lambda: len(hb.payloads("room")) == 50, "the unawaited publishes")
+    assert hb.payloads("room") == [b'{"n":%d}' % i for i in range(50)]
+    await eventually(lambda: len(hb.of("publication")) == 50, "the numbered publications")
+    assert [event[4].offset for event in hb.of("publication")] == list(range(1, 51))
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_lane_that_gets_no_reply_for_the_socket_timeout_is_an_outage(
+    own_redis: tuple[RedisServer, Nodes],
+) -> None:
+    server, nodes = own_redis
+    (a, _) = await nodes.add(socket_timeout_seconds=0.5)
+    app = new_app()
+    await a.history.publish(app, "room", publication_head(1, 1), b"{", history_policy())
+    assert server.process is not None
+    server.process.send_signal(signal.SIGSTOP)  # Redis hangs: the socket stays open
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(HistoryUnavailable):
+            await a.history.publish(app, "room", publication_head(2, 1), b"{", history_policy())
+        assert loop.time() - started < 2.0
+        assert not link_of(a).up
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+    await eventually(lambda: link_of(a).up, "reconnection", timeout=10)
+    position = await a.history.publish(app, "room", publication_head(3, 1), b"{", history_policy())
+    assert position.offset >= 2
+
+
+def test_a_redis_node_runs_its_commands_inline() -> None:
+    # Publishes never wait on Redis; calls that do move their command into a Task.
+    assert redis_backplane("redis://127.0.0.1:1/0").runs_inline
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_push_redis_sends_unasked_on_the_lane_is_not_taken_for_a_reply(
+    nodes: Nodes,
+) -> None:
+    (a, _) = await nodes.add()
+    lane = link_of(a).ordered
+    if await lane.command("HELLO", fallback=None) is None:
+        pytest.skip("the lane's connection speaks RESP2 here (no pushes)")
+    app = new_app()
+    key = f"{nodes.prefix}:tracked"
+    assert await lane.command("CLIENT", "TRACKING", "ON") == b"OK"
+    await lane.command("GET", key)  # tracked: a change of the key sends an invalidation push
+    inspector = await _inspector(nodes.url)
+    try:
+        await inspector.set(key, "changed")
+    finally:
+        await inspector.aclose()
+    await asyncio.sleep(0.1)  # the push arrives while no write waits
+    positions = [
+        await a.history.publish(app, "room", publication_head(i, 1), b"{", history_policy())
+        for i in range(3)
+    ]
+    assert [p.offset for p in positions] == [1, 2, 3]
+    assert link_of(a).up and link_of(a).outages == 0
