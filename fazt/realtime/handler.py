@@ -21,6 +21,7 @@ from fazt.kernel.app import App
 from fazt.kernel.tokens import TokenError
 from fazt.realtime import protocol
 from fazt.realtime.connection import WebSocketConnection
+from fazt.realtime.direct_upgrade import LIMIT_REACHED, OVER_CAPACITY
 from fazt.realtime.endpoint import Endpoint
 from fazt.realtime.transport import WriteCoalescer
 from fazt.realtime.upgrade import RealtimeProtocol
@@ -51,7 +52,7 @@ class RealtimeHandler(tornado.websocket.WebSocketHandler):
             return  # accepted, then closed 4001 in connection_open()
         endpoint = self.endpoint
         if endpoint is None:
-            self._refuse(503, "over_capacity", "realtime is not started")
+            self._refuse(503, OVER_CAPACITY, "realtime is not started")
             return
         token = self.get_query_argument("token", None)
         if token is not None:
@@ -61,7 +62,7 @@ class RealtimeHandler(tornado.websocket.WebSocketHandler):
                 self._refuse(401, "unauthorized", str(error))
                 return
         if not await endpoint.admit(self.app):
-            self._refuse(503, "over_capacity", "realtime connection limit reached")
+            self._refuse(503, OVER_CAPACITY, LIMIT_REACHED)
 
     def _refuse(self, status: int, code: str, text: str) -> None:
         self.set_status(status)

@@ -35,6 +35,7 @@ from fazt.realtime.channels import (
     rule_pattern_schema,
 )
 from fazt.realtime.core import RealtimeCore
+from fazt.realtime.direct_upgrade import DirectUpgrade
 from fazt.realtime.endpoint import Endpoint
 from fazt.realtime.handler import RealtimeHandler
 from fazt.realtime.hooks import (
@@ -195,7 +196,15 @@ class RealtimePlugin(Plugin):
     def routes(self) -> list[PluginRoute]:
         # The kernel builds its routes again once the plugins started; before
         # that the handler has no endpoint and refuses upgrades with 503.
-        return [PluginRoute("/_ws", RealtimeHandler, {"endpoint": self._endpoint})]
+        endpoint = self._endpoint
+        return [
+            PluginRoute(
+                "/_ws",
+                RealtimeHandler,
+                {"endpoint": endpoint},
+                upgrade=DirectUpgrade(endpoint) if endpoint is not None else None,
+            )
+        ]
 
     def assets(self) -> dict[str, Path]:
         path = STATIC_DIR / SDK_ASSET
