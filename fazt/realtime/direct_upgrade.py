@@ -79,7 +79,10 @@ class DirectUpgrade:
             sock.close()  # it broke between the peek and the read
             return True
         opening = self._open(sock, head, app, claims, started)
-        task = run_inline(opening, self._endpoint.coalescer.loop)
+        loop = self._endpoint.coalescer.loop
+        # Inline only when no backplane call waits on I/O: a Redis client needs a Task
+        # (its timeouts do) from the first step on.
+        task = run_inline(opening, loop) if self._endpoint.inline else loop.create_task(opening)
         if task is not None:
             self._opening.add(task)
             task.add_done_callback(self._opening.discard)
