@@ -17,8 +17,9 @@ verifies. Anything else is left to the route's Tornado handler, unread, and
 answered as before (400, 401, 426, 4001 for an unknown app, ...). A taken
 connection then goes as through the handler: admission (over capacity: HTTP
 503 with the handler's JSON body, then the connection is closed), the 101,
-the access log line, ``connect`` (which sends ``connected``), the reader. The
-101 and ``connected`` leave in one ``send`` at the end of the loop turn.
+the access log line, ``connect`` (which sends ``connected``), the reader. With
+the in-memory backplane all of it runs in the accept callback, and the 101 and
+``connected`` leave in one ``send`` at the end of the loop turn.
 """
 
 from __future__ import annotations
