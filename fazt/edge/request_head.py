@@ -13,7 +13,8 @@ socket for the WebSocket reader.
 The parser is deliberately narrow. It answers None, and the connection goes
 the usual way through Tornado (which answers it as before, 400 included), for
 anything but ``GET <origin-form target> HTTP/1.1`` with CRLF line ends,
-ASCII only, no folded header lines, no body (``Content-Length`` or
+visible ASCII, spaces and tabs only, header names of token characters, no
+folded header lines, no body (``Content-Length`` or
 ``Transfer-Encoding``), and an ``Upgrade`` header. Within that subset it
 reads what Tornado reads: the path and query as sent, header values stripped
 of spaces and tabs, repeated headers joined with ``,``, the ``Host`` header
@@ -22,6 +23,7 @@ or ``127.0.0.1``.
 
 from __future__ import annotations
 
+import re
 import socket
 from dataclasses import dataclass
 from typing import Any, Final
@@ -33,6 +35,14 @@ HEAD_END: Final = b"\r\n\r\n"
 _PLAIN_QUERY: Final = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*,;=:@/?"
 )
+
+
+#: A header name's characters (RFC 9110 ``tchar``).
+_TOKEN: Final = frozenset(
+    "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+)
+#: Anything but visible ASCII, space and tab (line ends are removed before the search).
+_NOT_PRINTABLE: Final = re.compile(r"[^\t\x20-\x7e]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +99,8 @@ def parse_upgrade_head(data: bytes, address: Any) -> RequestHead | None:
     if not raw.isascii():
         return None
     text = raw.decode("ascii")
-    bare = text.replace("\r\n", "")
-    if "\r" in bare or "\n" in bare:
-        return None  # a bare CR or LF: Tornado's reading of it is the one that counts
+    if _NOT_PRINTABLE.search(text.replace("\r\n", "")) is not None:
+        return None  # a bare CR or LF, a control character: Tornado's reading counts
     lines = text.split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or parts[2] != "HTTP/1.1":
@@ -100,7 +109,7 @@ def parse_upgrade_head(data: bytes, address: Any) -> RequestHead | None:
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip() or " " in name or "\t" in name:
+        if not colon or not name or not _TOKEN.issuperset(name):
             return None  # malformed, or a folded continuation line
         key = name.lower()
         value = value.strip(" \t")

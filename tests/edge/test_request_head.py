@@ -61,6 +61,9 @@ def test_a_query_with_escapes_is_left_to_tornado(query: bytes) -> None:
         PLAIN.replace(b"X-Twice: a\r\n", b"X-Twice: a\rb\r\n"),  # a bare CR
         PLAIN.replace(b"X-Twice: a\r\n", b"X-Twice : a\r\n"),
         PLAIN.replace(b"X-Twice: a\r\n", b"no colon\r\n"),
+        PLAIN.replace(b"X-Twice: a\r\n", b"X(Twice): a\r\n"),  # not a token
+        PLAIN.replace(b"X-Twice: a\r\n", b"X-Twice: a\x01b\r\n"),  # a control character
+        PLAIN.replace(b"X-Twice: a\r\n", b"X-Twice: a\x7fb\r\n"),
         PLAIN.replace(b"X-Twice: a\r\n", b"Content-Length: 0\r\n"),
         PLAIN.replace(b"X-Twice: a\r\n", b"Transfer-Encoding: chunked\r\n"),
         PLAIN.replace(b"X-Twice: a", "X-Twice: \u00e9".encode()),
