@@ -1,5 +1,10 @@
 """The ``/_ws`` Tornado handler: the upgrade, then the hand-off to fazt's own connection.
 
+Most upgrades never reach it: a plain one that arrived whole with its
+connection is answered from the socket by ``direct_upgrade`` with the same
+decisions. This handler answers the rest (escaped queries, refused tokens,
+unknown apps, invalid upgrades, an upgrade on a keep-alive connection, ...).
+
 It decides only what must be decided at the HTTP upgrade (401 for a bad
 ``?token=``, 503 over capacity or before the plugin started, accept-then-4001
 for an unknown app). Tornado runs its own upgrade checks (400, 403, 426);
