@@ -55,14 +55,19 @@ LIMIT_REACHED: Final = "realtime connection limit reached"
 class DirectUpgrade:
     """``PluginRoute.upgrade`` of ``/_ws`` (see the module doc)."""
 
-    __slots__ = ("_endpoint", "_opening")
+    __slots__ = ("_endpoint", "_max_waiting", "_opening")
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, max_waiting: int) -> None:
         self._endpoint = endpoint
         #: Openings waiting on I/O (a Redis backplane), held until they finish.
         self._opening: set[asyncio.Task[None]] = set()
+        #: At most this many may wait; more are left to the handler, where the
+        #: edge's pending cap (``http.maxPendingConnections``) bounds them.
+        self._max_waiting = max_waiting
 
     def __call__(self, sock: socket.socket, head: RequestHead, app: App) -> bool:
+        if len(self._opening) >= self._max_waiting:
+            return False
         if not is_valid_upgrade(head):
             return False  # the handler answers 400 or 426
         try:

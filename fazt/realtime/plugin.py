@@ -196,15 +196,11 @@ class RealtimePlugin(Plugin):
     def routes(self) -> list[PluginRoute]:
         # The kernel builds its routes again once the plugins started; before
         # that the handler has no endpoint and refuses upgrades with 503.
-        endpoint = self._endpoint
-        return [
-            PluginRoute(
-                "/_ws",
-                RealtimeHandler,
-                {"endpoint": endpoint},
-                upgrade=DirectUpgrade(endpoint) if endpoint is not None else None,
-            )
-        ]
+        endpoint, kernel = self._endpoint, self._kernel
+        direct = None
+        if endpoint is not None and kernel is not None:
+            direct = DirectUpgrade(endpoint, kernel.config.http_max_pending_connections)
+        return [PluginRoute("/_ws", RealtimeHandler, {"endpoint": endpoint}, upgrade=direct)]
 
     def assets(self) -> dict[str, Path]:
         path = STATIC_DIR / SDK_ASSET

@@ -6,10 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from fazt.contracts.app import App
+from fazt.edge.request_head import parse_upgrade_head
+from fazt.realtime.direct_upgrade import DirectUpgrade
+from fazt.realtime.endpoint import Endpoint
+from fazt.realtime.transport import WriteCoalescer
 from tests.realtime.rawws import TIMEOUT, RawClient, text
 from tests.realtime.wsclient import realtime_kernel, upgrade_status
 
@@ -105,3 +112,48 @@ async def test_over_capacity_the_direct_upgrade_answers_503_with_the_handlers_bo
     lines = [r.getMessage() for r in caplog.records if r.name == "tornado.access"]
     assert any(line.startswith("503 GET /_app/chat/_ws?v=1 (127.0.0.1) ") for line in lines)
     assert any(line.startswith("101 GET /_app/chat/_ws (127.0.0.1) ") for line in lines)
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_openings_that_wait_on_io_are_bounded_and_the_rest_left_to_the_handler() -> None:
+    gate: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    async def admit(app: App) -> bool:
+        return await gate  # admission waiting on the backplane (as on Redis)
+
+    def unused(*args: object) -> Any:
+        raise AssertionError("not reached: both openings are refused")
+
+    endpoint = Endpoint(
+        verify_token=unused,
+        admit=admit,
+        connect=unused,
+        receive=unused,
+        disconnected=unused,
+        max_message_bytes=lambda app: 1024,
+        queue_size=8,
+        coalescer=WriteCoalescer(),
+        inline=False,
+    )
+    direct = DirectUpgrade(endpoint, max_waiting=2)
+    app = App(slug="chat", uuid="u-chat", root=Path("/nonexistent"))
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        taken = []
+        for client, server in pairs:
+            client.sendall(_head("/_app/chat/_ws"))
+            head = parse_upgrade_head(server.recv(4096, socket.MSG_PEEK), ("127.0.0.1", 1))
+            assert head is not None
+            taken.append(direct(server, head, app))
+        assert taken == [True, True, False]  # the third is the handler's (pending cap)
+        assert pairs[2][1].recv(4096, socket.MSG_PEEK).startswith(b"GET ")  # left unread
+        gate.set_result(False)
+        loop = asyncio.get_running_loop()
+        for client, _ in pairs[:2]:
+            client.setblocking(False)
+            answer = await asyncio.wait_for(loop.sock_recv(client, 4096), TIMEOUT)
+            assert answer.startswith(b"HTTP/1.1 503 ")
+    finally:
+        for client, server in pairs:
+            client.close()
+            server.close()
