@@ -15,9 +15,11 @@ with), subscribes to 1-3 channels and answers pings. Two phases per peer:
    (``sdkpolicy.py``: 500 ms base, 20 s cap; counter reset on ``connected``)
    and resubscribes. Measured: time from SIGTERM until every client is
    subscribed again, time until the new server listened, the peak rate of
-   completed handshakes (per 1 s window), the HTTP 503s and refused connects
-   on the way, server CPU per handshake during the storm, RSS before the
-   restart and after the storm, and clients still not back at the deadline.
+   completed handshakes (per 1 s window; upgrades alone, and upgrade + auth +
+   subscribe), the HTTP 503s and refused connects on the way, server CPU per
+   handshake during the storm, RSS before the restart and after the storm
+   (target: back within ``RSS_SLACK`` of the level before), and clients still
+   not back at the deadline.
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from procs import cpu_of, rss_of
-from report import DASH, Metric, bar_chart, median_of, ratio_target, target
+from report import DASH, TIMES, Metric, bar_chart, median_of, ratio_target, target
 from servers import JWT_SECRET, Server
 from swarm import HANDSHAKING, Swarm, unpack
 
 from scenarios.base import Context, Scenario, Unit
+
+#: How far above its level before the restart the server's RSS may be once the storm settled.
+RSS_SLACK = 1.10
 
 
 def peak_rate(times: list[float], window: float = 1.0, bin_s: float = 0.1) -> float:
@@ -76,6 +81,7 @@ class Storm(Scenario):
         Metric("storm_s", "SIGTERM → all back, s", "{:.1f}"),
         Metric("stop_s", "SIGTERM → old server gone, s", "{:.1f}"),
         Metric("restart_s", "SIGTERM → new one listening, s", "{:.1f}"),
+        Metric("peak_upgrades_per_s", "peak upgrades/s", "{:,.0f}"),
         Metric("peak_handshakes_per_s", "peak handshakes/s", "{:,.0f}"),
         Metric("storm_handshake_us", "storm server CPU µs / handshake", "{:.0f}"),
         Metric("http_503", "503s", "{:,.0f}"),
@@ -189,7 +195,8 @@ class Storm(Scenario):
             storm += f", old server killed after {r['stop_s']:.0f} s"
         return (
             f"{r['handshake_us']:.0f} us/handshake, storm {storm} "
-            f"(listening after {r['restart_s']:.1f} s), peak {r['peak_handshakes_per_s']:,.0f}/s, "
+            f"(listening after {r['restart_s']:.1f} s), peak {r['peak_upgrades_per_s']:,.0f} "
+            f"upgrades/s, {r['peak_handshakes_per_s']:,.0f} handshakes/s, "
             f"503s {r['http_503']}, refused {r['refused']}, "
             f"RSS {r['rss_before_mb']:.0f}→{r['rss_after_mb']:.0f} MB"
         )
@@ -205,6 +212,8 @@ class Storm(Scenario):
 
     def targets(self, summary: dict[str, Any], sizes: dict[str, Any], ctx: Context) -> list[dict]:
         not_back = median_of(summary, "fazt", "not_back")
+        rss_before = median_of(summary, "fazt", "rss_before_mb")
+        rss_after = median_of(summary, "fazt", "rss_after_mb")
         return [
             ratio_target(
                 "handshake cost (connect+auth+subscribe) ≤ websockets'",
@@ -217,6 +226,12 @@ class Storm(Scenario):
                 not_back,
                 0.0,
                 f"{not_back:.0f} not back" if not_back is not None else "",
+            ),
+            ratio_target(
+                f"memory back to its level before the restart (RSS within {RSS_SLACK:.2f}{TIMES})",
+                rss_after,
+                rss_before,
+                RSS_SLACK,
             ),
         ]
 

@@ -21,18 +21,32 @@ from fazt.edge.redaction import redact_query
 from fazt.metrics.requests import REQUESTS
 
 
-def redacted_uri(request: tornado.httputil.HTTPServerRequest) -> str:
-    """The request's path and query, the ``token`` parameter's value replaced."""
-    if not request.query:
-        return request.path
-    return f"{request.path}?{redact_query(request.query)}"
+def redacted_path_query(path: str, query: str) -> str:
+    """``path?query`` (just ``path`` without a query), the ``token`` value replaced."""
+    return f"{path}?{redact_query(query)}" if query else path
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    status = handler.get_status()
     # Counted by the app the handler serves (its ``app``), else as no app: a slug from
     # the Host header would let any client invent label values.
-    REQUESTS.http_answered(getattr(getattr(handler, "app", None), "slug", ""), status)
+    request = handler.request
+    log_answer(
+        getattr(getattr(handler, "app", None), "slug", ""),
+        handler.get_status(),
+        request.method or "",
+        request.path,
+        request.query,
+        request.remote_ip or "",
+        request.request_time(),
+    )
+
+
+def log_answer(
+    app_slug: str, status: int, method: str, path: str, query: str, remote_ip: str, seconds: float
+) -> None:
+    """Count one answered request and write its access line (also for an upgrade that
+    fazt answered without Tornado's request path, ``request_head``)."""
+    REQUESTS.http_answered(app_slug, status)
     if status < 400:
         level = logging.INFO
     elif status < 500:
@@ -41,13 +55,12 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
         level = logging.ERROR
     if not access_log.isEnabledFor(level):
         return
-    request = handler.request
     access_log.log(
         level,
         "%d %s %s (%s) %.2fms",
         status,
-        request.method,
-        redacted_uri(request),
-        request.remote_ip,
-        1000.0 * request.request_time(),
+        method,
+        redacted_path_query(path, query),
+        remote_ip,
+        1000.0 * seconds,
     )

@@ -32,6 +32,13 @@ through Tornado's public extension points (``handle_stream``,
 - **Deferred accept.** Listening sockets get ``TCP_DEFER_ACCEPT`` (Linux), so
   a connection reaches fazt once its first bytes have arrived: silent
   connections wait in the kernel, and the peek above sees the request.
+- **Direct upgrades.** With ``take_upgrade`` set, a new connection whose first
+  request is a plain WebSocket upgrade that has arrived whole
+  (``request_head.parse_upgrade_head``, on the peeked bytes) is offered to
+  ``take_upgrade(connection, head)`` before Tornado sees it. When it answers
+  True the connection is its own (it consumes the head and answers it);
+  otherwise nothing was read and the connection is served as any other. A
+  taken connection is never pending: its head has arrived.
 
 Connections are accepted by ``fazt.edge.accept.AcceptLoop``, which pauses
 instead of spinning when descriptors run out. The server does not terminate
@@ -60,6 +67,7 @@ from tornado.iostream import IOStream
 from fazt.config import KernelConfig
 from fazt.edge.accept import LOG_INTERVAL_SECONDS, AcceptLoop
 from fazt.edge.log_throttle import LogThrottle
+from fazt.edge.request_head import RequestHead, parse_upgrade_head, peek_request
 
 log = logging.getLogger("fazt.edge")
 
@@ -100,8 +108,13 @@ class EdgeSettings:
         )
 
 
+#: Offered a new connection's upgrade head: True when it took the connection over.
+TakeUpgrade = Callable[[socket.socket, RequestHead], bool]
+
+
 class EdgeHTTPServer(tornado.httpserver.HTTPServer):
-    """``HTTPServer(application, edge=EdgeSettings(...), **tornado_kwargs)``; see the module doc.
+    """``HTTPServer(application, edge=EdgeSettings(...), take_upgrade=..., **tornado_kwargs)``;
+    see the module doc.
 
     ``pending_connections`` is the number of pending connections now;
     ``refused_connections`` counts those closed because the cap was full.
@@ -113,6 +126,7 @@ class EdgeHTTPServer(tornado.httpserver.HTTPServer):
         | Callable[[tornado.httputil.HTTPServerRequest], None],
         *,
         edge: EdgeSettings | None = None,
+        take_upgrade: TakeUpgrade | None = None,
         **kwargs: Any,
     ) -> None:
         settings = edge or EdgeSettings()
@@ -125,6 +139,7 @@ class EdgeHTTPServer(tornado.httpserver.HTTPServer):
             **kwargs,
         )
         self.edge = settings
+        self._take_upgrade = take_upgrade
         # HTTPServer made conn_params with header_timeout = the idle timeout.
         self._first_request_params = copy.copy(self.conn_params)
         self._first_request_params.header_timeout = settings.header_timeout_seconds
@@ -160,25 +175,36 @@ class EdgeHTTPServer(tornado.httpserver.HTTPServer):
             sock.close()
 
     def _accepted(self, connection: socket.socket, address: Any) -> None:
-        if len(self._pending) >= self.edge.max_pending_connections and not request_head_arrived(
-            connection
-        ):
-            connection.close()
-            self.refused_connections += 1
-            held_back = self._refusal_log.event(now=IOLoop.current().time())
-            if held_back is not None:
-                log.warning(
-                    "http: %d connections have not finished their headers or upgrade "
-                    "(http.maxPendingConnections); closing new connections at once "
-                    "(%d more closed since the last line like this)",
-                    len(self._pending),
-                    held_back,
-                )
-            return
+        arrived: bytes | None = None
+        if self._take_upgrade is not None:
+            arrived = peek_request(connection, PEEK_BYTES)
+            head = parse_upgrade_head(arrived, address)
+            if head is not None and self._take_upgrade(connection, head):
+                return
+        if len(self._pending) >= self.edge.max_pending_connections:
+            if arrived is None:
+                arrived = peek_request(connection, PEEK_BYTES)
+            if HEAD_END.search(arrived) is None:
+                self._refuse(connection)
+                return
         stream = IOStream(
             connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
         )
         self.handle_stream(stream, address)
+
+    def _refuse(self, connection: socket.socket) -> None:
+        """Close a new connection the pending cap has no room for (logged, throttled)."""
+        connection.close()
+        self.refused_connections += 1
+        held_back = self._refusal_log.event(now=IOLoop.current().time())
+        if held_back is not None:
+            log.warning(
+                "http: %d connections have not finished their headers or upgrade "
+                "(http.maxPendingConnections); closing new connections at once "
+                "(%d more closed since the last line like this)",
+                len(self._pending),
+                held_back,
+            )
 
     # -- the connection's first request --------------------------------------------------
     def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
@@ -231,11 +257,7 @@ def defer_accept(sock: socket.socket, seconds: float) -> None:
 
 def request_head_arrived(connection: socket.socket) -> bool:
     """Has the whole head of the first request already arrived? (Peeks; reads nothing.)"""
-    try:
-        data = connection.recv(PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except OSError:
-        return False
-    return HEAD_END.search(data) is not None
+    return HEAD_END.search(peek_request(connection, PEEK_BYTES)) is not None
 
 
 class _FirstRequestWatch(tornado.httputil.HTTPMessageDelegate):

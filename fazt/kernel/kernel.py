@@ -29,6 +29,7 @@ from fazt.contracts.host_calls import AUTH_NAMESPACE, RESERVED_NAMESPACES
 from fazt.contracts.js_engine import JsEngineLike
 from fazt.edge.access_log import log_request
 from fazt.edge.redaction import install_log_redaction
+from fazt.edge.request_head import RequestHead
 from fazt.edge.server import EdgeHTTPServer, EdgeSettings, bind_listeners
 from fazt.kernel.auth_api import auth_namespace
 from fazt.kernel.engine_factory import create_engine
@@ -117,6 +118,7 @@ class Kernel:
         self.assets: dict[str, Path] = {}
         self._plugins: list[Plugin] = []
         self._server: tornado.httpserver.HTTPServer | None = None
+        self._router: KernelRouter | None = None
         self._started: list[Plugin] = []
         self._running = False
         self._stopped = False
@@ -215,11 +217,23 @@ class Kernel:
         """The Tornado application that routes every request (see router)."""
         routes = self._plugin_routes()
         application = tornado.web.Application(log_function=log_request)
-        router = KernelRouter(application, self, routes)
+        router = self._router = KernelRouter(application, self, routes)
         application.wildcard_router.add_rules(
             [tornado.routing.Rule(tornado.routing.AnyMatches(), router)]
         )
         return application
+
+    def _take_upgrade(self, connection: socket.socket, head: RequestHead) -> bool:
+        """Offer a plain upgrade head to the plugin route it names (``PluginRoute.upgrade``),
+        before Tornado reads the connection; False leaves it to Tornado."""
+        router = self._router
+        target = router.plugin_target(head.host, head.path) if router is not None else None
+        if target is None:
+            return False
+        route, app = target
+        if route.upgrade is None or app is None:
+            return False  # an unknown app is answered by the route's handler
+        return route.upgrade(connection, head, app)
 
     def _collect_assets(self) -> None:
         self.assets = {}
@@ -260,6 +274,7 @@ class Kernel:
         self._server = EdgeHTTPServer(
             self.make_application(),
             edge=EdgeSettings.from_config(self.config),
+            take_upgrade=self._take_upgrade,
             max_body_size=self.config.http_max_body_bytes,
         )
         bound = sockets if sockets is not None else bind_listeners(port, address)

@@ -10,7 +10,8 @@ overrides, and start/stop hooks. Plugins are found through the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import socket
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -19,6 +20,7 @@ from fazt.config import KernelConfig
 from fazt.contracts.app import App
 from fazt.contracts.host_calls import HostFunction
 from fazt.contracts.js_engine import JsEngineLike
+from fazt.edge.request_head import RequestHead
 from fazt.kernel.notifications import Notifications
 from fazt.kernel.tokens import TokenService
 
@@ -64,11 +66,18 @@ class PluginRoute:
     The kernel instantiates ``handler`` with ``kernel=``, ``app=`` (``None`` when
     the host names no known app, so the plugin can answer in its own protocol,
     e.g. WebSocket close 4001) and ``**kwargs``.
+
+    ``upgrade``, when set, is offered a new connection whose first request is a
+    plain upgrade of this path for a known app, before Tornado reads it
+    (``fazt.edge.request_head``): ``upgrade(connection, head, app)`` answers
+    True when it took the connection over, False to leave it to ``handler``
+    (nothing was read).
     """
 
     path: str
     handler: type[tornado.web.RequestHandler]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    upgrade: Callable[[socket.socket, RequestHead, App], bool] | None = None
 
 
 class Plugin:

@@ -40,6 +40,7 @@ import tornado.httputil
 import tornado.routing
 import tornado.web
 
+from fazt.contracts.app import App
 from fazt.kernel.handlers import (
     ApiEndpoint,
     ApiHandler,
@@ -106,10 +107,34 @@ class KernelRouter(tornado.routing.Router):
         )
         return self._delegate(request, NotFoundHandler, message=message)
 
+    def plugin_target(self, host: str, path: str) -> tuple[PluginRoute, App | None] | None:
+        """The plugin route that answers ``host`` and ``path`` (rule A) and its app, or
+        None when the request goes elsewhere (``find_handler`` decides by this too)."""
+        if host in self._kernel_hosts:
+            split = split_app_path(path)
+            if split is None:
+                return None
+            slug, inner = split
+        else:
+            named = host_slug(host, self._kernel.domain)
+            if named is None or path.startswith(APP_PREFIX):
+                return None
+            slug, inner = named, path
+        route = self._routes.get(inner)
+        if route is None:
+            return None
+        return route, self._kernel.apps.by_slug(slug)
+
     def find_handler(
         self, request: tornado.httputil.HTTPServerRequest, **kwargs: Any
     ) -> tornado.httputil.HTTPMessageDelegate | None:
         path = request.path
+        target = self.plugin_target(request.host, path)
+        if target is not None:
+            route, app = target
+            return self._delegate(
+                request, route.handler, kernel=self._kernel, app=app, **dict(route.kwargs)
+            )
         if request.host in self._kernel_hosts:
             split = split_app_path(path)
             if split is None:
@@ -135,11 +160,6 @@ class KernelRouter(tornado.routing.Router):
                 return self._delegate(request, NotFoundHandler, message=message)
             slug, inner = host_named, path
         app = self._kernel.apps.by_slug(slug)
-        route = self._routes.get(inner)
-        if route is not None:
-            return self._delegate(
-                request, route.handler, kernel=self._kernel, app=app, **dict(route.kwargs)
-            )
         if app is None:
             return self._delegate(request, NotFoundHandler, message=f"unknown app {slug!r}")
         if inner == "/_fazt" or inner.startswith(ASSET_PREFIX):

@@ -34,11 +34,12 @@ import asyncio
 import logging
 import socket
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 from fazt.realtime.frames import Close, Failure, FrameReader, Ping, pong_frame
 from fazt.realtime.session import Session
+from fazt.realtime.stepping import resume
 from fazt.realtime.transport import SocketTransport, WriteCoalescer
 
 log = logging.getLogger("fazt.realtime")
@@ -204,12 +205,7 @@ class WebSocketConnection(SocketTransport):
 
     async def _finish(self, command: Coroutine[Any, Any, None], yielded: Any) -> None:
         """Run the rest of a command that suspended inside the read callback."""
-        while True:
-            await _Wakeup(yielded)
-            try:
-                yielded = command.send(None)
-            except StopIteration:
-                break
+        await resume(command, yielded)
         await self._run_waiting()
 
     async def _run(self, command: Coroutine[Any, Any, None]) -> None:
@@ -260,27 +256,3 @@ class WebSocketConnection(SocketTransport):
         self._receive = None
         if session is not None and disconnected is not None:
             disconnected(session)
-
-
-class _Wakeup:
-    """Awaits what a manually stepped coroutine yielded, without consuming its result.
-
-    A coroutine stepped with ``send(None)`` that suspends yields the Future it
-    waits for (or None for a bare yield). Awaiting this from a Task makes the
-    Task wait for that same Future; its result or exception is then read by
-    the coroutine itself on the next ``send``. Only the Task's own cancellation
-    is raised here (it also cancels the Future, which the coroutine then sees).
-    """
-
-    __slots__ = ("_future",)
-
-    def __init__(self, future: Any) -> None:
-        self._future = future
-
-    def __await__(self) -> Generator[Any, None, None]:
-        future = self._future
-        try:
-            yield future
-        except BaseException:
-            if future is None or not future.done():
-                raise

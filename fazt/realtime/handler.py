@@ -1,5 +1,10 @@
 """The ``/_ws`` Tornado handler: the upgrade, then the hand-off to fazt's own connection.
 
+Most upgrades never reach it: a plain one that arrived whole with its
+connection is answered from the socket by ``direct_upgrade`` with the same
+decisions. This handler answers the rest (escaped queries, refused tokens,
+unknown apps, invalid upgrades, an upgrade on a keep-alive connection, ...).
+
 It decides only what must be decided at the HTTP upgrade (401 for a bad
 ``?token=``, 503 over capacity or before the plugin started, accept-then-4001
 for an unknown app). Tornado runs its own upgrade checks (400, 403, 426);
@@ -21,6 +26,7 @@ from fazt.kernel.app import App
 from fazt.kernel.tokens import TokenError
 from fazt.realtime import protocol
 from fazt.realtime.connection import WebSocketConnection
+from fazt.realtime.direct_upgrade import LIMIT_REACHED, OVER_CAPACITY
 from fazt.realtime.endpoint import Endpoint
 from fazt.realtime.transport import WriteCoalescer
 from fazt.realtime.upgrade import RealtimeProtocol
@@ -51,7 +57,7 @@ class RealtimeHandler(tornado.websocket.WebSocketHandler):
             return  # accepted, then closed 4001 in connection_open()
         endpoint = self.endpoint
         if endpoint is None:
-            self._refuse(503, "over_capacity", "realtime is not started")
+            self._refuse(503, OVER_CAPACITY, "realtime is not started")
             return
         token = self.get_query_argument("token", None)
         if token is not None:
@@ -61,7 +67,7 @@ class RealtimeHandler(tornado.websocket.WebSocketHandler):
                 self._refuse(401, "unauthorized", str(error))
                 return
         if not await endpoint.admit(self.app):
-            self._refuse(503, "over_capacity", "realtime connection limit reached")
+            self._refuse(503, OVER_CAPACITY, LIMIT_REACHED)
 
     def _refuse(self, status: int, code: str, text: str) -> None:
         self.set_status(status)

@@ -35,6 +35,7 @@ from fazt.realtime.channels import (
     rule_pattern_schema,
 )
 from fazt.realtime.core import RealtimeCore
+from fazt.realtime.direct_upgrade import DirectUpgrade
 from fazt.realtime.endpoint import Endpoint
 from fazt.realtime.handler import RealtimeHandler
 from fazt.realtime.hooks import (
@@ -195,7 +196,11 @@ class RealtimePlugin(Plugin):
     def routes(self) -> list[PluginRoute]:
         # The kernel builds its routes again once the plugins started; before
         # that the handler has no endpoint and refuses upgrades with 503.
-        return [PluginRoute("/_ws", RealtimeHandler, {"endpoint": self._endpoint})]
+        endpoint, kernel = self._endpoint, self._kernel
+        direct = None
+        if endpoint is not None and kernel is not None:
+            direct = DirectUpgrade(endpoint, kernel.config.http_max_pending_connections)
+        return [PluginRoute("/_ws", RealtimeHandler, {"endpoint": endpoint}, upgrade=direct)]
 
     def assets(self) -> dict[str, Path]:
         path = STATIC_DIR / SDK_ASSET

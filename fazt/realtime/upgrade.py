@@ -1,4 +1,7 @@
-"""The WebSocket upgrade of ``/_ws``, and the hand-off from Tornado to fazt's connection.
+"""The WebSocket upgrade of ``/_ws`` through Tornado, and the hand-off to fazt's connection.
+
+(The upgrades Tornado's handler gets: see ``handler.py``; plain ones are answered
+without Tornado by ``direct_upgrade``.)
 
 ``RealtimeHandler.get_websocket_protocol()`` (Tornado's documented seam)
 returns a ``RealtimeProtocol``. Tornado has then answered the HTTP request,

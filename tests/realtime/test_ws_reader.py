@@ -159,9 +159,12 @@ async def test_a_client_that_never_answers_the_close_is_dropped(tmp_path: Path) 
         close_timeout = 0.2
 
     original = connection_module.WebSocketConnection
+    import fazt.realtime.direct_upgrade as direct_upgrade
     import fazt.realtime.upgrade as upgrade
 
+    # Both ways in build the connection: fazt's own upgrade and the Tornado handler's.
     upgrade.WebSocketConnection = Quick  # type: ignore[misc]
+    direct_upgrade.WebSocketConnection = Quick  # type: ignore[misc]
     try:
         async with realtime_kernel(tmp_path) as rt:
             client, hello = await open_raw(rt.running.port, "/_app/chat/_ws")
@@ -173,6 +176,7 @@ async def test_a_client_that_never_answers_the_close_is_dropped(tmp_path: Path) 
             await client.close()
     finally:
         upgrade.WebSocketConnection = original  # type: ignore[misc]
+        direct_upgrade.WebSocketConnection = original  # type: ignore[misc]
 
 
 # -- commands that wait: the Task path, without a server ---------------------------------------
