@@ -155,7 +155,7 @@ class WebSocketConnection(SocketTransport):
         """The client's close frame: answer it (unless ours went first), then end."""
         if not self._sent_close:
             self.flush()
-            self._send_close(close.code, "")
+            self._send_close(close.code, "", answering=True)
         if not self._backlog:
             self._release()
         # else: released once the backlog (with our close frame) drained, or on timeout

@@ -276,8 +276,14 @@ class SocketTransport:
             return
         self._write(frame, 1)
 
-    def _send_close(self, code: int | None, reason: str) -> None:
-        """Queue the close frame (once) and start the handshake's clock."""
+    def _send_close(self, code: int | None, reason: str, *, answering: bool = False) -> None:
+        """Queue the close frame (once) and start the handshake's clock.
+
+        ``answering``: the frame answers the client's own close, so the handshake
+        is complete once it is written; the clock then only bounds a backlog that
+        must drain first (with none, the caller releases at once: a timer armed
+        and cancelled per client close is a measurable share of a mass reconnect).
+        """
         if self._sent_close or self._released:
             return
         self._closing = True
@@ -285,6 +291,8 @@ class SocketTransport:
         self._sent_close = True
         self._close_code = code if code is not None else NO_STATUS
         self._write(close_frame(code, reason), 0)  # behind the backlog, never refused
+        if answering and not self._backlog:
+            return
         if self._close_timer is None and not self._released:
             self._close_timer = self._loop.call_later(self.close_timeout, self._release)
 

@@ -286,3 +286,28 @@ async def test_a_ping_flood_from_a_client_that_never_reads_is_a_slow_consumer() 
     assert connection.queued <= 16
     connection.abort()
     peer.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_client_close_is_answered_and_released_without_arming_the_close_clock() -> None:
+    connection, peer, gone = attached(Recorder(), inline=True)
+    armed: list[float] = []
+    loop = asyncio.get_running_loop()
+    original_call_later = loop.call_later
+
+    def spying_call_later(delay: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+        armed.append(delay)
+        return original_call_later(delay, callback, *args)
+
+    loop.call_later = spying_call_later  # type: ignore[method-assign]
+    try:
+        peer.sendall(client_frame(CLOSE, close_payload(1001)))
+        frames, _ = parse_server_frames(await read_until(peer, 4))
+        await until(lambda: connection.released)
+    finally:
+        del loop.call_later  # the instance attribute goes; the loop's own method is back
+    assert frames == [(CLOSE, close_payload(1001))]  # the handshake is answered
+    assert len(gone) == 1 and connection.close_code == 1001
+    # Its answer written, the handshake is complete: nothing to wait for.
+    assert connection.close_timeout not in armed
+    peer.close()
