@@ -1,11 +1,16 @@
-"""The hand-offs between one IOLoop and the worker threads, batched per loop iteration.
+"""The hand-offs between one IOLoop and the worker threads, one batch each way per turn.
 
 Waking a thread is the bridge's dearest step: the woken thread preempts the
-waker on a busy machine, and each wake-up trades the GIL back and forth. So
-jobs submitted during one loop iteration go to the scheduler together at its
-end (a worker already awake takes the rest without a wake-up), and responses
-finished while the loop is busy come back with a single
-``call_soon_threadsafe`` (one self-pipe write and read for the batch).
+waker on a busy machine, and each wake-up trades the GIL back and forth. So the
+jobs submitted during one loop turn go to the scheduler together at the turn's
+end, just before the loop waits for I/O (``loop_turns``): the worker then runs
+them while the loop sleeps without the GIL. Answers come back the other way
+without a wake-up while the loop is busy: the loop takes them at the end of its
+turn. Only when it sleeps does a worker wake it (one ``call_soon_threadsafe``,
+a self-pipe write, for all the answers that finish before it runs).
+
+On a loop without the turn hook, jobs go at the end of the loop iteration
+(``call_soon``) and every batch of answers wakes the loop.
 """
 
 from __future__ import annotations
@@ -16,56 +21,137 @@ import threading
 from collections.abc import Callable
 
 from fazt.contracts.js_engine import JsResponse
-from fazt.js_bridge.jobs import Job, deliver
+from fazt.js_bridge.jobs import Job, Waker, deliver
+from fazt.js_bridge.loop_turns import install_turn_hook
 
 #: Numbers the batches of jobs handed to the workers, across every loop.
 _BATCHES = itertools.count(1)
+
+#: How long the loop sleeps at most while workers have jobs: a worker holds the
+#: wake-up for its answers back until it runs out of jobs (see ``LoopLink.post``).
+DEFERRED_WAKE_SECONDS = 0.005
+#: The longest the loop sleeps between looks while a worker runs one long job.
+MAX_IDLE_POLL_SECONDS = 0.1
+
+#: Receives a batch of jobs on the loop; returns whether it answered any of them
+#: at once (their callbacks are then scheduled on the loop).
+Enqueue = Callable[[list[Job]], bool]
 
 
 class LoopLink:
     """The batched hand-offs of one IOLoop; ``enqueue`` receives each batch on that loop."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, enqueue: Callable[[list[Job]], None]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        enqueue: Enqueue,
+        workers_busy: Callable[[], bool],
     ) -> None:
         self.loop = loop
         self._enqueue = enqueue
+        self._workers_busy = workers_busy
         self._outgoing: list[Job] = []  # loop thread only
         self._lock = threading.Lock()
         self._incoming: list[tuple[asyncio.Future[JsResponse], JsResponse]] = []
-        self._drain_scheduled = False  # guarded by _lock
+        self._wake_scheduled = False  # guarded by _lock: a _drain is on its way
+        self._sleeping = False  # guarded by _lock: the loop waits without looking at _incoming
+        # Guarded by _lock: the loop's current sleep ends within DEFERRED_WAKE_SECONDS.
+        self._deferrable = False
+        self._poll_seconds = DEFERRED_WAKE_SECONDS  # loop thread only: see before_wait
+        # Installed from the loop's thread: the link is made in a coroutine on it.
+        self._turns = install_turn_hook(loop, self)
 
     def submit(self, job: Job) -> None:
-        """Called on the loop: hand ``job`` to the workers when this loop iteration ends."""
-        if not self._outgoing:
+        """Called on the loop: hand ``job`` to the workers when this loop turn ends."""
+        if not self._outgoing and not self._turns:
             self.loop.call_soon(self._flush)
         self._outgoing.append(job)
 
-    def _flush(self) -> None:
+    def _flush(self) -> bool:
         jobs, self._outgoing = self._outgoing, []
         batch = next(_BATCHES)
         for job in jobs:
             job.batch = batch
-        self._enqueue(jobs)
+        return self._enqueue(jobs)
 
-    def post(self, future: asyncio.Future[JsResponse], response: JsResponse) -> None:
-        """Called on a worker: deliver ``response`` to ``future`` on the loop."""
+    # -- the turn hook (loop thread) --------------------------------------------------
+
+    def before_wait(self, timeout: float | None) -> float | None:
+        """Hand over this turn's jobs, take the answers that are in; sleep only if none.
+
+        While workers have jobs the loop sleeps ``DEFERRED_WAKE_SECONDS`` at most,
+        so that a worker may hold back the wake-up for its answers until it runs
+        out of jobs (see :meth:`post`); the bound doubles at each sleep without
+        news (up to ``MAX_IDLE_POLL_SECONDS``), so a long-running job does not
+        keep the loop polling.
+        """
+        handed = bool(self._outgoing)
+        answered = self._flush() if handed else False
+        with self._lock:
+            items, self._incoming = self._incoming, []
+        for future, response in items:
+            deliver(future, response)
+        if items or handed:
+            self._poll_seconds = DEFERRED_WAKE_SECONDS
+        if items or answered or timeout == 0:
+            return 0 if items or answered else timeout
+        if self._workers_busy():
+            bound = self._poll_seconds
+            self._poll_seconds = min(2 * bound, MAX_IDLE_POLL_SECONDS)
+            if timeout is None or timeout > bound:
+                timeout = bound
+        with self._lock:
+            if self._incoming:
+                return 0  # an answer came in meanwhile
+            self._sleeping = True
+            self._deferrable = timeout is not None and timeout <= DEFERRED_WAKE_SECONDS
+        return timeout
+
+    def after_wait(self) -> None:
+        with self._lock:
+            self._sleeping = False
+
+    # -- the workers' side ---------------------------------------------------------
+
+    def post(
+        self,
+        future: asyncio.Future[JsResponse],
+        response: JsResponse,
+        *,
+        defer_wake: bool = False,
+    ) -> Waker | None:
+        """Called on a worker: deliver ``response`` to ``future`` on the loop.
+
+        With ``defer_wake``, a worker that has more jobs to run gets back the
+        wake-up the sleeping loop needs and calls it once it runs out of jobs, so
+        that the loop sleeps through the worker's whole batch (meanwhile the loop
+        looks for answers every ``DEFERRED_WAKE_SECONDS`` at most).
+        """
         with self._lock:
             self._incoming.append((future, response))
-            if self._drain_scheduled:
-                return
-            self._drain_scheduled = True
+            if self._wake_scheduled or (self._turns and not self._sleeping):
+                return None  # the loop takes it at the end of its turn
+            self._wake_scheduled = True
+            deferrable = self._deferrable
+        if defer_wake and deferrable:
+            return self._wake
+        self._wake()
+        return None
+
+    def _wake(self) -> None:
         try:
             self.loop.call_soon_threadsafe(self._drain)
         except RuntimeError:
             # A closed loop: nobody is waiting any more.
             with self._lock:
                 self._incoming.clear()
-                self._drain_scheduled = False
+                self._wake_scheduled = False
 
     def _drain(self) -> None:
         with self._lock:
             items, self._incoming = self._incoming, []
-            self._drain_scheduled = False
+            self._wake_scheduled = False
+        if items:
+            self._poll_seconds = DEFERRED_WAKE_SECONDS
         for future, response in items:
             deliver(future, response)

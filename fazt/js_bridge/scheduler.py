@@ -90,6 +90,10 @@ class FairScheduler:
                         self._turns.remove(key)
             return False
 
+    def has_work(self) -> bool:
+        """Whether a job is queued or running (read without the lock: a hint)."""
+        return bool(self._busy or self._queues)
+
     def needs_worker(self, workers: int) -> bool:
         """Whether a job could run now while all ``workers`` are busy with other jobs.
 
