@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+from typing import Any
 
 import pytest
 
+from fazt.js_bridge.loop_turns import install_turn_hook
 from tests.js_bridge.conftest import JsHarness, make_request
 
 pytestmark = pytest.mark.gen_test(timeout=10)
@@ -59,3 +62,107 @@ async def test_a_cancelled_request_does_not_disturb_the_rest_of_its_batch(
     done = await asyncio.gather(*tasks, return_exceptions=True)
     assert isinstance(done[2], asyncio.CancelledError)
     assert [json.loads(r.body) for i, r in enumerate(done) if i != 2] == ["0", "1", "3", "4"]
+
+
+# -- the end of the loop's turn ----------------------------------------------------------
+
+
+async def test_a_batch_of_answers_wakes_the_loop_once(js1: JsHarness) -> None:
+    """The worker holds the sleeping loop's wake-up back until it runs out of jobs."""
+    js1.write("ok.js", "module.exports = (req) => ({ json: Number(req.query.n) });")
+    await js1.run("ok.js")  # a warm context, so the batch below runs back to back
+    loop = asyncio.get_running_loop()
+    wakes: list[object] = []
+    real = loop.call_soon_threadsafe
+
+    def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        wakes.append(callback)
+        return real(callback, *args, **kwargs)
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    try:
+        responses = await asyncio.gather(
+            *(js1.run("ok.js", request=make_request(query={"n": str(n)})) for n in range(40))
+        )
+    finally:
+        del loop.call_soon_threadsafe
+    assert [json.loads(r.body) for r in responses] == list(range(40))
+    assert len(wakes) <= 1
+
+
+async def test_an_answer_held_back_behind_a_long_job_still_comes_at_once(
+    js1: JsHarness,
+) -> None:
+    """The loop looks for answers while a worker runs: a quick answer does not wait
+    for the long job the worker took after it."""
+    js1.write("quick.js", "module.exports = () => ({ json: 'quick' });")
+    js1.write(
+        "slow.js",
+        "module.exports = () => { const end = Date.now() + 400; while (Date.now() < end) {}"
+        " return { json: 'slow' }; };",
+    )
+    await js1.run("quick.js")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    quick = asyncio.ensure_future(js1.run("quick.js"))
+    slow = asyncio.ensure_future(js1.run("slow.js"))
+    assert json.loads((await quick).body) == "quick"
+    quick_after = loop.time() - started
+    assert json.loads((await slow).body) == "slow"
+    assert quick_after < 0.2 < loop.time() - started
+
+
+async def test_the_loop_does_not_poll_while_no_job_is_out(js: JsHarness) -> None:
+    """Between requests the loop sleeps as long as it likes (no timer of the bridge)."""
+    js.write("ok.js", "module.exports = () => ({ json: 1 });")
+    await js.run("ok.js")
+    loop = asyncio.get_running_loop()
+    selector: Any = loop._selector  # type: ignore[attr-defined]
+    waits: list[float | None] = []
+    hooks = selector.select.fazt_turn_hooks
+
+    class Recorder:
+        def before_wait(self, timeout: float | None) -> float | None:
+            waits.append(timeout)
+            return timeout
+
+        def after_wait(self) -> None:
+            pass
+
+    hooks.append(Recorder())
+    try:
+        await asyncio.sleep(0.05)
+    finally:
+        hooks.pop()
+    assert max(t for t in waits if t is not None) > 0.04
+    assert len(waits) <= 4
+
+
+async def test_a_loop_without_a_selector_uses_the_plain_hand_offs(js: JsHarness) -> None:
+    uvloop = pytest.importorskip("uvloop")
+    js.write("ok.js", "module.exports = async (req) => ({ json: await fazt.test.echo(1) });")
+    result: list[Any] = []
+
+    def on_uvloop() -> None:
+        async def main() -> None:
+            result.append(await js.json("ok.js"))
+
+        loop = uvloop.new_event_loop()
+        result.append(install_turn_hook(loop, NoHook()))
+        try:
+            loop.run_until_complete(main())
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=on_uvloop)
+    thread.start()
+    await asyncio.get_running_loop().run_in_executor(None, thread.join)
+    assert result == [False, {"app": "alpha", "args": [1]}]
+
+
+class NoHook:
+    def before_wait(self, timeout: float | None) -> float | None:
+        return timeout
+
+    def after_wait(self) -> None:
+        pass
