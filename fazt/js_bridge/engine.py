@@ -206,7 +206,9 @@ class JsEngine:
             return json_error(503, _SHUT_DOWN)
         link = self._link
         if link is None or link.loop is not loop:
-            link = self._link = LoopLink(loop, self._enqueue, self._scheduler.has_work)
+            link = self._link = LoopLink(
+                loop, self._enqueue, self._scheduler.has_work, self._scheduler.worker_waiting
+            )
         wall = self.limits.wall_time_limit_seconds
         own_wall = None
         if wall_seconds is not None and 0 < wall_seconds < wall:
@@ -220,6 +222,7 @@ class JsEngine:
             loop,
             loop.create_future(),
             link.post,
+            link.release_gate,
             deadline=time.monotonic() + wall,
             export=export,
             wall_limit_seconds=own_wall,

@@ -30,6 +30,10 @@ _BATCHES = itertools.count(1)
 #: How long the loop sleeps at most while workers have jobs: a worker holds the
 #: wake-up for its answers back until it runs out of jobs (see ``LoopLink.post``).
 DEFERRED_WAKE_SECONDS = 0.005
+#: The longest the loop waits for a free worker's batch (see ``LoopLink._hand_over``).
+GATE_SECONDS = 0.002
+#: At most this many turns without such a wait after one that ran out.
+MAX_GATE_BACKOFF_TURNS = 1024
 #: The longest the loop sleeps between looks while a worker runs one long job.
 MAX_IDLE_POLL_SECONDS = 0.1
 
@@ -46,10 +50,16 @@ class LoopLink:
         loop: asyncio.AbstractEventLoop,
         enqueue: Enqueue,
         workers_busy: Callable[[], bool],
+        worker_waiting: Callable[[], bool],
     ) -> None:
         self.loop = loop
         self._enqueue = enqueue
         self._workers_busy = workers_busy
+        self._worker_waiting = worker_waiting
+        # Guarded by _lock: held by the loop while it waits for a worker's batch.
+        self._gate: threading.Lock | None = None
+        self._skip_gates = 0  # loop thread only: turns left without waiting (see _hand_over)
+        self._gate_backoff = 1  # loop thread only
         self._outgoing: list[Job] = []  # loop thread only
         self._lock = threading.Lock()
         self._incoming: list[tuple[asyncio.Future[JsResponse], JsResponse]] = []
@@ -86,7 +96,7 @@ class LoopLink:
         keep the loop polling.
         """
         handed = bool(self._outgoing)
-        answered = self._flush() if handed else False
+        answered = self._hand_over() if handed else False
         with self._lock:
             items, self._incoming = self._incoming, []
         for future, response in items:
@@ -106,6 +116,49 @@ class LoopLink:
             self._sleeping = True
             self._deferrable = timeout is not None and timeout <= DEFERRED_WAKE_SECONDS
         return timeout
+
+    def _hand_over(self) -> bool:
+        """Flush this turn's jobs; wait briefly for them when a worker is free to run them.
+
+        A free worker runs the batch while the loop waits without the GIL, so the
+        worker's calls into JS give the GIL up and take it back unopposed, and
+        its answers come back at once. The wait ends when the worker runs out of
+        jobs or needs the loop (host calls), and after ``GATE_SECONDS`` at most;
+        after a wait that ran out, the loop waits for none of the next turns'
+        batches, then for none of twice as many, and so on (reset by a batch that
+        finished in time), so a slow handler never stalls the loop twice in a row.
+        """
+        if self._skip_gates:
+            self._skip_gates -= 1
+            return self._flush()
+        if not self._worker_waiting():
+            return self._flush()
+        gate = threading.Lock()
+        gate.acquire()
+        with self._lock:
+            self._gate = gate
+            self._sleeping = True
+            self._deferrable = True
+        answered = self._flush()
+        in_time = answered or gate.acquire(timeout=GATE_SECONDS)
+        with self._lock:
+            self._gate = None
+            self._sleeping = False
+        if in_time:
+            self._gate_backoff = 1
+        else:
+            self._skip_gates = self._gate_backoff
+            self._gate_backoff = min(2 * self._gate_backoff, MAX_GATE_BACKOFF_TURNS)
+        return answered
+
+    def release_gate(self) -> None:
+        """Called on a worker that needs the loop (host calls): stop the loop's wait."""
+        with self._lock:
+            gate, self._gate = self._gate, None
+            if gate is not None:
+                self._wake_scheduled = False
+        if gate is not None:
+            gate.release()
 
     def after_wait(self) -> None:
         with self._lock:
@@ -139,6 +192,13 @@ class LoopLink:
         return None
 
     def _wake(self) -> None:
+        with self._lock:
+            gate, self._gate = self._gate, None
+            if gate is not None:
+                self._wake_scheduled = False  # the loop takes the answers as it stops waiting
+        if gate is not None:
+            gate.release()
+            return
         try:
             self.loop.call_soon_threadsafe(self._drain)
         except RuntimeError:

@@ -94,6 +94,7 @@ class HostCallRunner:
         the engine closes, is rejected. When the job's wall-clock time runs out
         first, the calls are cancelled and ``LimitExceeded("wall")`` is raised.
         """
+        job.release_loop()
         _, spaces = self._namespaces.snapshot()
         results: dict[int, HostResult] = {}
         pending: dict[concurrent.futures.Future[tuple[bool, str]], tuple[int, str]] = {}

@@ -62,6 +62,9 @@ class Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[JsResponse]
     post: Poster
+    #: Called on the worker before it waits for the loop (host calls): the loop may
+    #: be waiting for this worker's batch (``handoff.LoopLink.release_gate``).
+    release_loop: Callable[[], None]
     deadline: float
     abandoned: bool = field(default=False)
     started: bool = field(default=False)

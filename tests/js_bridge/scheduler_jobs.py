@@ -23,6 +23,7 @@ def job_for(uuid: str) -> Job:
         b"",
         _loop,
         _loop.create_future(),
-        lambda future, response: None,
+        lambda future, response, defer_wake=False: None,
+        lambda: None,
         deadline=0.0,
     )
