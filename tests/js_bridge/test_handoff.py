@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from fazt.js_bridge import handoff
 from fazt.js_bridge.loop_turns import install_turn_hook
 from tests.js_bridge.conftest import JsHarness, make_request
 
@@ -166,3 +167,54 @@ class NoHook:
 
     def after_wait(self) -> None:
         pass
+
+
+async def test_a_slow_handler_stalls_the_loop_at_most_once(js1: JsHarness) -> None:
+    """The loop waits briefly for a free worker's batch, never for a slow handler:
+    after one wait that runs out it stops waiting (ticks keep coming)."""
+    js1.write(
+        "slow.js",
+        "module.exports = () => { const end = Date.now() + 400; while (Date.now() < end) {}"
+        " return { json: 'slow' }; };",
+    )
+    loop = asyncio.get_running_loop()
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def tick() -> None:
+        last = loop.time()
+        while not stop.is_set():
+            await asyncio.sleep(0.001)
+            now = loop.time()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.ensure_future(tick())
+    for _ in range(3):
+        assert json.loads((await js1.run("slow.js")).body) == "slow"
+    stop.set()
+    await ticker
+    # A wait that ran out stalls the loop 2 ms; waiting for the whole handler, 400.
+    assert max(gaps) < 0.2, max(gaps)
+
+
+async def test_host_calls_end_the_loops_wait_for_the_batch(
+    js1: JsHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that needs the loop for host calls stops the loop's wait at once.
+
+    With a 5 s bound on the wait, a worker that did not would hold each request
+    up for 5 s (the loop runs host calls only once it stops waiting).
+    """
+    monkeypatch.setattr(handoff, "GATE_SECONDS", 5.0)
+    js1.write(
+        "chain.js",
+        "module.exports = async () => { let n = 0;"
+        " for (let i = 0; i < 5; i++) { n += (await fazt.test.echo(i)).args[0]; }"
+        " return { json: n }; };",
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for _ in range(3):
+        assert json.loads((await js1.run("chain.js")).body) == sum(range(5))
+    assert loop.time() - started < 4.0
