@@ -223,6 +223,7 @@ class JsEngine:
             loop.create_future(),
             link.post,
             link.release_gate,
+            link.wait_for_worker,
             deadline=time.monotonic() + wall,
             export=export,
             wall_limit_seconds=own_wall,

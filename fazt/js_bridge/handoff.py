@@ -133,13 +133,32 @@ class LoopLink:
             return self._flush()
         if not self._worker_waiting():
             return self._flush()
+        return self._wait_for_worker(self._flush)
+
+    def wait_for_worker(self, release_worker: Callable[[], None]) -> None:
+        """On the loop: let a worker go on (its host calls are done), and wait for it.
+
+        The same bounded wait as for a batch (:meth:`_hand_over`): the worker
+        settles the calls and runs the handler on while the loop holds still,
+        and the wait ends when it answers and runs out of jobs, or needs the
+        loop again.
+        """
+        if self._skip_gates or not self._turns:
+            self._skip_gates = max(0, self._skip_gates - 1)
+            release_worker()
+            return
+        self._wait_for_worker(release_worker)
+
+    def _wait_for_worker(self, start: Callable[[], object]) -> bool:
+        """Run ``start`` (it sets a worker going) and wait until the worker needs the
+        loop, at most ``GATE_SECONDS``; returns whether ``start`` answered a job."""
         gate = threading.Lock()
         gate.acquire()
         with self._lock:
             self._gate = gate
             self._sleeping = True
             self._deferrable = True
-        answered = self._flush()
+        answered = start() is True
         in_time = answered or gate.acquire(timeout=GATE_SECONDS)
         with self._lock:
             self._gate = None

@@ -65,6 +65,9 @@ class Job:
     #: Called on the worker before it waits for the loop (host calls): the loop may
     #: be waiting for this worker's batch (``handoff.LoopLink.release_gate``).
     release_loop: Callable[[], None]
+    #: Called on the loop when the job's host calls are done, with what lets the
+    #: worker go on (``handoff.LoopLink.wait_for_worker``).
+    wait_for_worker: Callable[[Callable[[], None]], None]
     deadline: float
     abandoned: bool = field(default=False)
     started: bool = field(default=False)

@@ -25,5 +25,6 @@ def job_for(uuid: str) -> Job:
         _loop.create_future(),
         lambda future, response, defer_wake=False: None,
         lambda: None,
+        lambda release: release(),
         deadline=0.0,
     )
