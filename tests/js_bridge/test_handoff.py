@@ -218,3 +218,30 @@ async def test_host_calls_end_the_loops_wait_for_the_batch(
     for _ in range(3):
         assert json.loads((await js1.run("chain.js")).body) == sum(range(5))
     assert loop.time() - started < 4.0
+
+
+async def test_the_host_calls_of_one_turn_reach_the_loop_in_one_hand_off(
+    js1: JsHarness,
+) -> None:
+    js1.write(
+        "fan.js",
+        "module.exports = async () => {"
+        " const all = await Promise.all([0, 1, 2, 3, 4, 5].map((i) => fazt.test.echo(i)));"
+        " return { json: all.map((r) => r.args[0]) }; };",
+    )
+    await js1.run("fan.js")
+    loop = asyncio.get_running_loop()
+    wakes: list[object] = []
+    real = loop.call_soon_threadsafe
+
+    def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        wakes.append(callback)
+        return real(callback, *args, **kwargs)
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    try:
+        assert await js1.json("fan.js") == [0, 1, 2, 3, 4, 5]
+    finally:
+        del loop.call_soon_threadsafe
+    # One for the six calls, at most one for the answer (six, one per call, before).
+    assert len(wakes) <= 2, wakes
