@@ -2,10 +2,12 @@
 
 JS never calls Python. A ``fazt.<ns>.<fn>(...)`` call queues ``[id, name, args]``
 in the context; between slices the worker hands every call queued in that turn
-to :meth:`HostCallRunner.run`, which starts each host coroutine on the IOLoop
-that submitted the job (``asyncio.run_coroutine_threadsafe``), so the calls of
-one turn run concurrently, and waits for all of them. While it waits, the
-worker is held by that request: its context is mid-request.
+to :meth:`HostCallRunner.run`, which hands them to the IOLoop that submitted the
+job in one ``call_soon_threadsafe``, where each runs as a task (so the calls of
+one turn run concurrently), and waits on one lock for all of them. While it
+waits, the worker is held by that request: its context is mid-request. When
+the last call is done the loop lets the worker go on and waits for it briefly
+(``handoff.LoopLink.wait_for_worker``).
 """
 
 from __future__ import annotations
