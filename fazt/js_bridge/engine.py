@@ -206,7 +206,7 @@ class JsEngine:
             return json_error(503, _SHUT_DOWN)
         link = self._link
         if link is None or link.loop is not loop:
-            link = self._link = LoopLink(
+            link = self._link = LoopLink.for_loop(
                 loop, self._enqueue, self._scheduler.has_work, self._scheduler.worker_waiting
             )
         wall = self.limits.wall_time_limit_seconds

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from fazt.contracts.js_engine import JsResponse
 from fazt.js_bridge.jobs import Job, Waker, deliver
-from fazt.js_bridge.loop_turns import install_turn_hook
+from fazt.js_bridge.loop_turns import install_turn_hook, installed_hooks
 
 #: Numbers the batches of jobs handed to the workers, across every loop.
 _BATCHES = itertools.count(1)
@@ -70,6 +70,22 @@ class LoopLink:
         self._poll_seconds = DEFERRED_WAKE_SECONDS  # loop thread only: see before_wait
         # Installed from the loop's thread: the link is made in a coroutine on it.
         self._turns = install_turn_hook(loop, self)
+
+    @classmethod
+    def for_loop(
+        cls,
+        loop: asyncio.AbstractEventLoop,
+        enqueue: Enqueue,
+        workers_busy: Callable[[], bool],
+        worker_waiting: Callable[[], bool],
+    ) -> LoopLink:
+        """The link of ``enqueue``'s engine on ``loop``: the one hooked there already, if
+        any (an engine that serves two loops in turn adds no second hook), else a new one.
+        Call on the loop's thread."""
+        for hook in installed_hooks(loop):
+            if isinstance(hook, LoopLink) and hook._enqueue == enqueue:
+                return hook
+        return cls(loop, enqueue, workers_busy, worker_waiting)
 
     def submit(self, job: Job) -> None:
         """Called on the loop: hand ``job`` to the workers when this loop turn ends."""

@@ -74,3 +74,9 @@ def install_turn_hook(loop: asyncio.AbstractEventLoop, hook: TurnHook) -> bool:
         selector.select = select_after_hooks
     hooks.append(hook)
     return True
+
+
+def installed_hooks(loop: asyncio.AbstractEventLoop) -> list[TurnHook]:
+    """The hooks installed on ``loop``, in order (empty without any)."""
+    select = getattr(getattr(loop, "_selector", None), "select", None)
+    return list(getattr(select, _HOOKS_ATTRIBUTE, None) or [])

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from fazt.js_bridge import handoff
-from fazt.js_bridge.loop_turns import install_turn_hook
+from fazt.js_bridge.loop_turns import install_turn_hook, installed_hooks
 from tests.js_bridge.conftest import JsHarness, make_request
 
 pytestmark = pytest.mark.gen_test(timeout=10)
@@ -245,3 +245,22 @@ async def test_the_host_calls_of_one_turn_reach_the_loop_in_one_hand_off(
         del loop.call_soon_threadsafe
     # One for the six calls, at most one for the answer (six, one per call, before).
     assert len(wakes) <= 2, wakes
+
+
+async def test_an_engine_serving_two_loops_in_turn_hooks_each_loop_once(js: JsHarness) -> None:
+    js.write("ok.js", "module.exports = () => ({ json: 1 });")
+    loop = asyncio.get_running_loop()
+    assert await js.json("ok.js") == 1
+    hooks = len(installed_hooks(loop))
+
+    def elsewhere() -> None:
+        other = asyncio.new_event_loop()
+        try:
+            other.run_until_complete(js.json("ok.js"))
+        finally:
+            other.close()
+
+    for _ in range(3):
+        await loop.run_in_executor(None, elsewhere)
+        assert await js.json("ok.js") == 1
+    assert len(installed_hooks(loop)) == hooks == 1
