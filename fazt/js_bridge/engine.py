@@ -222,7 +222,7 @@ class JsEngine:
             loop,
             loop.create_future(),
             link.post,
-            link.release_gate,
+            link.run_on_loop,
             link.wait_for_worker,
             deadline=time.monotonic() + wall,
             export=export,

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import threading
 from collections.abc import Callable
 
 from fazt.contracts.js_engine import JsResponse
 from fazt.js_bridge.jobs import Job, Waker, deliver
 from fazt.js_bridge.loop_turns import install_turn_hook, installed_hooks
+
+log = logging.getLogger("fazt.js_bridge")
 
 #: Numbers the batches of jobs handed to the workers, across every loop.
 _BATCHES = itertools.count(1)
@@ -63,6 +66,7 @@ class LoopLink:
         self._outgoing: list[Job] = []  # loop thread only
         self._lock = threading.Lock()
         self._incoming: list[tuple[asyncio.Future[JsResponse], JsResponse]] = []
+        self._callbacks: list[Callable[[], object]] = []  # guarded by _lock: run_on_loop
         self._wake_scheduled = False  # guarded by _lock: a _drain is on its way
         self._sleeping = False  # guarded by _lock: the loop waits without looking at _incoming
         # Guarded by _lock: the loop's current sleep ends within DEFERRED_WAKE_SECONDS.
@@ -113,21 +117,18 @@ class LoopLink:
         """
         handed = bool(self._outgoing)
         answered = self._hand_over() if handed else False
-        with self._lock:
-            items, self._incoming = self._incoming, []
-        for future, response in items:
-            deliver(future, response)
-        if items or handed:
+        ran = self._take_incoming()
+        if ran or handed:
             self._poll_seconds = DEFERRED_WAKE_SECONDS
-        if items or answered or timeout == 0:
-            return 0 if items or answered else timeout
+        if ran or answered or timeout == 0:
+            return 0 if ran or answered else timeout
         if self._workers_busy():
             bound = self._poll_seconds
             self._poll_seconds = min(2 * bound, MAX_IDLE_POLL_SECONDS)
             if timeout is None or timeout > bound:
                 timeout = bound
         with self._lock:
-            if self._incoming:
+            if self._incoming or self._callbacks:
                 return 0  # an answer came in meanwhile
             self._sleeping = True
             self._deferrable = timeout is not None and timeout <= DEFERRED_WAKE_SECONDS
@@ -186,14 +187,32 @@ class LoopLink:
             self._gate_backoff = min(2 * self._gate_backoff, MAX_GATE_BACKOFF_TURNS)
         return answered
 
-    def release_gate(self) -> None:
-        """Called on a worker that needs the loop (host calls): stop the loop's wait."""
+    def run_on_loop(self, callback: Callable[[], object]) -> None:
+        """Called on a worker: run ``callback`` on the loop (host calls to start).
+
+        Like an answer, it is taken at the end of the loop's current turn while
+        the loop is busy, and wakes it only when it sleeps; a loop that waits for
+        this worker stops waiting. Raises RuntimeError when the loop is closed.
+        """
+        if self.loop.is_closed():
+            raise RuntimeError("the loop is closed")
         with self._lock:
+            self._callbacks.append(callback)
             gate, self._gate = self._gate, None
             if gate is not None:
-                self._wake_scheduled = False
+                self._wake_scheduled = False  # the loop takes it as it stops waiting
+            # Not left to a wake-up a worker holds back: that worker may be this one.
+            wake = gate is None and (not self._turns or self._sleeping)
         if gate is not None:
             gate.release()
+        elif wake:
+            try:
+                self.loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:
+                with self._lock:
+                    self._callbacks.clear()
+                    self._wake_scheduled = False
+                raise
 
     def after_wait(self) -> None:
         with self._lock:
@@ -244,9 +263,20 @@ class LoopLink:
 
     def _drain(self) -> None:
         with self._lock:
-            items, self._incoming = self._incoming, []
             self._wake_scheduled = False
-        if items:
+        if self._take_incoming():
             self._poll_seconds = DEFERRED_WAKE_SECONDS
+
+    def _take_incoming(self) -> bool:
+        """On the loop: deliver the answers and run the callbacks that came in."""
+        with self._lock:
+            items, self._incoming = self._incoming, []
+            callbacks, self._callbacks = self._callbacks, []
         for future, response in items:
             deliver(future, response)
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # a bug in a callback must not stop the others
+                log.exception("a callback from a JS worker failed")
+        return bool(items or callbacks)

@@ -3,8 +3,9 @@
 JS never calls Python. A ``fazt.<ns>.<fn>(...)`` call queues ``[id, name, args]``
 in the context; between slices the worker hands every call queued in that turn
 to :meth:`HostCallRunner.run`, which hands them to the IOLoop that submitted the
-job in one ``call_soon_threadsafe``, where each runs as a task (so the calls of
-one turn run concurrently), and waits on one lock for all of them. While it
+job in one hand-off (``handoff.LoopLink.run_on_loop``: taken at the end of the
+loop's turn, or one ``call_soon_threadsafe`` if it sleeps), where each runs as a
+task (so the calls of one turn run concurrently), and waits on one lock for all of them. While it
 waits, the worker is held by that request: its context is mid-request. When
 the last call is done the loop lets the worker go on and waits for it briefly
 (``handoff.LoopLink.wait_for_worker``).
@@ -97,7 +98,6 @@ class HostCallRunner:
         the engine closes, is rejected. When the job's wall-clock time runs out
         first, the calls are cancelled and ``LimitExceeded("wall")`` is raised.
         """
-        job.release_loop()
         _, spaces = self._namespaces.snapshot()
         results: dict[int, HostResult] = {}
         to_run: list[_Call] = []
@@ -116,7 +116,7 @@ class HostCallRunner:
         """Start ``to_run`` on the job's loop in one hand-off and wait for all of them."""
         turn = _LoopTurnCalls(job, to_run)
         try:
-            job.loop.call_soon_threadsafe(turn.start)
+            job.run_on_loop(turn.start)
         except RuntimeError:
             for call_id, name, _, _ in to_run:
                 results[call_id] = (call_id, False, f"{name}: the server is shutting down")

@@ -62,9 +62,8 @@ class Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[JsResponse]
     post: Poster
-    #: Called on the worker before it waits for the loop (host calls): the loop may
-    #: be waiting for this worker's batch (``handoff.LoopLink.release_gate``).
-    release_loop: Callable[[], None]
+    #: Runs a callback on the job's loop, from the worker (``handoff.LoopLink.run_on_loop``).
+    run_on_loop: Callable[[Callable[[], object]], None]
     #: Called on the loop when the job's host calls are done, with what lets the
     #: worker go on (``handoff.LoopLink.wait_for_worker``).
     wait_for_worker: Callable[[Callable[[], None]], None]

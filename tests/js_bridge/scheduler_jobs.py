@@ -24,7 +24,7 @@ def job_for(uuid: str) -> Job:
         _loop,
         _loop.create_future(),
         lambda future, response, defer_wake=False: None,
-        lambda: None,
+        lambda callback: None,
         lambda release: release(),
         deadline=0.0,
     )

@@ -243,7 +243,7 @@ async def test_the_host_calls_of_one_turn_reach_the_loop_in_one_hand_off(
         assert await js1.json("fan.js") == [0, 1, 2, 3, 4, 5]
     finally:
         del loop.call_soon_threadsafe
-    # One for the six calls, at most one for the answer (six, one per call, before).
+    # At most one for the six calls and one for the answer (six, one per call, before).
     assert len(wakes) <= 2, wakes
 
 
