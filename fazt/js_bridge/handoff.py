@@ -7,7 +7,12 @@ end, just before the loop waits for I/O (``loop_turns``): the worker then runs
 them while the loop sleeps without the GIL. Answers come back the other way
 without a wake-up while the loop is busy: the loop takes them at the end of its
 turn. Only when it sleeps does a worker wake it (one ``call_soon_threadsafe``,
-a self-pipe write, for all the answers that finish before it runs).
+a self-pipe write, for all the answers that finish before it runs). The host
+calls a worker's job makes cross to the loop the same way (``run_on_loop``).
+
+When a free worker takes the turn's batch, or goes on after host calls, the
+loop waits for it on a lock, briefly (``GATE_SECONDS``), so that the worker's
+calls into JS give up and take back a GIL nobody else wants.
 
 On a loop without the turn hook, jobs go at the end of the loop iteration
 (``call_soon``) and every batch of answers wakes the loop.
