@@ -115,7 +115,7 @@ class JsEngine:
             max_workers=threads * (1 + SPARE_WORKERS_PER_THREAD),
             scheduler=self._scheduler,
             make_executor=self._make_executor,
-            respond=lambda job, response: job.post(job.future, response),
+            respond=lambda job, response: job.post(job.future, response, defer_wake=True),
         )
 
     # -- public API ------------------------------------------------------------------
@@ -206,7 +206,9 @@ class JsEngine:
             return json_error(503, _SHUT_DOWN)
         link = self._link
         if link is None or link.loop is not loop:
-            link = self._link = LoopLink(loop, self._enqueue)
+            link = self._link = LoopLink.for_loop(
+                loop, self._enqueue, self._scheduler.has_work, self._scheduler.worker_waiting
+            )
         wall = self.limits.wall_time_limit_seconds
         own_wall = None
         if wall_seconds is not None and 0 < wall_seconds < wall:
@@ -220,6 +222,8 @@ class JsEngine:
             loop,
             loop.create_future(),
             link.post,
+            link.run_on_loop,
+            link.wait_for_worker,
             deadline=time.monotonic() + wall,
             export=export,
             wall_limit_seconds=own_wall,
@@ -262,8 +266,11 @@ class JsEngine:
     def _add_spare_if_needed(self) -> None:
         self._pool.add_spare_if_needed()
 
-    def _enqueue(self, jobs: list[Job]) -> None:
-        """Hand a batch to the scheduler (on its loop); refused jobs get their 503 now."""
+    def _enqueue(self, jobs: list[Job]) -> bool:
+        """Hand a batch to the scheduler (on its loop); refused jobs get their 503 now.
+
+        Returns whether any job was refused (answered here).
+        """
         refused, needs_worker = self._scheduler.submit(jobs)
         for job in refused:
             deliver(
@@ -272,6 +279,7 @@ class JsEngine:
             )
         if needs_worker:
             self._pool.add_spare_if_needed()
+        return bool(refused)
 
     def _overdue(self, job: Job, wall: float) -> None:
         """On the loop, past the job's deadline: answer for it if its worker has not."""

@@ -2,16 +2,20 @@
 
 JS never calls Python. A ``fazt.<ns>.<fn>(...)`` call queues ``[id, name, args]``
 in the context; between slices the worker hands every call queued in that turn
-to :meth:`HostCallRunner.run`, which starts each host coroutine on the IOLoop
-that submitted the job (``asyncio.run_coroutine_threadsafe``), so the calls of
-one turn run concurrently, and waits for all of them. While it waits, the
-worker is held by that request: its context is mid-request.
+to :meth:`HostCallRunner.run`, which hands them to the IOLoop that submitted the
+job in one hand-off (``handoff.LoopLink.run_on_loop``: taken at the end of the
+loop's turn, or one ``call_soon_threadsafe`` if it sleeps), where each runs as a
+task (so the calls of one turn run concurrently), and waits on one lock for all of them. While it
+waits, the worker is held by that request: its context is mid-request. When
+the last call is done the loop lets the worker go on and waits for it briefly
+(``handoff.LoopLink.wait_for_worker``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
+import functools
 import json
 import logging
 import re
@@ -96,55 +100,109 @@ class HostCallRunner:
         """
         _, spaces = self._namespaces.snapshot()
         results: dict[int, HostResult] = {}
-        pending: dict[concurrent.futures.Future[tuple[bool, str]], tuple[int, str]] = {}
+        to_run: list[_Call] = []
         for call_id, name, args in calls:
             _, ns, fn_name = [*name.split(".", 2), "", ""][:3]
             fn = spaces.get(ns, {}).get(fn_name)
             if fn is None:
                 results[call_id] = (call_id, False, f"{name}: no such function")
                 continue
-            try:
-                future = asyncio.run_coroutine_threadsafe(
-                    _call_host(job.context, name, fn, args), job.loop
-                )
-            except RuntimeError:
+            to_run.append((call_id, name, fn, args))
+        if to_run:
+            self._run_on_loop(job, to_run, results)
+        return [results[call_id] for call_id, _, _ in calls]
+
+    def _run_on_loop(self, job: Job, to_run: list[_Call], results: dict[int, HostResult]) -> None:
+        """Start ``to_run`` on the job's loop in one hand-off and wait for all of them."""
+        turn = _LoopTurnCalls(job, to_run)
+        try:
+            job.run_on_loop(turn.start)
+        except RuntimeError:
+            for call_id, name, _, _ in to_run:
                 results[call_id] = (call_id, False, f"{name}: the server is shutting down")
-                continue
-            pending[future] = (call_id, name)
-        if pending:
-            self._before_waiting()
-        waiting = set(pending)
+            return
+        self._before_waiting()
         timeout_at = time.monotonic() + HOST_CALL_TIMEOUT_SECONDS
+        finished = False
         # Short waits, so that close() is noticed even while the IOLoop is gone.
-        while waiting and not self._stop.is_set():
+        while not self._stop.is_set():
             now = time.monotonic()
             if now >= job.deadline:
-                for future in pending:
-                    future.cancel()
+                turn.cancel()
                 raise LimitExceeded("wall")
             left = min(timeout_at, job.deadline) - now
             if left <= 0:
                 break
-            _, waiting = concurrent.futures.wait(
-                waiting,
-                timeout=min(left, _POLL_SECONDS),
-                return_when=concurrent.futures.FIRST_COMPLETED,
+            if turn.done.acquire(timeout=min(left, _POLL_SECONDS)):
+                finished = True
+                break
+        if not finished:
+            turn.cancel()
+        for call_id, name, _, _ in to_run:
+            outcome = turn.results.get(call_id)
+            if outcome is not None:
+                results[call_id] = (call_id, *outcome)
+                continue
+            reason = (
+                "the server is shutting down"
+                if self._stop.is_set()
+                else f"timed out after {format_seconds(HOST_CALL_TIMEOUT_SECONDS)}"
             )
-        for future, (call_id, name) in pending.items():
-            if not future.done():
-                future.cancel()
-                reason = (
-                    "the server is shutting down"
-                    if self._stop.is_set()
-                    else f"timed out after {format_seconds(HOST_CALL_TIMEOUT_SECONDS)}"
-                )
-                results[call_id] = (call_id, False, f"{name}: {reason}")
-            elif future.cancelled():
-                results[call_id] = (call_id, False, f"{name}: cancelled")
-            else:
-                ok, text = future.result()
-                results[call_id] = (call_id, ok, text)
-        return [results[call_id] for call_id, _, _ in calls]
+            results[call_id] = (call_id, False, f"{name}: {reason}")
+
+
+#: (call id, "fazt.ns.fn", host function, JSON-decoded args)
+_Call = tuple[int, str, HostFunction, list[Any]]
+
+
+class _LoopTurnCalls:
+    """One turn's host calls of one job, run as tasks on the job's loop.
+
+    ``done`` is held until the last call finished; then the loop lends the
+    worker the GIL for a moment (``Job.wait_for_worker``), so that settling
+    the calls and running the handler on happen without a fight over it.
+    """
+
+    def __init__(self, job: Job, calls: list[_Call]) -> None:
+        self._job = job
+        self._calls = calls
+        self._left = len(calls)
+        self._tasks: list[asyncio.Task[tuple[bool, str]]] = []
+        self._given_up = False  # set on the worker; read on the loop
+        #: call id -> (ok, result JSON or message); written on the loop only.
+        self.results: dict[int, tuple[bool, str]] = {}
+        self.done = threading.Lock()
+        self.done.acquire()
+
+    def start(self) -> None:
+        """On the loop: start every call."""
+        if self._given_up:
+            return
+        loop = self._job.loop
+        context = self._job.context
+        for call_id, name, fn, args in self._calls:
+            task = loop.create_task(_call_host(context, name, fn, args))
+            task.add_done_callback(functools.partial(self._finished, call_id, name))
+            self._tasks.append(task)
+
+    def _finished(self, call_id: int, name: str, task: asyncio.Task[tuple[bool, str]]) -> None:
+        if task.cancelled():
+            self.results[call_id] = (False, f"{name}: cancelled")
+        else:
+            self.results[call_id] = task.result()  # _call_host never raises
+        self._left -= 1
+        if self._left == 0 and not self._given_up:
+            self._job.wait_for_worker(self.done.release)
+
+    def cancel(self) -> None:
+        """On the worker: give up; the calls still running are cancelled on the loop."""
+        self._given_up = True
+        with contextlib.suppress(RuntimeError):  # a closed loop: nothing runs any more
+            self._job.loop.call_soon_threadsafe(self._cancel_tasks)
+
+    def _cancel_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
 
 
 async def _call_host(

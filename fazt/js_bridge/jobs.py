@@ -6,13 +6,27 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fazt.contracts.host_calls import HostCallContext
 from fazt.contracts.js_engine import JsResponse
 
-#: Posts a finished response back to the job's IOLoop (see ``handoff.LoopLink.post``).
-Poster = Callable[["asyncio.Future[JsResponse]", JsResponse], None]
+#: Wakes a loop that sleeps with answers waiting for it (see ``handoff.LoopLink.post``).
+Waker = Callable[[], None]
+
+
+class Poster(Protocol):
+    """Posts a finished response back to the job's IOLoop (``handoff.LoopLink.post``)."""
+
+    def __call__(
+        self,
+        future: asyncio.Future[JsResponse],
+        response: JsResponse,
+        *,
+        defer_wake: bool = False,
+    ) -> Waker | None:
+        """With ``defer_wake``, a wake-up the loop needs is returned instead of done."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,11 @@ class Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[JsResponse]
     post: Poster
+    #: Runs a callback on the job's loop, from the worker (``handoff.LoopLink.run_on_loop``).
+    run_on_loop: Callable[[Callable[[], object]], None]
+    #: Called on the loop when the job's host calls are done, with what lets the
+    #: worker go on (``handoff.LoopLink.wait_for_worker``).
+    wait_for_worker: Callable[[Callable[[], None]], None]
     deadline: float
     abandoned: bool = field(default=False)
     started: bool = field(default=False)

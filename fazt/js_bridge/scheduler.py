@@ -90,6 +90,14 @@ class FairScheduler:
                         self._turns.remove(key)
             return False
 
+    def has_work(self) -> bool:
+        """Whether a job is queued or running (read without the lock: a hint)."""
+        return bool(self._busy or self._queues)
+
+    def worker_waiting(self) -> bool:
+        """Whether a worker waits for a job and none runs (read without the lock: a hint)."""
+        return bool(self._idle and not self._busy)
+
     def needs_worker(self, workers: int) -> bool:
         """Whether a job could run now while all ``workers`` are busy with other jobs.
 

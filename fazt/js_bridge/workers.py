@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from fazt.contracts.js_engine import JsResponse, json_error
-from fazt.js_bridge.jobs import Job
+from fazt.js_bridge.jobs import Job, Waker
 from fazt.js_bridge.scheduler import FairScheduler
 from fazt.js_bridge.worker_errors import forget_frames, traceback_text
 
@@ -57,7 +57,7 @@ class WorkerPool:
         max_workers: int,
         scheduler: FairScheduler,
         make_executor: Callable[[], Executor],
-        respond: Callable[[Job, JsResponse], None],
+        respond: Callable[[Job, JsResponse], Waker | None],
     ) -> None:
         self._scheduler = scheduler
         self._make_executor = make_executor
@@ -111,10 +111,18 @@ class WorkerPool:
 
     def _work(self, spare: bool) -> None:
         executor = self._make_executor()
+        # Wake-ups of sleeping loops held back while this worker has more jobs: the
+        # loop sleeps through the batch instead of fighting this thread for the GIL.
+        wakes: dict[Waker, None] = {}
         try:
             while True:
-                job = self._scheduler.take(SPARE_IDLE_SECONDS if spare else None)
+                job = self._scheduler.take(0.0 if wakes else SPARE_IDLE_SECONDS if spare else None)
                 if job is None:
+                    if wakes:
+                        for wake in wakes:
+                            wake()
+                        wakes.clear()
+                        continue
                     break
                 try:
                     response = executor.execute(job)
@@ -124,7 +132,11 @@ class WorkerPool:
                     response = json_error(500, "internal error in the JS engine")
                 finally:
                     self._scheduler.finished(job)
-                self._respond(job, response)
+                held = self._respond(job, response)
+                if held is not None:
+                    wakes[held] = None
         finally:
+            for wake in wakes:
+                wake()
             # Contexts must be freed on the thread that used them.
             executor.close()

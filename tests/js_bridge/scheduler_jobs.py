@@ -23,6 +23,8 @@ def job_for(uuid: str) -> Job:
         b"",
         _loop,
         _loop.create_future(),
-        lambda future, response: None,
+        lambda future, response, defer_wake=False: None,
+        lambda callback: None,
+        lambda release: release(),
         deadline=0.0,
     )
