@@ -206,9 +206,13 @@ class Executor:
             self._runtimes.pop(cache_key, None)
             return self._limit_response(job, key, "memory", budget.used())
         if limit == "time":
-            self._runtimes.pop(cache_key, None)
+            runtime = self._runtimes.pop(cache_key, None)
             # The interrupt may have been armed by the wall-clock limit (see AppRuntime).
-            kind: LimitKind = "wall" if time.monotonic() >= job.deadline else "time"
+            kind: LimitKind = (
+                runtime.interrupted_by()
+                if runtime is not None
+                else ("wall" if time.monotonic() >= job.deadline else "time")
+            )
             return self._limit_response(job, key, kind, budget.used())
         if envelope.get("name") == "NeverSettled":
             self._runtimes.pop(cache_key, None)  # it may have broken its own bridge

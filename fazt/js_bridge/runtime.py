@@ -160,6 +160,9 @@ class AppRuntime:
         self._lines = ModuleLines(reserved=PRELUDE_SOURCE.count("\n") + 1)
         self._budget = CpuBudget(0.0)
         self._deadline = 0.0  # time.monotonic() at which the request's wall-clock time is up
+        #: the limit the current slice was armed with ("wall" when less wall time than
+        #: CPU budget was left): what an interrupt of that slice means
+        self._armed_for: LimitKind = "time"
 
     # -- slices ------------------------------------------------------------------
 
@@ -172,6 +175,7 @@ class AppRuntime:
             raise LimitExceeded("time")
         # The wrapper counts process CPU time; a thread that gets the CPU counts at
         # least as fast as the wall clock, so the slice stops by the deadline too.
+        self._armed_for = "wall" if wall_left < cpu_left else "time"
         self._ctx.set_time_limit(min(cpu_left, wall_left))
         try:
             return fn(*args)
@@ -180,13 +184,23 @@ class AppRuntime:
             # and a cycle would leave the context to the cyclic GC, on any thread.
             if classify(error) is error:
                 raise
-            if getattr(classify(error), "kind", None) == "time" and self.wall_time_is_up():
-                raise LimitExceeded("wall") from error
+            if getattr(classify(error), "kind", None) == "time":
+                raise LimitExceeded(self.interrupted_by()) from error
             raise classify(error) from error
 
     def wall_time_is_up(self) -> bool:
         """Whether the current request has used up its wall-clock time."""
         return time.monotonic() >= self._deadline
+
+    def interrupted_by(self) -> LimitKind:
+        """Which limit an interrupt of the current slice enforced.
+
+        The wrapper's clock is the process's CPU time, which runs faster than the
+        wall clock while other threads work, so a slice armed with the wall time
+        left can be interrupted before the deadline: it is still the wall-clock
+        limit that stopped it, not the CPU budget.
+        """
+        return "wall" if self.wall_time_is_up() else self._armed_for
 
     # -- modules -------------------------------------------------------------------
 

@@ -209,3 +209,32 @@ async def test_a_closed_engine_fails_calls(js: JsHarness) -> None:
     js.engine.close()
     result = await call(js, "ok")
     assert result == ExportResult("failed", error="the JS engine is shut down")
+
+
+async def test_a_wall_limited_call_stopped_early_by_other_threads_cpu_is_a_wall_limit(
+    js: JsHarness,
+) -> None:
+    """The interrupt counts the process's CPU time: with another thread busy it fires
+    before the wall-clock deadline, and it is still the wall-clock limit (the one the
+    slice was armed with) that stopped the call, not the CPU budget."""
+    import hashlib
+    import threading
+
+    js.write(MODULE, "exports.spin = () => { for (;;) {} };\n")
+    stop = threading.Event()
+
+    def burn() -> None:
+        block = b"x" * (1 << 20)
+        while not stop.is_set():
+            hashlib.sha256(block).digest()  # releases the GIL: CPU in parallel
+
+    burner = threading.Thread(target=burn, daemon=True)
+    burner.start()
+    try:
+        spun = await call(js, "spin", wall=0.4)
+    finally:
+        stop.set()
+        burner.join()
+    assert spun == ExportResult(
+        "failed", error="handler exceeded its wall-clock time limit (0.4 s)"
+    )
