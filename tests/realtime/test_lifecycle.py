@@ -13,8 +13,8 @@ from tests.realtime.world import TOKENS, claims, make_app, make_world
 
 
 def test_the_scan_period_is_a_quarter_of_the_smallest_interval_clamped() -> None:
-    assert scan_period(HeartbeatPolicy(30, 10, 300)) == 1.0
-    assert scan_period(HeartbeatPolicy(2, 1, 300)) == 0.25
+    assert scan_period(HeartbeatPolicy(30, 10, 300)) == 0.1
+    assert scan_period(HeartbeatPolicy(0.3, 0.3, 300)) == 0.075
     assert scan_period(HeartbeatPolicy(0.1, 0.1, 0.1)) == 0.05
 
 
