@@ -210,6 +210,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, default=100_000)
     parser.add_argument("--smoke", action="store_true", help="1,000 and 2,000 sessions only")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent.parent / "docs" / "bench" / "simulate_100k.json",
+        help="where the results go (not written by --smoke); bench/run's connections "
+        "scenario reads them for its simulated point",
+    )
     args = parser.parse_args()
     import tempfile
 
@@ -220,6 +227,9 @@ def main() -> int:
             result = asyncio.run(run(size, Path(folder) / str(size)))
             print(json.dumps(result), flush=True)
             results.append(result)
+    if not args.smoke:
+        document = {"date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": results}
+        args.out.write_text(json.dumps(document, indent=2) + "\n")
     return 0
 
 
