@@ -21,6 +21,8 @@ TEST_REQUIREMENTS = [
     "redis>=5.0.2,<9",
     # Tested against Debian's chromium 156 (executable_path, no `playwright install`).
     "playwright>=1.65,<1.66",
+    # The JS bridge's plain hand-offs on a loop without a selector are tested on uvloop.
+    "uvloop>=0.19,<1",
     # Lint and type results change between releases: the versions the code is checked with.
     "ruff>=0.17,<0.18",
     "mypy>=2.4,<3",
