@@ -190,6 +190,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def export_tree(revision: str, into: Path) -> Path:
+    """The ``fazt`` package of git ``revision``, unpacked in a new folder under
+    ``into``: the A side of a same-run A/B against the working tree."""
+    tree = into / f"tree-{revision.replace('/', '_')}"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", revision, "fazt"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
 def tail(log: Path | None, lines: int = 15) -> str:
     if log is None or not log.exists():
         return ""

@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from procs import export_tree, free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -51,22 +53,6 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat", "rb") as f:
         fields = f.read().rsplit(b")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def export(revision: str, into: Path) -> Path:
-    tree = into / f"tree-{revision.replace('/', '_')}"
-    tree.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", revision, "fazt"], check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    return tree
 
 
 def start_server(tree: Path, work: Path, port: int) -> subprocess.Popen[bytes]:
@@ -268,7 +254,7 @@ def main() -> int:
     results: dict[str, dict[int, list[dict[str, Any]]]] = {"old": {}, "new": {}}
     with tempfile.TemporaryDirectory(prefix="rooms-ab-") as folder:
         tmp = Path(folder)
-        trees = {"old": export(args.old, tmp), "new": ROOT}
+        trees = {"old": export_tree(args.old, tmp), "new": ROOT}
         for rate in (int(r) for r in args.rates.split(",")):
             for repeat in range(args.repeats):
                 order = ["old", "new"] if repeat % 2 == 0 else ["new", "old"]

@@ -22,7 +22,6 @@ import argparse
 import functools
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ from typing import Any
 
 import procs
 import servers
-from procs import ROOT, cpu_of, profiling, rss_of
+from procs import cpu_of, export_tree, profiling, rss_of
 from scenarios.storm import Storm
 from servers import BY_NAME, JWT_SECRET, running
 from swarm import Swarm
@@ -47,16 +46,6 @@ STORM_KEYS = (
     "http_503",
     "not_back",
 )
-
-
-def export(revision: str, into: Path) -> Path:
-    tree = into / f"tree-{revision.replace('/', '_')}"
-    tree.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", revision, "fazt"], check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    return tree
 
 
 def one_run(
@@ -113,7 +102,7 @@ def main() -> int:
     results: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="storm-ab-") as tmp_name:
         tmp = Path(tmp_name)
-        old_tree = export(args.old, tmp)
+        old_tree = export_tree(args.old, tmp)
         units = [("old", "fazt", old_tree), ("new", "fazt", None)]
         units += [(peer, peer, None) for peer in args.peers.split(",") if peer]
         for repeat in range(args.repeats):
