@@ -8,8 +8,10 @@ request, and a close() between submit and flush must not strand anyone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -68,10 +70,10 @@ async def test_a_cancelled_request_does_not_disturb_the_rest_of_its_batch(
 # -- the end of the loop's turn ----------------------------------------------------------
 
 
-async def test_a_batch_of_answers_wakes_the_loop_once(js1: JsHarness) -> None:
-    """The worker holds the sleeping loop's wake-up back until it runs out of jobs."""
-    js1.write("ok.js", "module.exports = (req) => ({ json: Number(req.query.n) });")
-    await js1.run("ok.js")  # a warm context, so the batch below runs back to back
+@contextlib.contextmanager
+def counted_wakeups() -> Iterator[list[object]]:
+    """The callbacks other threads hand the running loop (``call_soon_threadsafe``:
+    each one wakes a sleeping loop) while the block runs."""
     loop = asyncio.get_running_loop()
     wakes: list[object] = []
     real = loop.call_soon_threadsafe
@@ -82,11 +84,19 @@ async def test_a_batch_of_answers_wakes_the_loop_once(js1: JsHarness) -> None:
 
     loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
     try:
+        yield wakes
+    finally:
+        del loop.call_soon_threadsafe  # the instance attribute goes; the loop's own is back
+
+
+async def test_a_batch_of_answers_wakes_the_loop_once(js1: JsHarness) -> None:
+    """The worker holds the sleeping loop's wake-up back until it runs out of jobs."""
+    js1.write("ok.js", "module.exports = (req) => ({ json: Number(req.query.n) });")
+    await js1.run("ok.js")  # a warm context, so the batch below runs back to back
+    with counted_wakeups() as wakes:
         responses = await asyncio.gather(
             *(js1.run("ok.js", request=make_request(query={"n": str(n)})) for n in range(40))
         )
-    finally:
-        del loop.call_soon_threadsafe
     assert [json.loads(r.body) for r in responses] == list(range(40))
     assert len(wakes) <= 1
 
@@ -230,19 +240,8 @@ async def test_the_host_calls_of_one_turn_reach_the_loop_in_one_hand_off(
         " return { json: all.map((r) => r.args[0]) }; };",
     )
     await js1.run("fan.js")
-    loop = asyncio.get_running_loop()
-    wakes: list[object] = []
-    real = loop.call_soon_threadsafe
-
-    def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
-        wakes.append(callback)
-        return real(callback, *args, **kwargs)
-
-    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
-    try:
+    with counted_wakeups() as wakes:
         assert await js1.json("fan.js") == [0, 1, 2, 3, 4, 5]
-    finally:
-        del loop.call_soon_threadsafe
     # At most one for the six calls and one for the answer (six, one per call, before).
     assert len(wakes) <= 2, wakes
 
