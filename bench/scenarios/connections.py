@@ -288,12 +288,13 @@ class Connections(Scenario):
                         cell(mine.get(f"broadcast_all_us_per_delivery@{n}"), "{:.1f}"),
                     ]
                 )
-        for point in simulated_points(sizes):
+        simulated = simulated_points(sizes)
+        for point in simulated:
             shown = f"{point['kb_per_connection']:.1f} (fazt state only, no socket)"
             rows.append(
                 ["fazt, simulated in-process", f"{point['connections']:,}", shown] + ["—"] * 5
             )
-        if not simulated_points(sizes):
+        if not simulated:
             rows.append(["fazt, simulated in-process", "100,000", "not yet measured"] + ["—"] * 5)
         return markdown_table(head, rows)
 

@@ -182,7 +182,7 @@ class Executor:
         # A limit reached in JS overwrites this in _limit_response.
         self._outcome = "error" if "error" in envelope else "ok"
         if "error" in envelope:
-            return self._error_response(job, label, envelope, budget)
+            return self._error_response(job, label, envelope, budget, runtime)
         try:
             built = response_from_envelope(envelope)
         except BadResponseError as error:
@@ -196,7 +196,12 @@ class Executor:
         return built.response
 
     def _error_response(
-        self, job: Job, key: str, envelope: dict[str, object], budget: CpuBudget
+        self,
+        job: Job,
+        key: str,
+        envelope: dict[str, object],
+        budget: CpuBudget,
+        runtime: AppRuntime,
     ) -> JsResponse:
         """The response for an *error* envelope: the handler threw, or hit a limit in JS."""
         slug = job.context.app.slug
@@ -206,13 +211,9 @@ class Executor:
             self._runtimes.pop(cache_key, None)
             return self._limit_response(job, key, "memory", budget.used())
         if limit == "time":
-            runtime = self._runtimes.pop(cache_key, None)
+            self._runtimes.pop(cache_key, None)
             # The interrupt may have been armed by the wall-clock limit (see AppRuntime).
-            kind: LimitKind = (
-                runtime.interrupted_by()
-                if runtime is not None
-                else ("wall" if time.monotonic() >= job.deadline else "time")
-            )
+            kind: LimitKind = runtime.interrupted_by()
             return self._limit_response(job, key, kind, budget.used())
         if envelope.get("name") == "NeverSettled":
             self._runtimes.pop(cache_key, None)  # it may have broken its own bridge
