@@ -35,7 +35,6 @@ from procs import export_tree, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 APP = {"slug": "bench", "name": "bench", "realtime": {"channels": {"room-*": {"publish": True}}}}
 CONFIG = {
     "realtime": {
@@ -47,12 +46,6 @@ CONFIG = {
         }
     }
 }
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def start_server(tree: Path, work: Path, port: int) -> subprocess.Popen[bytes]:
