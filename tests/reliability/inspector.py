@@ -6,7 +6,8 @@ package) and is loaded only by a config that names it by import path,
 
 ``GET /_inspect`` (inside any app) answers the realtime core's own state:
 local sessions and the closing ones among them, local channels, the core's
-background tasks and every asyncio task of the server. ``?deep=1`` adds
+background tasks and every asyncio task of the server (how many, and how
+many run each coroutine). ``?deep=1`` adds
 counts of live objects found by the garbage collector (sessions, WebSocket
 connections, WebSocket handlers): a session the hub forgot but something
 still holds shows there. ``?client=ID`` answers only that client's state
@@ -184,6 +185,7 @@ class InspectHandler(tornado.web.RequestHandler):
             "channels": sum(len(state.channels) for state in core.hub._apps.values()),
             "coreTasks": len(core.tasks._tasks),
             "asyncioTasks": len(asyncio.all_tasks()),
+            "asyncioTaskNames": _task_names(),
         }
         if self.get_query_argument("deep", None):
             gc.collect()
@@ -198,6 +200,16 @@ class InspectHandler(tornado.web.RequestHandler):
                     handlers += 1
             stats.update(counts, handlerObjects=handlers)
         self.write(stats)
+
+
+def _task_names() -> dict[str, int]:
+    """How many asyncio tasks run each coroutine (by qualified name): a leak names itself."""
+    names: dict[str, int] = {}
+    for task in asyncio.all_tasks():
+        coro = task.get_coro()
+        name = getattr(coro, "__qualname__", None) or type(coro).__name__
+        names[name] = names.get(name, 0) + 1
+    return dict(sorted(names.items()))
 
 
 def _client_state(plugin: RealtimePlugin, client_id: str) -> str:

@@ -161,7 +161,7 @@ async def _drive(server: ServerUnderTest, config: RunConfig, workdir: Path, repo
                 f"{stalls['loopStalls'][:10]}, {stalls['gcStalls'][:10]}"
             )
         await _back_to_zero(ctx)
-        final = await _settled(ctx)
+        final = await _settled(ctx, baseline)
         rss_after = server.rss_kb()
     finally:
         ctx.http.close()
@@ -291,13 +291,15 @@ async def _back_to_zero(ctx: Context) -> None:
         ctx.fail("count", f"fazt.realtime.count() is {count} after the presence probe left")
 
 
-async def _settled(ctx: Context) -> dict[str, Any]:
+async def _settled(ctx: Context, baseline: dict[str, Any]) -> dict[str, Any]:
     """The inspector's counts once the server's own clean-up ran (deep: with object counts).
 
     The scan's timer wheel keeps a closed session until the tick it was filed
     for comes (at most ``pingIntervalSeconds`` away), so the object counts are
     given that long, and a little more, to reach zero; one still held after
-    that is a leak.
+    that is a leak. The asyncio tasks get the same time to fall back to the
+    baseline: Tornado serves each HTTP connection in a task of its own, and a
+    connection the last client closed ends only when the server reads its EOF.
     """
     deadline = ctx.now() + SETTLE_SECONDS
     while ctx.now() < deadline:
@@ -309,7 +311,10 @@ async def _settled(ctx: Context) -> dict[str, Any]:
     deadline = started + REALTIME_CONFIG["pingIntervalSeconds"] + 3
     while True:
         stats = await asyncio.to_thread(ctx.server.inspect, True)
-        if not any(stats[key] for key in OBJECT_COUNTS) or ctx.now() > deadline:
+        settled = not any(stats[key] for key in OBJECT_COUNTS) and (
+            stats["asyncioTasks"] <= baseline["asyncioTasks"]
+        )
+        if settled or ctx.now() > deadline:
             stats["objectsGoneAfterSeconds"] = round(ctx.now() - started, 1)
             return stats
         await asyncio.sleep(0.5)
@@ -323,7 +328,11 @@ def _check_leaks(ctx: Context, baseline: dict[str, Any], final: dict[str, Any]) 
         if final[key] != 0:
             ctx.fail("leak", f"{key} is {final[key]} after everyone left ({final})")
     if final["asyncioTasks"] > baseline["asyncioTasks"]:
-        ctx.fail("leak", f"asyncio tasks: {baseline['asyncioTasks']} -> {final['asyncioTasks']}")
+        ctx.fail(
+            "leak",
+            f"asyncio tasks: {baseline['asyncioTasks']} -> {final['asyncioTasks']}"
+            f" ({baseline['asyncioTaskNames']} -> {final['asyncioTaskNames']})",
+        )
 
 
 def _start_probe(server: ServerUnderTest, out: Path) -> subprocess.Popen[bytes]:
