@@ -21,6 +21,7 @@ SMOKE_ARGS: dict[str, list[str]] = {
     "hooks_cost.py": ["--smoke"],
     "kernel_http.py": ["--smoke"],
     "simulate_100k.py": ["--smoke"],
+    "host_call_cost.py": ["--smoke"],
 }
 
 #: seconds one smoke run may take before it counts as failed (each takes 5 to 20 s)

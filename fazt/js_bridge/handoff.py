@@ -29,6 +29,7 @@ from collections.abc import Callable
 from fazt.contracts.js_engine import JsResponse
 from fazt.js_bridge.jobs import Job, Waker, deliver
 from fazt.js_bridge.loop_turns import install_turn_hook, installed_hooks
+from fazt.js_bridge.wakeup_policy import BatchWhileWaiting
 
 log = logging.getLogger("fazt.js_bridge")
 
@@ -77,6 +78,8 @@ class LoopLink:
         # Guarded by _lock: the loop's current sleep ends within DEFERRED_WAKE_SECONDS.
         self._deferrable = False
         self._poll_seconds = DEFERRED_WAKE_SECONDS  # loop thread only: see before_wait
+        # The loop thread's waits for a worker do not preempt the worker that ends them.
+        self._batch = BatchWhileWaiting()
         # Installed from the loop's thread: the link is made in a coroutine on it.
         self._turns = install_turn_hook(loop, self)
 
@@ -180,8 +183,9 @@ class LoopLink:
             self._gate = gate
             self._sleeping = True
             self._deferrable = True
-        answered = start() is True
-        in_time = answered or gate.acquire(timeout=GATE_SECONDS)
+        with self._batch.waiting():
+            answered = start() is True
+            in_time = answered or gate.acquire(timeout=GATE_SECONDS)
         with self._lock:
             self._gate = None
             self._sleeping = False

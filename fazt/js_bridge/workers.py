@@ -22,6 +22,7 @@ from typing import Protocol
 from fazt.contracts.js_engine import JsResponse, json_error
 from fazt.js_bridge.jobs import Job, Waker
 from fazt.js_bridge.scheduler import FairScheduler
+from fazt.js_bridge.wakeup_policy import run_as_batch
 from fazt.js_bridge.worker_errors import forget_frames, traceback_text
 
 log = logging.getLogger("fazt.js_bridge")
@@ -110,6 +111,8 @@ class WorkerPool:
         self._workers.append(thread)
 
     def _work(self, spare: bool) -> None:
+        # Waking this worker never preempts the loop that hands it a job (wakeup_policy).
+        run_as_batch()
         executor = self._make_executor()
         # Wake-ups of sleeping loops held back while this worker has more jobs: the
         # loop sleeps through the batch instead of fighting this thread for the GIL.

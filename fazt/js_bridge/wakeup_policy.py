@@ -1,0 +1,78 @@
+"""Hand-offs that do not preempt the thread that made them: Linux's ``SCHED_BATCH``.
+
+A hand-off between the IOLoop and a worker wakes the other thread while the
+waker still holds the GIL (a lock's release is a Python call). Linux runs a
+woken thread at once when it can (wake-up preemption): the woken thread then
+finds the GIL taken, sleeps again, and the waker runs on until it lets the GIL
+go. That is two context switches more per hand-off, and on a busy core they
+are most of what a host call costs: measured in process on one core, an
+``async`` handler awaiting one host call switched threads 11 times per request.
+
+A thread under ``SCHED_BATCH`` is never woken ahead of the thread running: it
+waits until that one blocks or its time slice ends, which for a waker about to
+wait is at once, and then takes the GIL without a fight. So the JS workers run
+under it for good (they are background computation; they are still scheduled
+fairly by their nice value), and the IOLoop thread only while it waits for a
+worker's answer (``handoff.LoopLink``): when it sleeps for I/O it stays under
+the normal policy, so a packet still wakes it at once.
+
+Where the policy cannot be set (not Linux, or a seccomp profile that forbids
+it), nothing changes; the same where the thread runs under another policy than
+the normal one (an operator's choice, kept).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Final
+
+_BATCH: Final = getattr(os, "SCHED_BATCH", None)
+_NORMAL: Final = getattr(os, "SCHED_OTHER", None)
+
+
+def _set(policy: int) -> bool:
+    try:
+        os.sched_setscheduler(0, policy, os.sched_param(0))
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def _runs_normal() -> bool:
+    if _BATCH is None or _NORMAL is None:
+        return False
+    try:
+        return bool(os.sched_getscheduler(0) == _NORMAL)
+    except (OSError, AttributeError):
+        return False
+
+
+def run_as_batch() -> bool:
+    """Put the calling thread under ``SCHED_BATCH`` if it runs under the normal policy;
+    returns whether it did."""
+    return _BATCH is not None and _runs_normal() and _set(_BATCH)
+
+
+class BatchWhileWaiting:
+    """For one thread (the IOLoop's): ``SCHED_BATCH`` around its waits for a worker.
+
+    Asks the thread's policy once, in the thread that first waits; a thread
+    under another policy than the normal one is left alone.
+    """
+
+    def __init__(self) -> None:
+        self._usable: bool | None = None
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        if self._usable is None:
+            self._usable = _runs_normal()
+        if not self._usable or _BATCH is None or _NORMAL is None or not _set(_BATCH):
+            yield
+            return
+        try:
+            yield
+        finally:
+            _set(_NORMAL)
