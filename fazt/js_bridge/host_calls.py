@@ -4,8 +4,10 @@ JS never calls Python. A ``fazt.<ns>.<fn>(...)`` call queues ``[id, name, args]`
 in the context; between slices the worker hands every call queued in that turn
 to :meth:`HostCallRunner.run`, which hands them to the IOLoop that submitted the
 job in one hand-off (``handoff.LoopLink.run_on_loop``: taken at the end of the
-loop's turn, or one ``call_soon_threadsafe`` if it sleeps), where each runs as a
-task (so the calls of one turn run concurrently), and waits on one lock for all of them. While it
+loop's turn, or one ``call_soon_threadsafe`` if it sleeps), where each starts
+at once and one that waits on I/O goes on as a task (``eager``: the calls of
+one turn still run concurrently, and one that never waits costs no task and
+no loop turn), and waits on one lock for all of them. While it
 waits, the worker is held by that request: its context is mid-request. When
 the last call is done the loop lets the worker go on and waits for it briefly
 (``handoff.LoopLink.wait_for_worker``).
@@ -30,6 +32,7 @@ from fazt.contracts.host_calls import (
     HostCallError,
     HostFunction,
 )
+from fazt.js_bridge.eager import start_eagerly
 from fazt.js_bridge.jobs import Job
 from fazt.js_bridge.response import format_seconds
 from fazt.js_bridge.runtime import HostCall, HostResult, LimitExceeded
@@ -175,21 +178,36 @@ class _LoopTurnCalls:
         self.done.acquire()
 
     def start(self) -> None:
-        """On the loop: start every call."""
+        """On the loop: start every call, each at once, up to its first wait.
+
+        A call that finishes without waiting (most do: a broadcast in memory, a
+        count) is done here, with no task and no further loop turn; only one
+        that waits on I/O goes on as a task.
+        """
         if self._given_up:
             return
         loop = self._job.loop
         context = self._job.context
         for call_id, name, fn, args in self._calls:
-            task = loop.create_task(_call_host(context, name, fn, args))
-            task.add_done_callback(functools.partial(self._finished, call_id, name))
-            self._tasks.append(task)
+            try:
+                started = start_eagerly(loop, _call_host(context, name, fn, args))
+            except asyncio.CancelledError:  # it awaited something cancelled already
+                self._finished(call_id, (False, f"{name}: cancelled"))
+                continue
+            if isinstance(started, asyncio.Task):
+                started.add_done_callback(functools.partial(self._task_finished, call_id, name))
+                self._tasks.append(started)
+            else:
+                self._finished(call_id, started)
 
-    def _finished(self, call_id: int, name: str, task: asyncio.Task[tuple[bool, str]]) -> None:
+    def _task_finished(self, call_id: int, name: str, task: asyncio.Task[tuple[bool, str]]) -> None:
         if task.cancelled():
-            self.results[call_id] = (False, f"{name}: cancelled")
+            self._finished(call_id, (False, f"{name}: cancelled"))
         else:
-            self.results[call_id] = task.result()  # _call_host never raises
+            self._finished(call_id, task.result())  # _call_host never raises
+
+    def _finished(self, call_id: int, outcome: tuple[bool, str]) -> None:
+        self.results[call_id] = outcome
         self._left -= 1
         if self._left == 0 and not self._given_up:
             self._job.wait_for_worker(self.done.release)

@@ -282,3 +282,43 @@ async def test_a_worker_waiting_on_host_calls_does_not_hold_up_other_requests(
     assert await js1.json("free.js", app="beta") == "done"
     assert await holding == "released"
     assert any(worker.name.endswith("-spare") for worker in js1.engine._pool._workers)
+
+
+async def test_a_host_call_that_never_waits_runs_without_a_task_one_that_waits_in_one(
+    js: JsHarness,
+) -> None:
+    """Calls start at once on the loop (no task, no extra loop turn) unless they wait."""
+
+    async def in_task(context: object, args: list[object]) -> bool:
+        if args and args[0] == "wait":
+            await asyncio.sleep(0)
+        return asyncio.current_task() is not None
+
+    js.engine.register_namespace("probe", {"inTask": in_task})
+    js.write(
+        "probe.js",
+        "module.exports = async () => ({ json: await Promise.all(["
+        "fazt.probe.inTask(), fazt.probe.inTask('wait'), fazt.probe.inTask()]) });",
+    )
+    assert await js.json("probe.js") == [False, True, False]
+
+
+async def test_a_host_call_cancelled_before_it_waits_rejects_and_the_others_go_on(
+    js: JsHarness,
+) -> None:
+    async def cancelled(context: object, args: list[object]) -> None:
+        future = asyncio.get_running_loop().create_future()
+        future.cancel()
+        await future  # raises at once, without waiting
+
+    async def fine(context: object, args: list[object]) -> str:
+        return "fine"
+
+    js.engine.register_namespace("probe", {"cancelled": cancelled, "fine": fine})
+    js.write(
+        "probe.js",
+        "module.exports = async () => ({ json: (await Promise.allSettled(["
+        "fazt.probe.cancelled(), fazt.probe.fine()]))"
+        ".map((r) => r.status === 'fulfilled' ? r.value : String(r.reason.message)) });",
+    )
+    assert await js.json("probe.js") == ["fazt.probe.cancelled: cancelled", "fine"]
