@@ -154,6 +154,9 @@ class HostCallRunner:
             results[call_id] = (call_id, False, f"{name}: {reason}")
 
 
+#: Made once: ``json.dumps`` with an option builds a new encoder per call.
+_RESULT_ENCODER = json.JSONEncoder(allow_nan=False)
+
 #: (call id, "fazt.ns.fn", host function, JSON-decoded args)
 _Call = tuple[int, str, HostFunction, list[Any]]
 
@@ -235,7 +238,7 @@ async def _call_host(
         log.exception("host function %s raised (app %s)", name, context.app.slug)
         return False, f"{name}: internal error"
     try:
-        return True, json.dumps(result, allow_nan=False)
+        return True, _RESULT_ENCODER.encode(result)
     except (TypeError, ValueError):
         log.exception("host function %s returned a non-JSON value (app %s)", name, context.app.slug)
         return False, f"{name}: internal error"

@@ -34,6 +34,7 @@ import tornado.httpserver
 import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from fazt.contracts.strict_json import loads_without_constants
 from fazt.metrics.events import EVENTS, OpsEvent
 from fazt.metrics.exposition import enable_counting, metrics_registry
 from fazt.ops.backend import MAX_CHANNEL_LIMIT, AdminError, RealtimeAdmin
@@ -331,13 +332,9 @@ class _ApiHandler(_AdminHandler):
 
     def json_body(self) -> Any:
         try:
-            return json.loads(self.request.body or b"null", parse_constant=_refuse_constant)
+            return loads_without_constants(self.request.body or b"null")
         except (ValueError, RecursionError) as error:
             raise AdminError(400, f"the request body is not valid JSON: {error}") from error
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _limit(value: str | None) -> int | None:

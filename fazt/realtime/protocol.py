@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from fazt.contracts.strict_json import StrictJsonError, check_strict_json
+from fazt.contracts.strict_json import StrictJsonError, check_strict_json, loads_without_constants
 from fazt.realtime.backplane.history import StreamPosition
 from fazt.realtime.channels import (
     CHANNEL_CHARACTERS_TEXT,
@@ -195,7 +195,7 @@ def parse(frame: str | bytes) -> ClientMessage:
     and printable, so a hostile name is never reflected in full).
     """
     try:
-        value = json.loads(frame, parse_constant=_refuse_constant)
+        value = loads_without_constants(frame)
     except (ValueError, RecursionError) as error:
         raise ProtocolError(INVALID_JSON, "frame is not valid JSON") from error
     try:
@@ -246,11 +246,6 @@ def parse(frame: str | bytes) -> ClientMessage:
     if message_class is None:
         raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {_printable(kind)!r}")
     return message_class(_channel_of(value))
-
-
-def _refuse_constant(name: str) -> Any:
-    # NaN and Infinity are not JSON; accepting them would break re-encoding.
-    raise ValueError(f"{name} is not JSON")
 
 
 def _channel_of(value: dict[str, Any]) -> str:

@@ -1,4 +1,5 @@
-"""``check_strict_json``: what strict UTF-8 JSON can carry, and where a value breaks it."""
+"""``check_strict_json``: what strict UTF-8 JSON can carry, and where a value breaks it;
+``loads_without_constants``: json.loads without NaN and Infinity."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fazt.contracts.strict_json import MAX_DEPTH, StrictJsonError, check_strict_json
+from fazt.contracts.strict_json import (
+    MAX_DEPTH,
+    StrictJsonError,
+    check_strict_json,
+    loads_without_constants,
+)
 
 
 @pytest.mark.parametrize(
@@ -93,3 +99,30 @@ def test_it_agrees_with_strict_encoding(value: object) -> None:
             check_strict_json(value)
     else:
         check_strict_json(value)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity", '{"a": [1, NaN]}'])
+def test_loads_without_constants_refuses_nan_and_infinity(constant: str) -> None:
+    with pytest.raises(ValueError, match="is not JSON"):
+        loads_without_constants(constant)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"type": "message", "data": [1, 2.5, "é", null, true]}',
+        '{"type": "message", "data": [1, 2.5, "é", null, true]}'.encode(),
+        bytearray('{"type": "message", "data": [1, 2.5, "é", null, true]}'.encode()),
+        '{"type": "message", "data": [1, 2.5, "é", null, true]}'.encode("utf-16"),
+    ],
+)
+def test_loads_without_constants_reads_what_json_loads_reads(text: str | bytes) -> None:
+    assert loads_without_constants(text) == json.loads(text)
+
+
+def test_loads_without_constants_refuses_what_json_loads_refuses() -> None:
+    for bad in ("", "{", "[1,]", b"\xff\xfe\x00", '"\ufeff"x'):
+        with pytest.raises(ValueError):
+            json.loads(bad)
+        with pytest.raises(ValueError):
+            loads_without_constants(bad)
