@@ -17,13 +17,13 @@ local fan-out and the other nodes; the rest are built as frames.
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from fazt.contracts.strict_json import StrictJsonError, check_strict_json, loads_without_constants
+from fazt.realtime import compact_json
 from fazt.realtime.backplane.history import StreamPosition
 from fazt.realtime.channels import (
     CHANNEL_CHARACTERS_TEXT,
@@ -290,7 +290,7 @@ def _printable(text: str) -> str:
 
 
 # -- server messages: payloads ----------------------------------------------------
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_dumps = compact_json.dumps
 
 
 def encode(message: dict[str, Any]) -> bytes:
