@@ -71,8 +71,45 @@ def _key_path(path: str, key: str) -> str:
     return f"{path}.{key}" if _PLAIN_KEY.match(key) else f"{path}[{json.dumps(key)}]"
 
 
+def _plainly_strict(value: object, max_depth: int) -> bool:
+    """True when ``value`` is strict JSON built of the exact types ``json.loads`` makes.
+
+    The common case, checked without building a path per key and item. False
+    means "not known to be strict": the walk that names the place then runs
+    (it also accepts subclasses, such as an ``IntEnum`` or an ``OrderedDict``).
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        kind = type(item)
+        if kind is str:
+            if not item.isascii() and not _valid_unicode(item):
+                return False
+        elif item is None or kind is int or kind is bool:
+            continue
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+        elif depth >= max_depth:
+            return False
+        elif kind is list:
+            for inner in item:
+                push((inner, depth + 1))
+        elif kind is dict:
+            for key, inner in item.items():
+                if type(key) is not str or (not key.isascii() and not _valid_unicode(key)):
+                    return False
+                push((inner, depth + 1))
+        else:
+            return False
+    return True
+
+
 def check_strict_json(value: object, *, path: str = "$", max_depth: int = MAX_DEPTH) -> None:
     """Raise :class:`StrictJsonError` unless ``value`` is strict UTF-8 JSON (see module)."""
+    if _plainly_strict(value, max_depth):
+        return
     # An explicit stack: a hostile value cannot exhaust Python's recursion limit.
     stack: list[tuple[object, str, int]] = [(value, path, 0)]
     while stack:

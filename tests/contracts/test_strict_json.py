@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import collections
+import enum
 import json
 import math
 
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 from fazt.contracts.strict_json import (
     MAX_DEPTH,
     StrictJsonError,
+    _plainly_strict,
     check_strict_json,
     loads_without_constants,
 )
@@ -126,3 +129,37 @@ def test_loads_without_constants_refuses_what_json_loads_refuses() -> None:
             json.loads(bad)
         with pytest.raises(ValueError):
             loads_without_constants(bad)
+
+
+@given(_json_values)
+def test_the_quick_walk_accepts_exactly_what_the_naming_walk_accepts(value: object) -> None:
+    """For the types ``json.loads`` makes, the quick walk is the whole answer."""
+    try:
+        check_strict_json(value)
+    except StrictJsonError:
+        assert not _plainly_strict(value, MAX_DEPTH)
+    else:
+        assert _plainly_strict(value, MAX_DEPTH)
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1])
+def test_both_walks_draw_the_depth_line_in_the_same_place(levels: int) -> None:
+    nested: object = "leaf"
+    for level in range(levels):
+        nested = [nested] if level % 2 else {"k": nested}
+    quick = _plainly_strict(nested, MAX_DEPTH)
+    assert quick is (levels <= MAX_DEPTH)
+    if quick:
+        check_strict_json(nested)
+    else:
+        with pytest.raises(StrictJsonError, match="nesting deeper"):
+            check_strict_json(nested)
+
+
+def test_subclasses_are_not_quick_but_still_strict() -> None:
+    class Level(enum.IntEnum):
+        HIGH = 2
+
+    value = collections.OrderedDict(level=Level.HIGH, tags=["a"])
+    assert not _plainly_strict(value, MAX_DEPTH)
+    check_strict_json(value)  # the naming walk accepts them
