@@ -183,9 +183,8 @@ class LoopLink:
             self._gate = gate
             self._sleeping = True
             self._deferrable = True
-        with self._batch.waiting():
-            answered = start() is True
-            in_time = answered or gate.acquire(timeout=GATE_SECONDS)
+        answered = start() is True
+        in_time = answered or self._batch.acquire(gate, GATE_SECONDS)
         with self._lock:
             self._gate = None
             self._sleeping = False

@@ -23,18 +23,23 @@ the normal one (an operator's choice, kept).
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
+import threading
 from typing import Final
 
 _BATCH: Final = getattr(os, "SCHED_BATCH", None)
 _NORMAL: Final = getattr(os, "SCHED_OTHER", None)
 
 
+#: The one parameter the normal and batch policies take (made once: a call is hot).
+_PARAM: Final = os.sched_param(0) if hasattr(os, "sched_param") else None
+
+
 def _set(policy: int) -> bool:
+    if _PARAM is None:
+        return False
     try:
-        os.sched_setscheduler(0, policy, os.sched_param(0))
+        os.sched_setscheduler(0, policy, _PARAM)
     except (OSError, AttributeError):
         return False
     return True
@@ -56,23 +61,27 @@ def run_as_batch() -> bool:
 
 
 class BatchWhileWaiting:
-    """For one thread (the IOLoop's): ``SCHED_BATCH`` around its waits for a worker.
+    """For one thread (the IOLoop's): ``SCHED_BATCH`` while it waits for a worker.
 
     Asks the thread's policy once, in the thread that first waits; a thread
-    under another policy than the normal one is left alone.
+    under another policy than the normal one is left alone, and so is one
+    whose policy cannot be set. The two policy changes per wait cost a few
+    microseconds, so they are made only around a wait that blocks.
     """
 
     def __init__(self) -> None:
         self._usable: bool | None = None
 
-    @contextlib.contextmanager
-    def waiting(self) -> Iterator[None]:
+    def acquire(self, lock: threading.Lock, timeout: float) -> bool:
+        """``lock.acquire(timeout=timeout)``, under ``SCHED_BATCH`` meanwhile."""
         if self._usable is None:
             self._usable = _runs_normal()
-        if not self._usable or _BATCH is None or _NORMAL is None or not _set(_BATCH):
-            yield
-            return
+        if not self._usable or _BATCH is None or _NORMAL is None:
+            return lock.acquire(timeout=timeout)
+        if not _set(_BATCH):
+            self._usable = False
+            return lock.acquire(timeout=timeout)
         try:
-            yield
+            return lock.acquire(timeout=timeout)
         finally:
             _set(_NORMAL)

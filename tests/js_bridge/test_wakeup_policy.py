@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -35,31 +36,51 @@ def test_run_as_batch_changes_only_the_calling_thread() -> None:
     assert policy_of() == os.SCHED_OTHER
 
 
+def policy_while_blocked(run: Callable[[threading.Lock], object]) -> tuple[int, object]:
+    """The policy of a fresh thread seen while it blocks in ``run(lock)``, and what
+    ``run`` returned once another thread released ``lock``."""
+    lock = threading.Lock()
+    lock.acquire()
+    outcome: list[object] = []
+    thread = threading.Thread(target=lambda: outcome.append(run(lock)))
+    thread.start()
+    deadline = time.monotonic() + 5
+    seen = policy_of(thread.native_id or 0)
+    while seen != os.SCHED_BATCH and time.monotonic() < deadline:
+        time.sleep(0.001)  # until the thread has switched (or never does)
+        seen = policy_of(thread.native_id or 0)
+    time.sleep(0.01)
+    lock.release()
+    thread.join(10)
+    return seen, outcome[0]
+
+
 def test_a_thread_under_another_policy_is_left_alone() -> None:
-    def idle_then_try() -> tuple[bool, int, int]:
+    def idle_then_try() -> tuple[bool, int, bool, int]:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         changed = run_as_batch()
-        with BatchWhileWaiting().waiting():
-            inside = policy_of()
-        return changed, inside, policy_of()
+        lock = threading.Lock()
+        got = BatchWhileWaiting().acquire(lock, 1.0)
+        return changed, policy_of(), got, policy_of()
 
-    assert in_thread(idle_then_try) == (False, os.SCHED_IDLE, os.SCHED_IDLE)
+    assert in_thread(idle_then_try) == (False, os.SCHED_IDLE, True, os.SCHED_IDLE)
 
 
-def test_waiting_is_batch_inside_and_normal_after_even_on_error() -> None:
-    def run() -> tuple[int, int, int]:
-        batch = BatchWhileWaiting()
-        with batch.waiting():
-            inside = policy_of()
-        after = policy_of()
-        try:
-            with batch.waiting():
-                raise KeyError("boom")
-        except KeyError:
-            pass
-        return inside, after, policy_of()
+def test_acquire_waits_under_batch_and_returns_to_normal() -> None:
+    def run(lock: threading.Lock) -> tuple[bool, int]:
+        got = BatchWhileWaiting().acquire(lock, 5.0)
+        return got, policy_of()
 
-    assert in_thread(run) == (os.SCHED_BATCH, os.SCHED_OTHER, os.SCHED_OTHER)
+    assert policy_while_blocked(run) == (os.SCHED_BATCH, (True, os.SCHED_OTHER))
+
+
+def test_acquire_that_times_out_returns_to_normal_too() -> None:
+    def run() -> tuple[bool, int]:
+        lock = threading.Lock()
+        lock.acquire()
+        return BatchWhileWaiting().acquire(lock, 0.01), policy_of()
+
+    assert in_thread(run) == (False, os.SCHED_OTHER)
 
 
 @pytest.mark.gen_test(timeout=10)
@@ -74,15 +95,29 @@ async def test_the_engines_workers_run_under_batch(js: JsHarness) -> None:
 
 
 @pytest.mark.gen_test(timeout=10)
-async def test_the_loop_waits_for_a_worker_under_batch_and_returns_to_normal() -> None:
+async def test_the_loop_blocks_for_a_worker_under_batch_and_returns_to_normal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(handoff, "GATE_SECONDS", 5.0)
     loop = asyncio.get_running_loop()
     link = handoff.LoopLink(loop, lambda jobs: False, lambda: False, lambda: True)
+    loop_thread = threading.get_native_id()
     seen: list[int] = []
 
-    def start() -> bool:
-        seen.append(policy_of())  # on the loop's thread, inside the wait
-        return True  # answered at once: no wait on the gate
+    def worker() -> None:
+        deadline = time.monotonic() + 4
+        policy = policy_of(loop_thread)
+        while policy != os.SCHED_BATCH and time.monotonic() < deadline:
+            policy = policy_of(loop_thread)
+        seen.append(policy)
+        link.run_on_loop(lambda: None)  # needs the loop: ends its wait
 
+    def start() -> bool:
+        threading.Thread(target=worker).start()
+        return False  # nothing answered at once: the loop blocks on the gate
+
+    started = time.monotonic()
     link._wait_for_worker(start)
+    assert time.monotonic() - started < 4.5  # ended by the worker, not the timeout
     assert seen == [os.SCHED_BATCH]
     assert policy_of() == os.SCHED_OTHER
