@@ -31,7 +31,6 @@ import contextlib
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from procs import free_port, proc_cpu_seconds
 from websockets.asyncio.client import ClientConnection, connect
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,18 +61,6 @@ MANIFEST = {
 # Client publishes are rate-limited per connection (100/s by default): lifted here.
 CONFIG = {"realtime": {"limits": {"maxMessagesPerSecond": 1_000_000}}}
 KINDS = ("plain", "hooked")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, all threads) the process has used so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -285,9 +273,9 @@ async def measure(server: Server, args: argparse.Namespace) -> dict[str, dict[st
         async with PublishRun(server.url, f"{kind}-busy", args.publishers, args.subscribers) as run:
             await run.closed_loop(min(1.0, args.duration / 4), args.window)  # warm-up
             run.received, run.latencies, run.rejected = 0, [], 0
-            cpu_before, started = cpu_seconds(pid), time.perf_counter()
+            cpu_before, started = proc_cpu_seconds(pid), time.perf_counter()
             await run.closed_loop(args.duration, args.window)
-            elapsed, cpu = time.perf_counter() - started, cpu_seconds(pid) - cpu_before
+            elapsed, cpu = time.perf_counter() - started, proc_cpu_seconds(pid) - cpu_before
             throughput, cpu_per_message = run.received / elapsed, cpu / run.received * 1e6
             run.received, run.latencies, run.rejected = 0, [], 0
             await run.paced(args.duration, args.rate)

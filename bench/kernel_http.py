@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from procs import proc_cpu_seconds
+
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "docs" / "bench" / "kernel_http.json"
 HANDLER_JS = "module.exports = () => ({json: {ok: true, n: 1}});\n"
@@ -136,12 +138,6 @@ async def _connection(port: int, request: bytes, stop_at: float, counts: list[in
         writer.close()
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, all threads) the process has used so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def measure(
     port: int, path: str, connections: int, duration: float, server_pid: int
 ) -> tuple[float, float]:
@@ -155,12 +151,12 @@ async def measure(
     # Warm up (compiles the handler, fills connection pools), then measure.
     warm = time.perf_counter() + min(0.5, duration / 4)
     await asyncio.gather(*(_connection(port, request, warm, []) for _ in range(connections)))
-    cpu_before = cpu_seconds(server_pid)
+    cpu_before = proc_cpu_seconds(server_pid)
     started = time.perf_counter()
     stop_at = started + duration
     await asyncio.gather(*(_connection(port, request, stop_at, counts) for _ in range(connections)))
     elapsed = time.perf_counter() - started
-    cpu = cpu_seconds(server_pid) - cpu_before
+    cpu = proc_cpu_seconds(server_pid) - cpu_before
     total = max(sum(counts), 1)
     return total / elapsed, cpu / total * 1e6
 
