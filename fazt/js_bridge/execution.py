@@ -14,7 +14,6 @@ each, escaped) or, for faults of the bridge, to ``fazt.js_bridge``.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import OrderedDict
@@ -37,6 +36,7 @@ from fazt.js_bridge.response import (
     wall_time_limit_response,
 )
 from fazt.js_bridge.runtime import (
+    CONTEXT_JSON,
     AppRuntime,
     BridgeFault,
     CpuBudget,
@@ -60,10 +60,6 @@ _LIMIT_OUTCOMES: dict[LimitKind, str] = {
 MAX_CONTEXTS_PER_THREAD = 256
 #: QuickJS's own stack limit (the worker threads' C stack is far larger, see workers).
 JS_STACK_BYTES = 8 * 1024 * 1024
-
-#: ASCII-only: nothing that C cannot take reaches the context. Made once:
-#: ``json.dumps`` with options builds a new encoder per call.
-_REQUEST_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False)
 
 
 @dataclass(frozen=True)
@@ -126,7 +122,7 @@ class Executor:
         slug = job.context.app.slug
         export = job.export
         try:
-            request_json = _REQUEST_ENCODER.encode(job.request)
+            request_json = CONTEXT_JSON.encode(job.request)
         except (TypeError, ValueError, RecursionError) as error:
             what = "request" if export is None else "argument"
             log.error("app %s: %s cannot be passed to JS: %s", slug, what, str(error))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import re
 import threading
@@ -35,7 +34,7 @@ from fazt.contracts.host_calls import (
 from fazt.js_bridge.eager import start_eagerly
 from fazt.js_bridge.jobs import Job
 from fazt.js_bridge.response import format_seconds
-from fazt.js_bridge.runtime import HostCall, HostResult, LimitExceeded
+from fazt.js_bridge.runtime import CONTEXT_JSON, HostCall, HostResult, LimitExceeded
 
 log = logging.getLogger("fazt.js_bridge")
 
@@ -154,9 +153,6 @@ class HostCallRunner:
             results[call_id] = (call_id, False, f"{name}: {reason}")
 
 
-#: Made once: ``json.dumps`` with an option builds a new encoder per call.
-_RESULT_ENCODER = json.JSONEncoder(allow_nan=False)
-
 #: (call id, "fazt.ns.fn", host function, JSON-decoded args)
 _Call = tuple[int, str, HostFunction, list[Any]]
 
@@ -238,7 +234,7 @@ async def _call_host(
         log.exception("host function %s raised (app %s)", name, context.app.slug)
         return False, f"{name}: internal error"
     try:
-        return True, _RESULT_ENCODER.encode(result)
+        return True, CONTEXT_JSON.encode(result)
     except (TypeError, ValueError):
         log.exception("host function %s returned a non-JSON value (app %s)", name, context.app.slug)
         return False, f"{name}: internal error"

@@ -53,6 +53,10 @@ _LOG_LEVELS = {
 }
 #: One console line is cut to this many characters.
 MAX_LOG_CHARS = 8192
+#: Encodes what Python hands into a context (a request, a host call's result):
+#: ASCII-only, so nothing that C cannot take reaches the context, and no NaN.
+#: Made once: ``json.dumps`` with options builds a new encoder per call.
+CONTEXT_JSON = json.JSONEncoder(ensure_ascii=True, allow_nan=False)
 
 
 def _encode_results(results: Sequence[HostResult]) -> str:

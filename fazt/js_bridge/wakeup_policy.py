@@ -35,8 +35,9 @@ _NORMAL: Final = getattr(os, "SCHED_OTHER", None)
 _PARAM: Final = os.sched_param(0) if hasattr(os, "sched_param") else None
 
 
-def _set(policy: int) -> bool:
-    if _PARAM is None:
+def _set(policy: int | None) -> bool:
+    """Put the calling thread under ``policy``; False where that cannot be done."""
+    if policy is None or _PARAM is None:
         return False
     try:
         os.sched_setscheduler(0, policy, _PARAM)
@@ -57,7 +58,7 @@ def _runs_normal() -> bool:
 def run_as_batch() -> bool:
     """Put the calling thread under ``SCHED_BATCH`` if it runs under the normal policy;
     returns whether it did."""
-    return _BATCH is not None and _runs_normal() and _set(_BATCH)
+    return _runs_normal() and _set(_BATCH)
 
 
 class BatchWhileWaiting:
@@ -75,8 +76,8 @@ class BatchWhileWaiting:
     def acquire(self, lock: threading.Lock, timeout: float) -> bool:
         """``lock.acquire(timeout=timeout)``, under ``SCHED_BATCH`` meanwhile."""
         if self._usable is None:
-            self._usable = _runs_normal()
-        if not self._usable or _BATCH is None or _NORMAL is None:
+            self._usable = _runs_normal()  # False too where either policy is missing
+        if not self._usable:
             return lock.acquire(timeout=timeout)
         if not _set(_BATCH):
             self._usable = False
