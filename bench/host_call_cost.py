@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -123,6 +124,7 @@ async def measure(requests: int, concurrency: int) -> dict[str, dict[str, float]
             }
     finally:
         engine.close()
+        shutil.rmtree(folder, ignore_errors=True)
     return results
 
 
