@@ -115,7 +115,9 @@ class JsEngine:
             max_workers=threads * (1 + SPARE_WORKERS_PER_THREAD),
             scheduler=self._scheduler,
             make_executor=self._make_executor,
-            respond=lambda job, response: job.post(job.future, response, defer_wake=True),
+            respond=lambda job, response: job.post(
+                job.future, response, defer_wake=True, effects=job.take_effects()
+            ),
         )
 
     # -- public API ------------------------------------------------------------------

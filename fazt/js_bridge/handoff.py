@@ -24,9 +24,11 @@ import asyncio
 import itertools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from fazt.contracts.host_calls import Effect
 from fazt.contracts.js_engine import JsResponse
+from fazt.js_bridge.eager import run_effects
 from fazt.js_bridge.jobs import Job, Waker, deliver
 from fazt.js_bridge.loop_turns import install_turn_hook, installed_hooks
 from fazt.js_bridge.wakeup_policy import BatchWhileWaiting
@@ -71,7 +73,7 @@ class LoopLink:
         self._gate_backoff = 1  # loop thread only
         self._outgoing: list[Job] = []  # loop thread only
         self._lock = threading.Lock()
-        self._incoming: list[tuple[asyncio.Future[JsResponse], JsResponse]] = []
+        self._incoming: list[tuple[asyncio.Future[JsResponse], JsResponse, Sequence[Effect]]] = []
         self._callbacks: list[Callable[[], object]] = []  # guarded by _lock: run_on_loop
         self._wake_scheduled = False  # guarded by _lock: a _drain is on its way
         self._sleeping = False  # guarded by _lock: the loop waits without looking at _incoming
@@ -234,8 +236,11 @@ class LoopLink:
         response: JsResponse,
         *,
         defer_wake: bool = False,
+        effects: Sequence[Effect] = (),
     ) -> Waker | None:
-        """Called on a worker: deliver ``response`` to ``future`` on the loop.
+        """Called on a worker: deliver ``response`` to ``future`` on the loop, after
+        running ``effects`` there (those of the job's posted host calls, so that a
+        broadcast goes out before the response that follows it).
 
         With ``defer_wake``, a worker that has more jobs to run gets back the
         wake-up the sleeping loop needs and calls it once it runs out of jobs, so
@@ -243,7 +248,7 @@ class LoopLink:
         looks for answers every ``DEFERRED_WAKE_SECONDS`` at most).
         """
         with self._lock:
-            self._incoming.append((future, response))
+            self._incoming.append((future, response, effects))
             if self._wake_scheduled or (self._turns and not self._sleeping):
                 return None  # the loop takes it at the end of its turn
             self._wake_scheduled = True
@@ -280,7 +285,9 @@ class LoopLink:
         with self._lock:
             items, self._incoming = self._incoming, []
             callbacks, self._callbacks = self._callbacks, []
-        for future, response in items:
+        for future, response, effects in items:
+            if effects:
+                run_effects(self.loop, effects)
             deliver(future, response)
         for callback in callbacks:
             try:

@@ -27,11 +27,14 @@ from typing import Any
 
 from fazt.contracts.host_calls import (
     BRIDGE_NAMESPACES,
+    Effect,
     HostCallContext,
     HostCallError,
     HostFunction,
+    PostableHostFunction,
+    Posted,
 )
-from fazt.js_bridge.eager import start_eagerly
+from fazt.js_bridge.eager import run_effects, start_eagerly
 from fazt.js_bridge.jobs import Job
 from fazt.js_bridge.response import format_seconds
 from fazt.js_bridge.runtime import CONTEXT_JSON, HostCall, HostResult, LimitExceeded
@@ -110,13 +113,13 @@ class HostCallRunner:
                 results[call_id] = (call_id, False, f"{name}: no such function")
                 continue
             to_run.append((call_id, name, fn, args))
-        if to_run:
+        if to_run and not _settle_here(job, to_run, results):
             self._run_on_loop(job, to_run, results)
         return [results[call_id] for call_id, _, _ in calls]
 
     def _run_on_loop(self, job: Job, to_run: list[_Call], results: dict[int, HostResult]) -> None:
         """Start ``to_run`` on the job's loop in one hand-off and wait for all of them."""
-        turn = _LoopTurnCalls(job, to_run)
+        turn = _LoopTurnCalls(job, to_run, job.take_effects())
         try:
             job.run_on_loop(turn.start)
         except RuntimeError:
@@ -157,6 +160,42 @@ class HostCallRunner:
 _Call = tuple[int, str, HostFunction, list[Any]]
 
 
+def _settle_here(job: Job, calls: list[_Call], results: dict[int, HostResult]) -> bool:
+    """On the worker: settle ``calls`` without the loop when every one of them is a
+    postable host function that posts; their effects join the job's. False (nothing
+    settled, nothing posted) when any needs the loop: they all go there then, so
+    that effects and calls keep their order."""
+    posted: list[tuple[int, str, Posted | HostCallError]] = []
+    for call_id, name, fn, args in calls:
+        if not isinstance(fn, PostableHostFunction):
+            return False
+        try:
+            outcome: Posted | HostCallError | None = fn.post(job.context, args)
+        except HostCallError as error:
+            outcome = error
+        except Exception:
+            log.exception("host function %s failed to post (app %s)", name, job.context.app.slug)
+            return False  # the loop's run of it reports the failure
+        if outcome is None:
+            return False
+        posted.append((call_id, name, outcome))
+    for call_id, name, outcome in posted:
+        if isinstance(outcome, HostCallError):
+            results[call_id] = (call_id, False, str(outcome) or f"{name}: failed")
+            continue
+        try:
+            encoded = CONTEXT_JSON.encode(outcome.result)
+        except (TypeError, ValueError):
+            log.exception(
+                "host function %s posted a non-JSON value (app %s)", name, job.context.app.slug
+            )
+            results[call_id] = (call_id, False, f"{name}: internal error")
+            continue
+        results[call_id] = (call_id, True, encoded)
+        job.effects.append(outcome.effect)
+    return True
+
+
 class _LoopTurnCalls:
     """One turn's host calls of one job, run as tasks on the job's loop.
 
@@ -165,9 +204,11 @@ class _LoopTurnCalls:
     the calls and running the handler on happen without a fight over it.
     """
 
-    def __init__(self, job: Job, calls: list[_Call]) -> None:
+    def __init__(self, job: Job, calls: list[_Call], effects: list[Effect]) -> None:
         self._job = job
         self._calls = calls
+        #: Effects of the job's earlier posted calls: they run first, in call order.
+        self._effects = effects
         self._left = len(calls)
         self._tasks: list[asyncio.Task[tuple[bool, str]]] = []
         self._given_up = False  # set on the worker; read on the loop
@@ -183,9 +224,11 @@ class _LoopTurnCalls:
         count) is done here, with no task and no further loop turn; only one
         that waits on I/O goes on as a task.
         """
+        loop = self._job.loop
+        if self._effects:
+            run_effects(loop, self._effects)
         if self._given_up:
             return
-        loop = self._job.loop
         context = self._job.context
         for call_id, name, fn, args in self._calls:
             try:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from fazt.contracts.host_calls import HostCallContext
+from fazt.contracts.host_calls import Effect, HostCallContext
 from fazt.contracts.js_engine import JsResponse
 
 #: Wakes a loop that sleeps with answers waiting for it (see ``handoff.LoopLink.post``).
@@ -24,8 +24,10 @@ class Poster(Protocol):
         response: JsResponse,
         *,
         defer_wake: bool = False,
+        effects: Sequence[Effect] = (),
     ) -> Waker | None:
-        """With ``defer_wake``, a wake-up the loop needs is returned instead of done."""
+        """With ``defer_wake``, a wake-up the loop needs is returned instead of done.
+        ``effects`` (of posted host calls) run on the loop before ``future`` resolves."""
         ...
 
 
@@ -75,6 +77,14 @@ class Job:
     export: ExportCall | None = field(default=None)
     #: This job's own wall-clock limit (``deadline`` is counted with it); None: the sandbox's.
     wall_limit_seconds: float | None = field(default=None)
+    #: Effects of host calls settled on the worker, not yet handed to the loop (worker
+    #: thread only; ``take_effects``).
+    effects: list[Effect] = field(default_factory=list)
+
+    def take_effects(self) -> list[Effect]:
+        """On the worker: the effects posted so far, in call order; the list starts over."""
+        effects, self.effects = self.effects, []
+        return effects
 
     @property
     def app_key(self) -> str:

@@ -14,10 +14,18 @@ host-call contract (``HostCallContext``, ``HostCallError``, ``HostFunction``).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from fazt.contracts.host_calls import HostCallContext, HostCallError, HostFunction
+from fazt.contracts.host_calls import (
+    Effect,
+    HostCallContext,
+    HostCallError,
+    HostFunction,
+    PostableHostFunction,
+    Posted,
+)
 from fazt.contracts.strict_json import StrictJsonError, check_strict_json
 from fazt.kernel.app import App
 from fazt.metrics.events import EVENTS, KICK
@@ -27,7 +35,10 @@ from fazt.realtime.backplane.history import HistoryUnavailable, StreamPosition
 from fazt.realtime.backplane.node import Backplane
 from fazt.realtime.channels import is_valid_channel_name
 from fazt.realtime.hub import Hub
+from fazt.realtime.limits import Limits
 from fazt.realtime.session import is_client_id
+
+log = logging.getLogger("fazt.realtime")
 
 #: The functions of a plugin's JS namespace, by name.
 JsNamespace = dict[str, HostFunction]
@@ -122,7 +133,11 @@ class RealtimeAPI:
         self.app = app
 
     def _within_limit(
-        self, data: Any, build: Callable[[], bytes], size: Callable[[bytes], int] = len
+        self,
+        data: Any,
+        build: Callable[[], bytes],
+        size: Callable[[bytes], int] = len,
+        limits: Limits | None = None,
     ) -> bytes:
         _strict("data", data)
         try:
@@ -131,7 +146,7 @@ class RealtimeAPI:
             # What the strict check lets through but JSON still refuses (an integer
             # longer than Python converts to text).
             raise RealtimeAPIError("data must be JSON-serialisable") from error
-        limit = self._hub.limits_for(self.app).max_message_bytes
+        limit = (limits or self._hub.limits_for(self.app)).max_message_bytes
         length = size(payload)
         if length > limit:
             raise RealtimeAPIError(f"message is {length} bytes, over the {limit}-byte limit")
@@ -157,6 +172,57 @@ class RealtimeAPI:
             ) from error
         REALTIME.published(self.app.uuid, SERVER)
         return None if position is None else _position(position)
+
+    def post_broadcast(self, channel: object, data: Any) -> Effect | None:
+        """``broadcast`` settled on a JS worker thread: the arguments checked there (a
+        refusal raises ``RealtimeAPIError``), and the effect that publishes the message
+        on the IOLoop. None when only the IOLoop can do it: on a channel that keeps
+        history (the caller gets the publication's position), or before the app has
+        state on this node (the IOLoop makes it).
+
+        Reads only what stays put while the app is loaded (its rules and limits).
+        """
+        name = _channel(channel)
+        state = self._hub.state_of(self.app.uuid)
+        if state is None or state.app is not self.app or state.history_policy(name) is not None:
+            return None
+        prefix = protocol.message_prefix(name)
+        head = self._within_limit(
+            data,
+            lambda: protocol.publication_head(data, self._wall_ms()),
+            lambda head: len(protocol.unnumbered_message(prefix, head)),
+            state.limits,
+        )
+        return lambda: self._publish_posted(name, head)
+
+    async def _publish_posted(self, channel: str, head: bytes) -> None:
+        try:
+            await self._hub.publish(self._hub.app_state(self.app), channel, head)
+        except HistoryUnavailable:
+            # The app was reloaded with history on this channel since the call.
+            log.warning(
+                "app %s: a broadcast on %s was dropped: history is unavailable",
+                self.app.slug,
+                channel,
+            )
+            return
+        REALTIME.published(self.app.uuid, SERVER)
+
+    def post_broadcast_all(self, data: Any) -> Effect | None:
+        """``broadcastAll`` settled on a JS worker thread (see ``post_broadcast``)."""
+        state = self._hub.state_of(self.app.uuid)
+        if state is None or state.app is not self.app:
+            return None
+        payload = self._within_limit(
+            data,
+            lambda: protocol.app_message_payload(data, self._wall_ms()),
+            limits=state.limits,
+        )
+        return lambda: self._publish_app_posted(payload)
+
+    async def _publish_app_posted(self, payload: bytes) -> None:
+        await self._hub.publish_app(self._hub.app_state(self.app), payload)
+        REALTIME.published(self.app.uuid, SERVER)
 
     async def history(
         self, channel: str, *, limit: int | None = None, since: object = None
@@ -192,8 +258,7 @@ class RealtimeAPI:
         payload = self._within_limit(
             data, lambda: protocol.app_message_payload(data, self._wall_ms())
         )
-        await self._hub.publish_app(self._hub.app_state(self.app), payload)
-        REALTIME.published(self.app.uuid, SERVER)
+        await self._publish_app_posted(payload)
 
     async def subscribers(self, channel: str) -> list[dict[str, Any]]:
         """``[{"clientId", "connectedAt", "metadata"}]`` of the channel, cluster-wide."""
@@ -277,6 +342,23 @@ def js_namespace(api_for: Callable[[App], RealtimeAPI]) -> JsNamespace:
 
         return call
 
+    def postable(
+        name: str,
+        run: Callable[[RealtimeAPI, list[Any]], Awaitable[Any]],
+        post: Callable[[RealtimeAPI, list[Any]], Effect | None],
+    ) -> PostableHostFunction:
+        """A host function the JS worker may settle itself (``fire and forget``: its
+        Promise resolves with null once the call is accepted)."""
+
+        def post_call(ctx: HostCallContext, args: list[Any]) -> Posted | None:
+            try:
+                effect = post(api_for(ctx.app), args)
+            except RealtimeAPIError as error:
+                raise HostCallError(f"fazt.realtime.{name}: {error}") from error
+            return None if effect is None else Posted(None, effect)
+
+        return PostableHostFunction(host(name, run), post_call)
+
     async def broadcast(api: RealtimeAPI, args: list[Any]) -> dict[str, Any] | None:
         return await api.broadcast(arg(args, 0), arg(args, 1))
 
@@ -307,8 +389,12 @@ def js_namespace(api_for: Callable[[App], RealtimeAPI]) -> JsNamespace:
         return await api.kick(target, arg(args, 1))
 
     return {
-        "broadcast": host("broadcast", broadcast),
-        "broadcastAll": host("broadcastAll", broadcast_all),
+        "broadcast": postable(
+            "broadcast", broadcast, lambda api, args: api.post_broadcast(arg(args, 0), arg(args, 1))
+        ),
+        "broadcastAll": postable(
+            "broadcastAll", broadcast_all, lambda api, args: api.post_broadcast_all(arg(args, 0))
+        ),
         "subscribers": host("subscribers", subscribers),
         "count": host("count", count),
         "kick": host("kick", kick),

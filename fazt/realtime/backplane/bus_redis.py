@@ -40,6 +40,7 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
+from fazt.contracts.strict_json import loads_without_constants
 from fazt.realtime.backplane.bus import Bus, BusHandler
 from fazt.realtime.backplane.callbacks import run_callback
 from fazt.realtime.backplane.history import StreamPosition
@@ -272,17 +273,11 @@ def channel_topic(prefix: str, app_uuid: str, channel: str) -> bytes:
     return f"{prefix}:app:{app_uuid}:ch:{channel}".encode()
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _is_json_object(payload: bytes) -> bool:
     """True when ``payload`` is the UTF-8 text of a JSON object (what clients can parse)."""
     if len(payload) > MAX_PAYLOAD_BYTES or not payload.startswith(b"{"):
         return False
     try:
-        return isinstance(
-            json.loads(payload.decode("utf-8"), parse_constant=_reject_constant), dict
-        )
+        return isinstance(loads_without_constants(payload.decode("utf-8")), dict)
     except (UnicodeDecodeError, ValueError, RecursionError):
         return False
