@@ -49,6 +49,15 @@ HANDLERS = {
         "  return { json: { ok: true } };\n"
         "};\n"
     ),
+    # A postable host function (fazt.realtime.broadcast's kind): settled on the
+    # worker, its effect run on the loop with the response. Trees without
+    # postable host functions skip it.
+    "posted call": (
+        "module.exports = async () => {\n"
+        "  await fazt.bench.posted();\n"
+        "  return { json: { ok: true } };\n"
+        "};\n"
+    ),
 }
 
 
@@ -80,19 +89,33 @@ async def measure(requests: int, concurrency: int) -> dict[str, dict[str, float]
     async def noop(context: HostCallContext, args: list[Any]) -> None:
         return None
 
+    functions: dict[str, Any] = {"noop": noop}
+    try:
+        from fazt.contracts.host_calls import PostableHostFunction, Posted
+    except ImportError:
+        handlers = [name for name in HANDLERS if name != "posted call"]
+    else:
+        effects = [0]  # the posted calls' effects run: checked against the requests made
+
+        def effect() -> None:
+            effects[0] += 1
+
+        functions["posted"] = PostableHostFunction(noop, lambda c, a: Posted(None, effect))
+        handlers = list(HANDLERS)
+
     folder = Path(tempfile.mkdtemp(prefix="host-call-cost-"))
     (folder / "api").mkdir()
     for name, source in HANDLERS.items():
         (folder / "api" / f"{name.replace(' ', '_')}.js").write_text(source)
     engine = JsEngine(threads=2)
-    engine.register_namespace("bench", {"noop": noop})
+    engine.register_namespace("bench", functions)
     context = HostCallContext(app=App(slug="bench", uuid="app_bench", root=folder))
     request = {"method": "POST", "path": "/api/x", "query": {}, "headers": {}}
     loop_tid = threading.get_native_id()
     ticks = os.sysconf("SC_CLK_TCK")
     results: dict[str, dict[str, float]] = {}
     try:
-        for name in HANDLERS:
+        for name in handlers:
             handler = folder / "api" / f"{name.replace(' ', '_')}.js"
 
             async def client(count: int, handler: Path = handler, name: str = name) -> None:
@@ -116,6 +139,8 @@ async def measure(requests: int, concurrency: int) -> dict[str, dict[str, float]
                 side[0] += (user - u0 + system - s0) / ticks
                 side[1] += voluntary - v0
                 side[2] += involuntary - i0
+            if name == "posted call" and effects[0] != (50 + per_client) * concurrency:
+                raise RuntimeError(f"posted call: {effects[0]} effects ran, not one per request")
             results[name] = {
                 "cpu_us": cpu / done * 1e6,
                 "requests_per_s": done / wall,
@@ -168,6 +193,7 @@ def table(label: str, runs: list[dict[str, dict[str, float]]]) -> list[str]:
         f"{cell(name, 'workers_cpu_us', '{:,.0f}')} | {cell(name, 'loop_switches', '{:.1f}')} | "
         f"{cell(name, 'workers_switches', '{:.1f}')} |"
         for name in HANDLERS
+        if all(name in run for run in runs)
     ]
 
 

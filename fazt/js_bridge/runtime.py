@@ -9,10 +9,12 @@ Create one only on a thread whose C stack is far larger than ``stack_bytes``
 and with an 8 MB limit on an 8 MB main-thread stack, deep recursion in
 ``JSON.stringify`` segfaults (seen on this machine).
 
-A request is a sequence of *slices*: the ``__fazt_run`` call, each
-``execute_pending_job``, each ``__fazt_poll`` and ``__fazt_settle``. Between
-slices the host calls that JS queued are run (by the engine, on the IOLoop) and
-the log lines JS buffered are written. Each slice is armed with the wrapper's
+A request is a sequence of *slices*: the ``__fazt_run`` call, then after each
+batch of host calls one slice that settles them (``__fazt_settle``), runs every
+pending JS job (``execute_pending_job``) and polls (``__fazt_poll``): one call
+into the engine per batch, not one per job. Between slices the host calls that
+JS queued are run (by the engine, on the IOLoop or on the worker when they post)
+and the log lines JS buffered are written. Each slice is armed with the wrapper's
 time limit set to what is left of the request's CPU budget or of its wall-clock
 time, whichever is less; see :class:`CpuBudget` for why the CPU budget is
 measured per thread.
@@ -268,16 +270,14 @@ class AppRuntime:
         drained = False  # whether the job queue is known to be empty
         while True:
             if not raw:
-                while self._slice(self._ctx.execute_pending_job):
-                    pass
-                raw = self._slice(self._poll)
+                raw = self._slice(self._drain_and_poll)
                 drained = True
             calls, done = self._read_poll(raw)
             raw = ""
             if calls:
                 results = run_host_calls(calls)
-                self._slice(self._settle, _encode_results(results))
-                drained = False
+                raw = self._slice(self._settle_and_poll, _encode_results(results))
+                drained = True
                 continue
             # A synchronous finish may leave jobs (a then() nobody awaited): run them too.
             if not drained:
@@ -295,6 +295,18 @@ class AppRuntime:
                 "stack": "",
                 "limit": None,
             }
+
+    def _drain_and_poll(self) -> Any:
+        """Run every pending JS job, then poll (inside one slice)."""
+        execute = self._ctx.execute_pending_job
+        while execute():
+            pass
+        return self._poll()
+
+    def _settle_and_poll(self, results_text: str) -> Any:
+        """Settle a batch of host calls, run what that set going, then poll (one slice)."""
+        self._settle(results_text)
+        return self._drain_and_poll()
 
     def _read_poll(self, raw: Any) -> tuple[list[HostCall], Any]:
         """Decode one poll string, write its log lines, return (host calls, done envelope)."""
