@@ -159,12 +159,20 @@ class HostCallRunner:
 #: (call id, "fazt.ns.fn", host function, JSON-decoded args)
 _Call = tuple[int, str, HostFunction, list[Any]]
 
+#: At most this many effects of posted calls wait on a job for the loop: a handler
+#: that broadcasts in a long loop then crosses to the loop with them (and runs its
+#: calls there), so what waits stays bounded (each effect holds one message).
+MAX_WAITING_EFFECTS = 64
+
 
 def _settle_here(job: Job, calls: list[_Call], results: dict[int, HostResult]) -> bool:
     """On the worker: settle ``calls`` without the loop when every one of them is a
     postable host function that posts; their effects join the job's. False (nothing
-    settled, nothing posted) when any needs the loop: they all go there then, so
-    that effects and calls keep their order."""
+    settled, nothing posted) when any needs the loop, or when their effects would
+    make more than ``MAX_WAITING_EFFECTS`` wait: they all go there then, so that
+    effects and calls keep their order."""
+    if len(job.effects) + len(calls) > MAX_WAITING_EFFECTS:
+        return False
     posted: list[tuple[int, str, Posted | HostCallError]] = []
     for call_id, name, fn, args in calls:
         if not isinstance(fn, PostableHostFunction):

@@ -245,3 +245,42 @@ async def test_an_effect_that_waits_goes_on_as_a_task(js: JsHarness, postbox: Po
             break
         await asyncio.sleep(0.01)
     assert ("effect", "later") in postbox.kinds()
+
+
+async def test_a_long_run_of_posted_calls_crosses_to_the_loop_with_a_bounded_backlog(
+    js: JsHarness, postbox: Postbox, loop_batches: list[int]
+) -> None:
+    count = 3 * host_calls_module.MAX_WAITING_EFFECTS + 5
+    js.write(
+        "many.js",
+        "module.exports = async () => {\n"
+        f"  for (let i = 0; i < {count}; i++) await fazt.postbox.send(i);\n"
+        "};",
+    )
+    assert (await js.run("many.js")).status == 204
+    done = [value for kind, value in postbox.kinds() if kind in ("effect", "run")]
+    assert done == list(range(count))  # every call's effect, in call order
+    # Every MAX_WAITING_EFFECTS + 1st call went to the loop, with the effects before it.
+    assert loop_batches == [1, 1, 1]
+    waiting = 0
+    for kind, _ in postbox.kinds():
+        if kind == "post":
+            waiting += 1
+        elif kind == "run":
+            assert waiting <= host_calls_module.MAX_WAITING_EFFECTS + 1
+            waiting = 0
+
+
+async def test_one_batch_of_more_calls_than_may_wait_runs_on_the_loop(
+    js: JsHarness, postbox: Postbox, loop_batches: list[int]
+) -> None:
+    count = host_calls_module.MAX_WAITING_EFFECTS + 1
+    js.write(
+        "all.js",
+        "module.exports = async () => {\n"
+        f"  await Promise.all(Array.from({{length: {count}}}, (_, i) => fazt.postbox.send(i)));\n"
+        "};",
+    )
+    assert (await js.run("all.js")).status == 204
+    assert [value for kind, value in postbox.kinds() if kind == "run"] == list(range(count))
+    assert loop_batches == [count]
