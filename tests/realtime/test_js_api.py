@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
+import tornado.httpclient
 
 from tests.realtime.wsclient import post_json, realtime_kernel
 
@@ -90,3 +92,44 @@ async def test_every_fazt_realtime_function_from_js(tmp_path: Path) -> None:
             "fazt.realtime.kick: clientId is required",
             "fazt.realtime.kick: reason must be a string",
         ]
+
+
+POSTING = """
+module.exports = async (req) => {
+  const body = req.json || {};
+  for (const n of [1, 2, 3]) await fazt.realtime.broadcast(body.channel, {n});
+  await fazt.realtime.broadcastAll('all');
+  if (body.fail) throw new Error('failed after broadcasting');
+  return {json: {count: await fazt.realtime.count(body.channel)}};
+};
+"""
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_broadcasts_from_js_go_out_in_order_even_when_the_handler_then_fails(
+    tmp_path: Path,
+) -> None:
+    files = {"chat": {"api/post.js": POSTING}}
+    async with realtime_kernel(tmp_path, {"chat": {}}, files=files) as rt:
+        url = rt.running.url("chat", "/api/post")
+        alice = await rt.client("chat")
+        await alice.subscribe("news")
+
+        # The count after four posted broadcasts: they went out before it ran.
+        assert await call(url, {"channel": "news"}) == {"count": 1}
+        messages = await alice.recv_many(4)
+        assert [m["data"] for m in messages] == [{"n": 1}, {"n": 2}, {"n": 3}, "all"]
+
+        with pytest.raises(tornado.httpclient.HTTPClientError) as failed:
+            await call(url, {"channel": "news", "fail": True})
+        assert failed.value.code == 500
+        messages = await alice.recv_many(4)
+        assert [m["data"] for m in messages] == [{"n": 1}, {"n": 2}, {"n": 3}, "all"]
+
+        # A refusal found on the worker rejects with the usual sentence.
+        with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+            await call(url, {"channel": "bad name!"})
+        assert json.loads(refused.value.response.body) == {
+            "error": "fazt.realtime.broadcast: invalid channel name"
+        }
+        assert await alice.nothing_within(0.1)
