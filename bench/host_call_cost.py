@@ -6,7 +6,11 @@ one app, in turn:
 
 * ``ping``: ``module.exports = () => ({json: {ok: true}})``;
 * ``host call``: an ``async`` handler that awaits one ``fazt.bench.noop()``, a
-  host function that returns at once.
+  host function that returns at once;
+* ``posted call``: the same with ``fazt.bench.posted()``, a postable host
+  function (settled on the worker, its no-op effect run on the loop with the
+  response, as ``fazt.realtime.broadcast`` is); a tree without postable host
+  functions skips it. The bench checks that one effect ran per request.
 
 The difference between the two is what a host call adds: the worker hands the
 call to the loop, the loop runs it and hands the result back. The process is
