@@ -47,6 +47,9 @@ import orjson
 from sdkpolicy import CONNECT_TIMEOUT_S, NOW, RETRY, STOP, close_policy, reconnect_delay_ms
 from wsframes import CLOSE, PING, PONG, TEXT, FrameReader, split_head
 
+#: The shortest sleep of a paced sender: one tick of uvloop's millisecond timers.
+MIN_SLEEP_SECONDS = 0.001
+
 
 def pack(values: array[float]) -> str:
     """A float array for the JSON answer: base64 of the raw doubles."""
@@ -223,7 +226,12 @@ class Worker:
             now = time.monotonic()
             due = start + sent / rate
             if due > now:
-                await asyncio.sleep(due - now)
+                # At least one timer tick: uvloop's timers count whole milliseconds and
+                # fire a shorter sleep at once, so a shorter sleep spun this loop and
+                # took the client core whole at any rate (its latency then measured the
+                # clients). Whatever fell due meanwhile goes out together below, each
+                # publish with its own scheduled time.
+                await asyncio.sleep(max(due - now, MIN_SLEEP_SECONDS))
                 continue
             while sent < count and start + sent / rate <= now:
                 publishers[sent % m].publish(start + sent / rate, self.step, pad)

@@ -107,3 +107,41 @@ def test_frame_reader_byte_by_byte_around_headers() -> None:
     got = [m for i in range(len(head)) for m in reader.feed(head[i : i + 1])]
     got += reader.feed(wire[len(head) :])
     assert got == expected
+
+
+class _CountingPublisher:
+    """Stands in for a swarm client: ready, one channel, counts its publishes."""
+
+    state = "ready"
+    channels = ["room-0"]
+
+    def __init__(self) -> None:
+        self.scheduled: list[float] = []
+
+    def publish(self, t: float, step: int, pad: str) -> None:
+        self.scheduled.append(t)
+
+
+def test_the_paced_publisher_sleeps_between_sends_on_uvloop() -> None:
+    """Sub-millisecond intervals must not spin: uvloop fires shorter sleeps at once."""
+    import time
+
+    import swarm
+    import uvloop
+
+    publishers = [_CountingPublisher() for _ in range(4)]
+
+    async def run() -> tuple[dict, float, float]:
+        worker = swarm.Worker()
+        worker.clients = publishers  # type: ignore[assignment]
+        command = {"rate": 4000, "duration": 0.5, "start_at": time.monotonic(), "step": 1}
+        cpu, wall = time.process_time(), time.monotonic()
+        answer = await worker.op_publish({**command, "drain_timeout": 0.0})
+        return answer, time.process_time() - cpu, time.monotonic() - wall
+
+    answer, cpu, wall = uvloop.run(run())
+    assert answer["sent"] == 2000
+    times = sorted(t for p in publishers for t in p.scheduled)
+    assert len(times) == 2000 and times == sorted(set(times))  # each its own schedule slot
+    assert wall >= 0.45
+    assert cpu < 0.5 * wall, f"the publisher used {cpu:.2f} s of CPU in {wall:.2f} s"
