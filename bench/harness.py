@@ -5,7 +5,8 @@ Scenarios live in ``bench/scenarios/`` (one module per family: ``fanout`` for
 the one-channel burst, paced, memory and http; ``rooms``, ``connections``,
 ``storm``, ``cluster``); the servers in ``peers.py``; process, CPU and pinning
 helpers in ``procs.py``; the load clients in ``loadclient.py`` (one process)
-and ``swarm.py`` (many connections over several processes); tables, charts
+and ``swarm.py`` (many connections over several processes, paced by
+``pacing.py``); tables, charts
 and the docs block in ``report.py``.
 
 For each scenario and each repeat every peer runs in turn (the order rotates

@@ -44,11 +44,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pacing import send_paced
 from sdkpolicy import CONNECT_TIMEOUT_S, NOW, RETRY, STOP, close_policy, reconnect_delay_ms
 from wsframes import CLOSE, PING, PONG, TEXT, FrameReader, split_head
-
-#: The shortest sleep of a paced sender: one tick of uvloop's millisecond timers.
-MIN_SLEEP_SECONDS = 0.001
 
 
 def pack(values: array[float]) -> str:
@@ -220,22 +218,11 @@ class Worker:
         self.recording = True
         start = c["start_at"]
         cpu0 = cpu_now()
-        sent = 0
         m = len(publishers)
-        while sent < count:
-            now = time.monotonic()
-            due = start + sent / rate
-            if due > now:
-                # At least one timer tick: uvloop's timers count whole milliseconds and
-                # fire a shorter sleep at once, so a shorter sleep spun this loop and
-                # took the client core whole at any rate (its latency then measured the
-                # clients). Whatever fell due meanwhile goes out together below, each
-                # publish with its own scheduled time.
-                await asyncio.sleep(max(due - now, MIN_SLEEP_SECONDS))
-                continue
-            while sent < count and start + sent / rate <= now:
-                publishers[sent % m].publish(start + sent / rate, self.step, pad)
-                sent += 1
+        step = self.step
+        sent = await send_paced(
+            count, rate, start, lambda i, t: publishers[i % m].publish(t, step, pad)
+        )
         expected = sent * fanout
         deadline = time.monotonic() + c.get("drain_timeout", 30.0)
         while self.received < expected and time.monotonic() < deadline:

@@ -109,39 +109,25 @@ def test_frame_reader_byte_by_byte_around_headers() -> None:
     assert got == expected
 
 
-class _CountingPublisher:
-    """Stands in for a swarm client: ready, one channel, counts its publishes."""
-
-    state = "ready"
-    channels = ["room-0"]
-
-    def __init__(self) -> None:
-        self.scheduled: list[float] = []
-
-    def publish(self, t: float, step: int, pad: str) -> None:
-        self.scheduled.append(t)
-
-
-def test_the_paced_publisher_sleeps_between_sends_on_uvloop() -> None:
+def test_the_paced_sender_sleeps_between_sends_on_uvloop() -> None:
     """Sub-millisecond intervals must not spin: uvloop fires shorter sleeps at once."""
     import time
 
-    import swarm
     import uvloop
+    from pacing import send_paced
 
-    publishers = [_CountingPublisher() for _ in range(4)]
+    sends: list[tuple[int, float]] = []
 
-    async def run() -> tuple[dict, float, float]:
-        worker = swarm.Worker()
-        worker.clients = publishers  # type: ignore[assignment]
-        command = {"rate": 4000, "duration": 0.5, "start_at": time.monotonic(), "step": 1}
+    async def run() -> tuple[int, float, float]:
         cpu, wall = time.process_time(), time.monotonic()
-        answer = await worker.op_publish({**command, "drain_timeout": 0.0})
-        return answer, time.process_time() - cpu, time.monotonic() - wall
+        sent = await send_paced(2000, 4000.0, time.monotonic(), lambda i, t: sends.append((i, t)))
+        return sent, time.process_time() - cpu, time.monotonic() - wall
 
-    answer, cpu, wall = uvloop.run(run())
-    assert answer["sent"] == 2000
-    times = sorted(t for p in publishers for t in p.scheduled)
-    assert len(times) == 2000 and times == sorted(set(times))  # each its own schedule slot
+    sent, cpu, wall = uvloop.run(run())
+    assert sent == 2000
+    assert [i for i, _ in sends] == list(range(2000))
+    times = [t for _, t in sends]
+    assert times == sorted(set(times))  # each send its own scheduled time, in order
+    assert times[-1] - times[0] == pytest.approx(1999 / 4000)
     assert wall >= 0.45
-    assert cpu < 0.5 * wall, f"the publisher used {cpu:.2f} s of CPU in {wall:.2f} s"
+    assert cpu < 0.5 * wall, f"the sender used {cpu:.2f} s of CPU in {wall:.2f} s"
