@@ -189,18 +189,12 @@ def _settle_here(job: Job, calls: list[_Call], results: dict[int, HostResult]) -
         posted.append((call_id, name, outcome))
     for call_id, name, outcome in posted:
         if isinstance(outcome, HostCallError):
-            results[call_id] = (call_id, False, str(outcome) or f"{name}: failed")
+            results[call_id] = (call_id, False, _refusal(name, outcome))
             continue
-        try:
-            encoded = CONTEXT_JSON.encode(outcome.result)
-        except (TypeError, ValueError):
-            log.exception(
-                "host function %s posted a non-JSON value (app %s)", name, job.context.app.slug
-            )
-            results[call_id] = (call_id, False, f"{name}: internal error")
-            continue
-        results[call_id] = (call_id, True, encoded)
-        job.effects.append(outcome.effect)
+        settled = _encoded(job.context, name, outcome.result)
+        results[call_id] = (call_id, *settled)
+        if settled[0]:
+            job.effects.append(outcome.effect)
     return True
 
 
@@ -280,10 +274,21 @@ async def _call_host(
     try:
         result = await fn(context, args)
     except HostCallError as error:
-        return False, str(error) or f"{name}: failed"
+        return False, _refusal(name, error)
     except Exception:
         log.exception("host function %s raised (app %s)", name, context.app.slug)
         return False, f"{name}: internal error"
+    return _encoded(context, name, result)
+
+
+def _refusal(name: str, error: HostCallError) -> str:
+    """The rejection message of a host function's own refusal."""
+    return str(error) or f"{name}: failed"
+
+
+def _encoded(context: HostCallContext, name: str, result: Any) -> tuple[bool, str]:
+    """``(True, result JSON)``, or ``(False, message)`` for a result JSON cannot carry
+    (logged: it is the host function's bug, not the caller's)."""
     try:
         return True, CONTEXT_JSON.encode(result)
     except (TypeError, ValueError):
