@@ -34,7 +34,7 @@ from fazt.realtime import protocol
 from fazt.realtime.backplane.history import HistoryUnavailable, StreamPosition
 from fazt.realtime.backplane.node import Backplane
 from fazt.realtime.channels import is_valid_channel_name
-from fazt.realtime.hub import Hub
+from fazt.realtime.hub import AppState, Hub
 from fazt.realtime.limits import Limits
 from fazt.realtime.session import is_client_id
 
@@ -158,12 +158,7 @@ class RealtimeAPI:
         On a history channel, the publication's ``{"offset", "epoch"}``; else None.
         """
         name = _channel(channel)
-        prefix = protocol.message_prefix(name)
-        head = self._within_limit(
-            data,
-            lambda: protocol.publication_head(data, self._wall_ms()),
-            lambda head: len(protocol.unnumbered_message(prefix, head)),
-        )
+        head = self._publication_head(name, data)
         try:
             position = await self._hub.publish(self._hub.app_state(self.app), name, head)
         except HistoryUnavailable as error:
@@ -183,17 +178,33 @@ class RealtimeAPI:
         Reads only what stays put while the app is loaded (its rules and limits).
         """
         name = _channel(channel)
-        state = self._hub.state_of(self.app.uuid)
-        if state is None or state.app is not self.app or state.history_policy(name) is not None:
+        state = self._loaded_state()
+        if state is None or state.history_policy(name) is not None:
             return None
-        prefix = protocol.message_prefix(name)
-        head = self._within_limit(
+        head = self._publication_head(name, data, state.limits)
+        return lambda: self._publish_posted(name, head)
+
+    def _loaded_state(self) -> AppState | None:
+        """The app's realtime state on this node, if it exists for this load of the app
+        (read-only: safe from a JS worker thread)."""
+        state = self._hub.state_of(self.app.uuid)
+        return state if state is not None and state.app is self.app else None
+
+    def _publication_head(self, channel: str, data: Any, limits: Limits | None = None) -> bytes:
+        """The publication head of ``data`` on ``channel``, its message within the limit."""
+        prefix = protocol.message_prefix(channel)
+        return self._within_limit(
             data,
             lambda: protocol.publication_head(data, self._wall_ms()),
             lambda head: len(protocol.unnumbered_message(prefix, head)),
-            state.limits,
+            limits,
         )
-        return lambda: self._publish_posted(name, head)
+
+    def _app_payload(self, data: Any, limits: Limits | None = None) -> bytes:
+        """The ``broadcastAll`` message of ``data``, within the limit."""
+        return self._within_limit(
+            data, lambda: protocol.app_message_payload(data, self._wall_ms()), limits=limits
+        )
 
     async def _publish_posted(self, channel: str, head: bytes) -> None:
         try:
@@ -210,14 +221,10 @@ class RealtimeAPI:
 
     def post_broadcast_all(self, data: Any) -> Effect | None:
         """``broadcastAll`` settled on a JS worker thread (see ``post_broadcast``)."""
-        state = self._hub.state_of(self.app.uuid)
-        if state is None or state.app is not self.app:
+        state = self._loaded_state()
+        if state is None:
             return None
-        payload = self._within_limit(
-            data,
-            lambda: protocol.app_message_payload(data, self._wall_ms()),
-            limits=state.limits,
-        )
+        payload = self._app_payload(data, state.limits)
         return lambda: self._publish_app_posted(payload)
 
     async def _publish_app_posted(self, payload: bytes) -> None:
@@ -255,10 +262,7 @@ class RealtimeAPI:
 
     async def broadcast_all(self, data: Any) -> None:
         """Send ``data`` to every client of the app (no channel), cluster-wide."""
-        payload = self._within_limit(
-            data, lambda: protocol.app_message_payload(data, self._wall_ms())
-        )
-        await self._publish_app_posted(payload)
+        await self._publish_app_posted(self._app_payload(data))
 
     async def subscribers(self, channel: str) -> list[dict[str, Any]]:
         """``[{"clientId", "connectedAt", "metadata"}]`` of the channel, cluster-wide."""
