@@ -19,8 +19,7 @@ from fazt.contracts.host_calls import (
     PostableHostFunction,
     Posted,
 )
-from fazt.js_bridge import JsEngine
-from tests.js_bridge.conftest import TIME_LIMIT, HostRecorder, JsHarness
+from tests.js_bridge.conftest import HostRecorder, JsHarness, _engine
 
 pytestmark = pytest.mark.gen_test(timeout=10)
 
@@ -78,8 +77,7 @@ def postbox() -> Postbox:
 
 @pytest.fixture
 def js(tmp_path: Path, host: HostRecorder, postbox: Postbox) -> Iterator[JsHarness]:
-    engine = JsEngine(time_limit_seconds=TIME_LIMIT, memory_limit_mb=16, threads=2)
-    engine.register_namespace("test", host.namespace())
+    engine = _engine(host, threads=2)
     engine.register_namespace("postbox", {"send": postbox.function()})
     yield JsHarness(engine, tmp_path, host)
     engine.close()
@@ -140,11 +138,12 @@ async def test_the_effects_before_a_loop_call_have_run_when_it_starts(
         order.append(f"loop call after {[v for k, v in postbox.kinds() if k == 'effect']}")
         return None
 
-    engine = JsEngine(time_limit_seconds=TIME_LIMIT, memory_limit_mb=16, threads=1)
+    host = HostRecorder()
+    engine = _engine(host, threads=1)
     engine.register_namespace("postbox", {"send": postbox.function()})
     engine.register_namespace("marks", {"mark": mark})
     try:
-        harness = JsHarness(engine, tmp_path, HostRecorder())
+        harness = JsHarness(engine, tmp_path, host)
         harness.write(
             "mark.js",
             "module.exports = async () => {\n"
