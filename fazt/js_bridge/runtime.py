@@ -12,12 +12,12 @@ and with an 8 MB limit on an 8 MB main-thread stack, deep recursion in
 A request is a sequence of *slices*: the ``__fazt_run`` call, then after each
 batch of host calls one slice that settles them (``__fazt_settle``), runs every
 pending JS job (``execute_pending_job``) and polls (``__fazt_poll``): the limit
-is checked and armed once per batch, not once per job. Between slices the host calls that
-JS queued are run (by the engine, on the IOLoop or on the worker when they post)
-and the log lines JS buffered are written. Each slice is armed with the wrapper's
-time limit set to what is left of the request's CPU budget or of its wall-clock
-time, whichever is less; see :class:`CpuBudget` for why the CPU budget is
-measured per thread.
+is checked and armed once per batch, not once per job. Between slices the host
+calls that JS queued are run (by the engine, on the IOLoop, or on the worker
+when they post) and the log lines JS buffered are written. Each slice is armed
+with the wrapper's time limit set to what is left of the request's CPU budget
+or of its wall-clock time, whichever is less; see :class:`CpuBudget` for why
+the CPU budget is measured per thread.
 """
 
 from __future__ import annotations
